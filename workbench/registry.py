@@ -1,0 +1,181 @@
+"""The model registry: registered models, their versions, stages and aliases.
+
+A version's stage moves only through :func:`transition_stage`. Production is reachable
+only with an approval (the governance flow); no public API moves a version there directly.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import artifacts
+from .audit import Event
+from .errors import NotFoundError, PermissionDenied, ValidationError
+from .store import schema
+
+STAGES = ("None", "Staging", "Production", "Archived")
+RISK_TIERS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model, as the registry holds it."""
+
+    name: str
+    version: int
+    run_id: str | None
+    stage: str
+    sha256: str
+    model_class: str
+    created_by: str
+    created_at: datetime
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def run(self) -> str | None:
+        """The id of the run that produced this version."""
+        return self.run_id
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version} ({self.stage})"
+
+
+def check_risk_tier(tier: str) -> str:
+    if tier not in RISK_TIERS:
+        raise ValidationError(f"Risk tier {tier!r} is not one of {', '.join(RISK_TIERS)}.")
+    return tier
+
+
+def serialize(model: Any) -> bytes:
+    try:
+        return pickle.dumps(model, protocol=5)
+    except Exception as exc:  # lambdas, open files ...: say which object
+        raise ValidationError(f"Cannot save model of type {type(model).__name__}: {exc}") from None
+
+
+def load(root, digest: str) -> Any:
+    """Unpickle a model file only after its bytes match the digest in the store."""
+    return pickle.load(io.BytesIO(artifacts.get_bytes(root, digest)))
+
+
+def _model_row(conn, name: str):
+    t = schema.RegisteredModel.__table__
+    row = conn.execute(sa.select(t).where(t.c.name == name)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"No registered model named {name!r}.")
+    return row
+
+
+def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, model_class: str,
+             run_id: str | None, owner_team=None, use_case=None, risk_tier=None, description=None):
+    """Write op: create the registered model if new, then its next version (stage None)."""
+    t = schema.RegisteredModel.__table__
+    events = []
+    row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
+    if row is None:
+        fields = dict(owner_team=owner_team, use_case=use_case, risk_tier=check_risk_tier(risk_tier or "medium"),
+                      description=description)
+        model_id = conn.execute(sa.insert(t).values(name=name, created_by=actor, created_at=schema.utcnow(), **fields)
+                                .returning(t.c.id)).scalar_one()
+        events.append(Event(actor, role, "model.create", "model", name, fields))
+    else:
+        model_id = row[0]
+    v = schema.ModelVersion.__table__
+    version = (conn.execute(sa.select(sa.func.max(v.c.version)).where(v.c.model_id == model_id)).scalar() or 0) + 1
+    now = schema.utcnow()
+    conn.execute(sa.insert(v).values(model_id=model_id, version=version, run_id=run_id, stage="None", sha256=digest,
+                                     size=size, model_class=model_class, created_by=actor, created_at=now))
+    events.append(Event(actor, role, "model_version.create", "model_version", f"{name}/{version}",
+                        {"run_id": run_id, "sha256": digest, "size": size, "model_class": model_class}))
+    mv = ModelVersion(name, version, run_id, "None", digest, model_class, actor, now)
+    return mv, events
+
+
+def transition_stage(conn, actor: str, role: str, name: str, version: int, stage: str, *,
+                     approval: str | None = None, reason: str | None = None):
+    """Write op: the only code that changes a version's stage.
+
+    Moving to Production needs ``approval`` (the id of the approved promotion request) and
+    archives the version that was in Production before.
+    """
+    if stage not in STAGES:
+        raise ValidationError(f"Stage {stage!r} is not one of {', '.join(STAGES)}.")
+    if stage == "Production" and not approval:
+        raise PermissionDenied(
+            "A version reaches Production only through an approved promotion request, never directly."
+        )
+    model = _model_row(conn, name)
+    v = schema.ModelVersion.__table__
+    current = conn.execute(sa.select(v.c.stage).where(v.c.model_id == model["id"], v.c.version == version)).first()
+    if current is None:
+        raise NotFoundError(f"Model {name!r} has no version {version}.")
+    now = schema.utcnow()
+    events = []
+    if stage == "Production":
+        for (old,) in conn.execute(sa.select(v.c.version).where(v.c.model_id == model["id"], v.c.stage == "Production",
+                                                                v.c.version != version)).all():
+            conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == old)
+                         .values(stage="Archived", stage_changed_at=now))
+            events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{old}",
+                                {"from": "Production", "to": "Archived", "because": f"v{version} promoted"}))
+    conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == version)
+                 .values(stage=stage, stage_changed_at=now))
+    events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{version}",
+                        {"from": current[0], "to": stage, "approval": approval, "reason": reason}))
+    return stage, events
+
+
+def set_alias(conn, actor: str, role: str, name: str, alias: str, version: int | None):
+    """Write op: point ``alias`` at ``version`` (or remove it when version is None)."""
+    model = _model_row(conn, name)
+    a = schema.ModelAlias.__table__
+    v = schema.ModelVersion.__table__
+    if version is not None and conn.execute(sa.select(v.c.id).where(v.c.model_id == model["id"], v.c.version == version)).first() is None:
+        raise NotFoundError(f"Model {name!r} has no version {version}.")
+    conn.execute(sa.delete(a).where(a.c.model_id == model["id"], a.c.alias == alias))
+    if version is not None:
+        conn.execute(sa.insert(a).values(model_id=model["id"], alias=alias, version=version))
+    return version, [Event(actor, role, "model.alias", "model", name, {"alias": alias, "version": version})]
+
+
+def update_model(conn, actor: str, role: str, name: str, **fields):
+    model = _model_row(conn, name)
+    allowed = {"owner_team", "use_case", "risk_tier", "description"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationError(f"Unknown model field(s) {sorted(unknown)}; editable: {sorted(allowed)}.")
+    if "risk_tier" in fields:
+        check_risk_tier(fields["risk_tier"])
+    changes = {k: {"from": model[k], "to": val} for k, val in fields.items() if model[k] != val}
+    if changes:
+        t = schema.RegisteredModel.__table__
+        conn.execute(sa.update(t).where(t.c.id == model["id"]).values(**{k: c["to"] for k, c in changes.items()}))
+    return changes, [Event(actor, role, "model.update", "model", name, changes)]
+
+
+MODELS_SQL = """
+select m.name, m.owner_team, m.use_case, m.risk_tier, m.description,
+       count(v.id) as n_versions, max(v.version) as latest_version,
+       max(v.version) filter (where v.stage = 'Production') as production_version,
+       list(v.version order by v.version) filter (where v.stage = 'Staging') as staging_versions,
+       m.created_by, m.created_at
+from registered_models m left join model_versions v on v.model_id = m.id
+group by all order by m.name
+"""
+
+VERSIONS_SQL = """
+select m.name, v.version, v.stage,
+       coalesce((select list(a.alias order by a.alias) from model_aliases a
+                 where a.model_id = m.id and a.version = v.version), []) as aliases,
+       v.run_id, r.name as run_name, v.model_class, v.sha256, v.size, v.created_by, v.created_at, v.stage_changed_at
+from model_versions v join registered_models m on m.id = v.model_id
+left join runs r on r.run_id = v.run_id
+where (? is null or m.name = ?)
+order by m.name, v.version desc
+"""

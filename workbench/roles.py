@@ -1,0 +1,51 @@
+"""Who may do what: the one place permissions are decided.
+
+The dashboard hides what a role cannot do; these checks refuse it again in the service
+layer, so a notebook or the CLI cannot do what the dashboard would refuse.
+"""
+
+from __future__ import annotations
+
+from .errors import PermissionDenied
+
+ROLES = ("data_scientist", "reviewer", "compliance_officer", "lead", "admin")
+
+#: action -> roles allowed (ARCHITECTURE.md, "Roles").
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "view": frozenset(ROLES),
+    "log_runs": frozenset({"data_scientist", "lead"}),
+    "register_models": frozenset({"data_scientist", "lead"}),
+    "compute_evidence": frozenset({"data_scientist", "lead"}),
+    "request_promotion": frozenset({"data_scientist", "lead"}),
+    "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
+    "decide": frozenset({"compliance_officer", "lead"}),
+    "rollback": frozenset({"lead"}),
+    "audit_view": frozenset({"reviewer", "compliance_officer", "lead", "admin"}),
+    "audit_export": frozenset({"compliance_officer"}),
+    "reports": frozenset({"compliance_officer", "lead"}),
+    "manage_users": frozenset({"admin"}),
+}
+
+#: The local operator (CLI run by whoever can write the store file) bootstraps users.
+OPERATOR = "operator"
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    return role
+
+
+def allowed(role: str, action: str) -> bool:
+    return role == OPERATOR or role in PERMISSIONS[action]
+
+
+def require(user: str | None, role: str | None, action: str) -> None:
+    """Raise PermissionDenied unless ``role`` may perform ``action``."""
+    if user is None or role is None:
+        raise PermissionDenied(
+            f"'{action}' needs a signed-in user: pass user= to wb.connect() or set WORKBENCH_USER."
+        )
+    if not allowed(role, action):
+        who = ", ".join(sorted(PERMISSIONS[action]))
+        raise PermissionDenied(f"User {user!r} ({role}) may not {action.replace('_', ' ')}; allowed roles: {who}.")

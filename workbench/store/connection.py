@@ -1,0 +1,277 @@
+"""Access to the store file: one place that opens, leases, locks and releases it.
+
+DuckDB lets one process at a time open a file, and the dashboard, a notebook and a
+scheduled export share the same file. So no process keeps it while idle: a connection is
+*leased* while work flows and closed after ``lease_seconds`` without use. Opening costs
+20-30 ms, so it is not done per statement. When another process holds the file, opening
+is retried with jittered exponential backoff up to ``lock_timeout`` seconds, then fails
+with a :class:`StoreLockedError` naming the holder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb_engine
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+
+from .. import __version__
+from ..errors import StoreError, StoreLockedError
+from . import schema
+
+DEFAULT_STORE = "data/workbench.duckdb"
+
+
+def _finish_cursor(self) -> None:
+    # duckdb_engine 0.17 makes cursor.close() a no-op, but DuckDB 2 refuses any statement
+    # while a previous result is unfinished (e.g. after SQLAlchemy's .first()). Finish it.
+    self._CursorWrapper__c.complete()
+
+
+duckdb_engine.CursorWrapper.close = _finish_cursor
+_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+# Extensions other than parquet/json/icu download at run time and fail offline:
+# never let DuckDB try (it would, e.g., for a SQLite file given as the store).
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def resolve_store(store: str | os.PathLike | None) -> str:
+    """The store location: the argument, else ``$WORKBENCH_STORE``, else the default."""
+    value = store if store is not None else os.environ.get("WORKBENCH_STORE") or DEFAULT_STORE
+    return str(value)
+
+
+def store_path(location: str) -> Path:
+    for prefix in ("duckdb:///", "duckdb://"):
+        if location.startswith(prefix):
+            return Path(location[len(prefix):])
+    if "://" in location:
+        scheme = location.split("://", 1)[0]
+        raise StoreError(
+            f"Store URL scheme {scheme!r} is not supported yet: give a DuckDB file path "
+            f"(e.g. {DEFAULT_STORE})."
+        )
+    return Path(location)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before DuckDB sees it, a file that is not a DuckDB database."""
+    if path.is_dir():
+        raise StoreError(f"Store path {path} is a directory, not a DuckDB file.")
+    if not path.exists() or path.stat().st_size == 0:
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.exists():
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the folder {parent} for the store: {exc.strerror}.") from None
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"Store folder {parent} is not writable: cannot create {path.name} there.")
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[8:12] != b"DUCK":
+        kind = "a SQLite database" if head.startswith(b"SQLite format 3") else "not a DuckDB database"
+        raise StoreError(
+            f"{path} is {kind}: it cannot be used as a workbench store. "
+            "Point --store / WORKBENCH_STORE at a workbench .duckdb file or a new path."
+        )
+    if not os.access(path, os.W_OK):
+        raise StoreError(f"Store file {path} is not writable by this user.")
+
+
+def frame(raw, sql: str, params: list | None = None) -> pl.DataFrame:
+    """A query's result as polars, through Arrow (DuckDB's relation API avoids a copy)."""
+    return pl.from_arrow(raw.sql(sql, params=params or None).to_arrow_table())
+
+
+class Store:
+    """A leased connection to one store file, safe to share between threads.
+
+    >>> store = Store("/tmp/doctest-store.duckdb")  # doctest: +SKIP
+    >>> with store.transaction() as conn:           # doctest: +SKIP
+    ...     conn.execute(sa.text("select 1"))
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike | None = None,
+        *,
+        lease_seconds: float | None = None,
+        lock_timeout: float | None = None,
+    ) -> None:
+        self.location = resolve_store(location)
+        self.path = store_path(self.location).resolve()
+        self.lease_seconds = float(lease_seconds if lease_seconds is not None else os.environ.get("WORKBENCH_LEASE_SECONDS", 0.3))
+        self.lock_timeout = float(lock_timeout if lock_timeout is not None else os.environ.get("WORKBENCH_LOCK_TIMEOUT", 120))
+        _check_file(self.path)
+        self._engine = sa.create_engine(
+            "duckdb:///" + str(self.path),
+            poolclass=NullPool,
+            connect_args={"config": dict(_DUCKDB_CONFIG)},
+        )
+        self._lock = threading.RLock()
+        self._conn: sa.Connection | None = None
+        self._last_use = 0.0
+        self._held_since = 0.0
+        self._releaser: threading.Thread | None = None
+        self._closed = False
+        self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
+        self._ensure_schema()
+
+    @property
+    def artifact_root(self) -> Path:
+        """Content-addressed files live beside the store: ``<store>.artifacts/``."""
+        override = os.environ.get("WORKBENCH_ARTIFACTS")
+        return Path(override) if override else self.path.with_suffix(".artifacts")
+
+    # -- connection lease -------------------------------------------------------------
+    def _open(self) -> sa.Connection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                return self._engine.connect()
+            except sa.exc.DBAPIError as exc:
+                msg = str(exc.orig) if exc.orig is not None else str(exc)
+                if "Could not set lock" not in msg:
+                    raise self._explain_open_error(msg) from None
+                if time.monotonic() + delay > deadline:
+                    m = _LOCK_RE.search(msg)
+                    holder = f"process {m['pid']} ({m['exe']})" if m else "another process"
+                    raise StoreLockedError(
+                        f"Store {self.path} is held by {holder} and stayed locked for "
+                        f"{self.lock_timeout:.0f} s. Close that process (or its notebook "
+                        "kernel) or raise WORKBENCH_LOCK_TIMEOUT."
+                    ) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    def _explain_open_error(self, msg: str) -> StoreError:
+        if "not a valid DuckDB database" in msg:
+            return StoreError(f"{self.path} is corrupt or not a DuckDB database: it cannot be used as a store.")
+        if "newer" in msg.lower() or "version" in msg.lower():
+            return StoreError(f"{self.path} was written by another DuckDB version: {msg}")
+        return StoreError(f"Cannot open store {self.path}: {msg}")
+
+    @contextmanager
+    def connection(self) -> Iterator[sa.Connection]:
+        """The leased connection, held by this thread for the block."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("This workspace was closed.")
+            if self._conn is None:
+                self._conn = self._open()
+                self._held_since = time.monotonic()
+                self._start_releaser()
+            try:
+                yield self._conn
+            finally:
+                self._last_use = time.monotonic()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One transaction: everything in the block commits together or not at all."""
+        with self.connection() as conn:
+            if conn.in_transaction():  # SQLAlchemy autobegins on reads; start clean
+                conn.commit()
+            with conn.begin():
+                yield conn
+
+    def read(self, sql: str, params: list | dict | None = None) -> pl.DataFrame:
+        """Run a read query and return a polars DataFrame (via Arrow, no row loop)."""
+        with self.connection() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                return frame(raw, sql, params)
+            finally:
+                if conn.in_transaction():
+                    conn.commit()
+
+    def scalar(self, sql: str, params: list | None = None) -> Any:
+        with self.connection() as conn:
+            rows = conn.connection.dbapi_connection.execute(sql, params or []).fetchall()
+            if conn.in_transaction():
+                conn.commit()
+            return rows[0][0] if rows else None
+
+    def release(self) -> None:
+        """Close the connection now, so other processes can open the file."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    if self._conn.in_transaction():
+                        self._conn.commit()
+                finally:
+                    self._conn.close()
+                    self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self.release()
+        self._closed = True
+        self._engine.dispose()
+
+    def _start_releaser(self) -> None:
+        if self._releaser is not None and self._releaser.is_alive():
+            return
+        self._releaser = threading.Thread(target=self._release_when_idle, name="workbench-lease", daemon=True)
+        self._releaser.start()
+
+    def _release_when_idle(self) -> None:
+        while True:
+            time.sleep(self.lease_seconds / 3)
+            if not self._lock.acquire(timeout=0.05):
+                continue  # in use right now
+            try:
+                if self._conn is None:
+                    return
+                if time.monotonic() - self._last_use >= self.lease_seconds:
+                    self.release()
+                    return
+            finally:
+                self._lock.release()
+
+    # -- schema -----------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        with self.connection() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            conn.commit()
+            if "store_info" in tables:
+                row = conn.execute(sa.text("select schema_version, created_with from store_info")).first()
+                conn.commit()
+                if row is not None and row[0] > schema.SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has schema version {row[0]} (written by workbench {row[1]}); "
+                        f"this workbench {__version__} reads up to version {schema.SCHEMA_VERSION}. "
+                        "Upgrade workbench to open it."
+                    )
+                return
+            if tables:
+                raise StoreError(
+                    f"{self.path} is a DuckDB database but not a workbench store "
+                    f"(it has tables {sorted(tables)[:5]} and no store_info). Use another path."
+                )
+            with conn.begin():
+                SQLModel.metadata.create_all(conn)
+                conn.execute(
+                    sa.insert(schema.StoreInfo.__table__).values(
+                        id=1,
+                        schema_version=schema.SCHEMA_VERSION,
+                        created_at=schema.utcnow(),
+                        created_with=__version__,
+                    )
+                )

@@ -1,0 +1,206 @@
+"""The store's tables, as SQLModel classes: the types are the schema and its documentation.
+
+Portable on purpose (DuckDB now, PostgreSQL later): integer keys come from explicit
+sequences (duckdb_engine has no SERIAL), times are timezone-aware UTC, and there are
+no ``ON DELETE CASCADE`` clauses (DuckDB rejects them). High-volume rows (metric points)
+live in a plain table without a key and are appended as Arrow batches, not through the ORM.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+#: Bumped whenever a table changes; a store written by a newer version is refused.
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(nullable: bool = False) -> sa.Column:
+    return sa.Column(sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _id(seq: str) -> sa.Column:
+    return sa.Column(sa.Integer, sa.Sequence(seq), primary_key=True)
+
+
+class StoreInfo(SQLModel, table=True):
+    """One row: what wrote this store, so a newer store is refused by older code."""
+
+    __tablename__ = "store_info"
+    id: int = Field(default=1, primary_key=True)
+    schema_version: int
+    created_at: datetime = Field(sa_column=_ts())
+    created_with: str
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: int | None = Field(default=None, sa_column=_id("users_id_seq"))
+    name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
+    role: str
+    password_hash: str | None = None
+    disabled: bool = False
+    failed_logins: int = 0
+    locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__ = "experiments"
+    id: int | None = Field(default=None, sa_column=_id("experiments_id_seq"))
+    name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
+    description: str | None = None
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    run_id: str = Field(primary_key=True)  # uuid4 hex, made by the client: no round trip
+    experiment_id: int = Field(index=True)
+    name: str
+    status: str  # RUNNING, FINISHED, FAILED
+    user_name: str
+    start_time: datetime = Field(sa_column=_ts())
+    end_time: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    parent_run_id: str | None = None
+    git_commit: str | None = None
+    source: str | None = None
+    error: str | None = None
+
+
+class Param(SQLModel, table=True):
+    __tablename__ = "params"
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Tag(SQLModel, table=True):
+    __tablename__ = "tags"
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: str
+
+
+#: Every metric point; appended in Arrow batches. No key: (run, key, step) may repeat.
+metrics_table = sa.Table(
+    "metrics",
+    SQLModel.metadata,
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class LatestMetric(SQLModel, table=True):
+    """Per run and key: the latest value (highest step, then time), min, max and count.
+
+    Kept up to date at each flush so searching 100k runs never scans the points.
+    """
+
+    __tablename__ = "latest_metrics"
+    run_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: float
+    step: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    ts: datetime = Field(sa_column=_ts())
+    min_value: float
+    max_value: float
+    n: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class Dataset(SQLModel, table=True):
+    __tablename__ = "datasets"
+    __table_args__ = (sa.UniqueConstraint("name", "digest"),)
+    id: int | None = Field(default=None, sa_column=_id("datasets_id_seq"))
+    name: str
+    digest: str  # sha256 of the content (see workbench.datasets.digest)
+    columns_json: str  # {column: dtype}
+    n_rows: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    n_cols: int
+    source: str | None = None
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RunDataset(SQLModel, table=True):
+    __tablename__ = "run_datasets"
+    run_id: str = Field(primary_key=True)
+    dataset_id: int = Field(primary_key=True)
+    role: str = Field(primary_key=True)  # train, test, validation, reference, ...
+
+
+class DatasetLineage(SQLModel, table=True):
+    __tablename__ = "dataset_lineage"
+    child_id: int = Field(primary_key=True)
+    parent_id: int = Field(primary_key=True)
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    run_id: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    sha256: str
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegisteredModel(SQLModel, table=True):
+    __tablename__ = "registered_models"
+    id: int | None = Field(default=None, sa_column=_id("registered_models_id_seq"))
+    name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
+    owner_team: str | None = None
+    use_case: str | None = None
+    risk_tier: str = "medium"  # low, medium, high
+    description: str | None = None
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("model_id", "version"),)
+    id: int | None = Field(default=None, sa_column=_id("model_versions_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    run_id: str | None = None
+    stage: str = "None"  # None, Staging, Production, Archived
+    sha256: str  # of the pickled model file, checked on every load
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    model_class: str
+    description: str | None = None
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+    stage_changed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ModelAlias(SQLModel, table=True):
+    __tablename__ = "model_aliases"
+    model_id: int = Field(primary_key=True)
+    alias: str = Field(primary_key=True)
+    version: int
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only. ``hash = sha256(prev_hash + canonical event)`` chains every event."""
+
+    __tablename__ = "audit_events"
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    ts: datetime = Field(sa_column=_ts())
+    actor: str
+    role: str
+    action: str
+    entity_type: str
+    entity_id: str
+    payload: str  # canonical JSON
+    prev_hash: str
+    hash: str

@@ -1,0 +1,244 @@
+"""The one write path: every change goes through :class:`Writer`, with its audit events.
+
+A write is an *op*: a function ``op(conn) -> (result, events)`` run inside a transaction,
+or a :class:`RunBatch` (a run's buffered rows). The writer thread drains whatever has
+queued up and commits it as one transaction (group commit), so 200 short runs cost a few
+commits, not 200. Consecutive run batches are merged into one Arrow append per table.
+Every op must return at least one audit event; they are appended in the same transaction,
+so a write without its event cannot happen.
+
+Run batches are asynchronous (``submit``); entity writes that need a result wait
+(``call``). Reads call :meth:`Writer.flush` first, so a process always reads its own writes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import weakref
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from .. import audit
+from ..errors import StoreLockedError, WorkbenchError
+
+Op = Callable[[sa.Connection], "tuple[Any, list[audit.Event]]"]
+
+
+@dataclass
+class RunBatch:
+    """Rows a run has buffered since its last flush."""
+
+    run_id: str
+    insert: dict | None = None  # the runs row, on the first flush
+    update: dict | None = None  # status/end_time/error, on the last flush
+    params: list[tuple[str, str]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    m_keys: list[str] = field(default_factory=list)
+    m_values: list[float] = field(default_factory=list)
+    m_steps: list[int] = field(default_factory=list)
+    m_ts: list[int] = field(default_factory=list)  # epoch microseconds
+    events: list[audit.Event] = field(default_factory=list)
+
+
+_live: "weakref.WeakSet[Writer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for w in list(_live):
+        try:
+            w.flush()
+        except WorkbenchError as exc:  # nothing else can be done this late: say it
+            import sys
+
+            print(f"workbench: could not save pending writes at exit: {exc}", file=sys.stderr)
+
+
+class Writer:
+    def __init__(self, store) -> None:
+        self.store = store
+        self._queue: deque[tuple[Any, Future]] = deque()
+        self._cv = threading.Condition()
+        self._busy = False
+        self._errors: list[BaseException] = []
+        self._thread: threading.Thread | None = None
+        _live.add(self)
+
+    # -- public ------------------------------------------------------------------------
+    def submit(self, item: RunBatch | Op) -> Future:
+        fut: Future = Future()
+        with self._cv:
+            self._queue.append((item, fut))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="workbench-writer", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+        return fut
+
+    def call(self, op: Op) -> Any:
+        """Run ``op`` after everything queued before it; return its result or raise its error."""
+        return self.submit(op).result()
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed; raise if a background write failed."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._queue and not self._busy)
+            errors, self._errors = self._errors, []
+        if errors:
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            if isinstance(first, WorkbenchError):
+                raise type(first)(f"{first}{more}") from first
+            raise WorkbenchError(f"A background write failed: {first!r}{more}") from first
+
+    # -- writer thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(timeout=1.0)
+                    if not self._queue:
+                        self._thread = None
+                        return
+                group = list(self._queue)
+                self._queue.clear()
+                self._busy = True
+            try:
+                self._commit_group(group)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _commit_group(self, group: list[tuple[Any, Future]]) -> None:
+        try:
+            with self.store.transaction() as conn:
+                results = self._apply(conn, group)
+        except Exception as exc:
+            if os.environ.get("WORKBENCH_DEBUG"):
+                print(f"workbench writer: group of {len(group)} failed: {exc!r}", file=sys.stderr)
+            if len(group) == 1 or isinstance(exc, StoreLockedError):
+                self._fail(group, exc)
+            else:  # one bad op must not sink the others: retry each on its own
+                for item in group:
+                    self._commit_group([item])
+            return
+        for (_, fut), res in zip(group, results):
+            fut.set_result(res)
+
+    def _fail(self, group, exc: BaseException) -> None:
+        for item, fut in group:
+            fut.set_exception(exc)
+            if isinstance(item, RunBatch):  # nobody waits on these: report at flush()
+                self._errors.append(exc)
+
+    def _apply(self, conn: sa.Connection, group) -> list[Any]:
+        results: list[Any] = []
+        pending: list[RunBatch] = []
+        for item, _ in group:
+            if isinstance(item, RunBatch):
+                pending.append(item)
+                results.append(None)
+                continue
+            if pending:
+                _write_run_batches(conn, pending)
+                pending = []
+            result, events = item(conn)
+            if not events:
+                raise AssertionError(f"write {item!r} returned no audit event")
+            audit.append(conn, events)
+            results.append(result)
+        if pending:
+            _write_run_batches(conn, pending)
+        return results
+
+
+def _raw(conn: sa.Connection):
+    return conn.connection.dbapi_connection
+
+
+def _append(conn: sa.Connection, table: str, data: pa.Table, sql: str) -> None:
+    """Insert an Arrow table through DuckDB's zero-copy scan (``sql`` reads from ``batch``)."""
+    raw = _raw(conn)
+    raw.register("batch", data)
+    try:
+        raw.execute(sql).fetchall()  # DuckDB 2 wants every result finished before the next statement
+    finally:
+        raw.unregister("batch")
+
+
+def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
+    inserts = [b.insert for b in batches if b.insert]
+    if inserts:
+        _append(conn, "runs", pa.Table.from_pylist(inserts),
+                "insert into runs (run_id, experiment_id, name, status, user_name, start_time, "
+                "parent_run_id, git_commit, source) select run_id, experiment_id, name, status, user_name, "
+                "start_time, parent_run_id, git_commit, source from batch")
+    params = [(b.run_id, k, v) for b in batches for k, v in b.params]
+    if params:
+        r, k, v = zip(*params)
+        _append(conn, "params", pa.table({"run_id": r, "key": k, "value": v}),
+                "insert into params select run_id, key, value from batch")
+    tags = [(b.run_id, k, v) for b in batches for k, v in b.tags.items()]
+    if tags:
+        r, k, v = zip(*tags)
+        _append(conn, "tags", pa.table({"run_id": r, "key": k, "value": v}),
+                "insert into tags select run_id, key, value from batch "
+                "on conflict (run_id, key) do update set value = excluded.value")
+    n = sum(len(b.m_keys) for b in batches)
+    if n:
+        run_ids: list[str] = []
+        for b in batches:
+            run_ids.extend([b.run_id] * len(b.m_keys))
+        data = pa.table({
+            "run_id": pa.array(run_ids, pa.string()),
+            "key": pa.array([k for b in batches for k in b.m_keys], pa.string()),
+            "value": pa.array([v for b in batches for v in b.m_values], pa.float64()),
+            "step": pa.array([s for b in batches for s in b.m_steps], pa.int64()),
+            "ts": pa.array([t for b in batches for t in b.m_ts], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "seq": pa.array(range(n), pa.int64()),  # log order breaks ties between equal steps
+        })
+        _append(conn, "metrics", data, "insert into metrics select run_id, key, value, step, ts from batch")
+        _append(conn, "latest_metrics", data, _UPSERT_LATEST)
+    updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update]
+    if updates:
+        _append(conn, "runs", pa.Table.from_pylist(updates),
+                "update runs set status = batch.status, end_time = batch.end_time, error = batch.error "
+                "from batch where runs.run_id = batch.run_id")
+    events = [e for b in batches for e in b.events]
+    if events:
+        audit.append(conn, events)
+
+
+# Latest = highest step, then latest logged. min/max skip NaN unless every value is NaN.
+_UPSERT_LATEST = """
+insert into latest_metrics
+select run_id, key,
+       arg_max(value, seq) filter (where step = max_step) as value,
+       max(step) as step,
+       max(ts) as ts,
+       coalesce(min(value) filter (where not isnan(value)), 'nan'::double) as min_value,
+       coalesce(max(value) filter (where not isnan(value)), 'nan'::double) as max_value,
+       count(*) as n
+from (select *, max(step) over (partition by run_id, key) as max_step from batch)
+group by run_id, key
+on conflict (run_id, key) do update set
+  value = case when excluded.step >= latest_metrics.step then excluded.value else latest_metrics.value end,
+  step = greatest(excluded.step, latest_metrics.step),
+  ts = greatest(excluded.ts, latest_metrics.ts),
+  min_value = case when isnan(latest_metrics.min_value) then excluded.min_value
+                   when isnan(excluded.min_value) then latest_metrics.min_value
+                   else least(excluded.min_value, latest_metrics.min_value) end,
+  max_value = case when isnan(latest_metrics.max_value) then excluded.max_value
+                   when isnan(excluded.max_value) then latest_metrics.max_value
+                   else greatest(excluded.max_value, latest_metrics.max_value) end,
+  n = latest_metrics.n + excluded.n
+"""

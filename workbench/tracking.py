@@ -1,0 +1,313 @@
+"""Runs: what a notebook or script logs while it trains.
+
+A :class:`Run` validates every value when it is logged (a bad value raises at once and
+nothing of that call is kept), buffers params, tags and metric points in memory, and hands
+them to the store's writer in batches: at the end of the run, and during long runs every
+``flush_points`` points or ``flush_seconds`` seconds.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import sqlalchemy as sa
+
+from . import artifacts
+from .audit import Event
+from .datasets import DatasetRef, fingerprint, to_polars
+from .errors import NotFoundError, ValidationError
+from .store import schema
+from .store.writer import RunBatch
+
+if TYPE_CHECKING:
+    from .registry import ModelVersion
+    from .workspace import Workspace
+
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+
+
+def check_key(kind: str, key: Any) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise ValidationError(f"{kind} names must be non-empty strings, got {key!r}.")
+    if len(key) > MAX_KEY:
+        raise ValidationError(f"{kind} name {key[:40]!r}... is longer than {MAX_KEY} characters.")
+    return key
+
+
+def check_metric(key: str, value: Any) -> float:
+    """A real number (NaN and inf are kept as such); anything else is refused."""
+    if type(value) is float or type(value) is int:  # fast path: ABC checks cost ~1 us each
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValidationError(
+            f"Metric {key!r} must be a number, got {type(value).__name__} {value!r:.60}; nothing of this call was logged."
+        )
+    return float(value)
+
+
+# uuid4() reads os.urandom, which costs ~2 ms a call on these machines; a per-process
+# generator seeded from it (and reseeded after fork) gives ids just as unique, fast.
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
+
+
+def new_run_id() -> str:
+    return uuid.UUID(int=_rng.getrandbits(128), version=4).hex
+
+
+@lru_cache(maxsize=64)
+def _git_commit(folder: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def caller_source() -> tuple[str | None, str | None]:
+    """(source file, git commit) of the code that called into workbench."""
+    here = str(Path(__file__).parent)
+    frame = sys._getframe(1)  # inspect.stack() reads source files: far too slow per run
+    while frame is not None:
+        fname = frame.f_code.co_filename
+        if not fname.startswith(here) and "contextlib" not in fname:
+            folder = str(Path(fname).parent) if Path(fname).exists() else os.getcwd()  # notebooks
+            return fname, _git_commit(folder)
+        frame = frame.f_back
+    return None, _git_commit(os.getcwd())
+
+
+class Run:
+    """An experiment run. Use as a context manager from :meth:`Workspace.start_run`.
+
+    >>> with ws.start_run("credit-risk") as run:       # doctest: +SKIP
+    ...     run.log_params({"model": "rf", "n_estimators": 200})
+    ...     run.log_metrics({"auc": 0.81}, step=0)
+    """
+
+    flush_points = 50_000
+    flush_seconds = 5.0
+
+    def __init__(self, ws: "Workspace", experiment_id: int, experiment: str, name: str | None,
+                 parent_run_id: str | None) -> None:
+        self._ws = ws
+        self.run_id = new_run_id()
+        self.experiment = experiment
+        self.experiment_id = experiment_id
+        self.name = name or f"run-{self.run_id[:8]}"
+        self.parent_run_id = parent_run_id
+        self.status = "RUNNING"
+        self.source, self.git_commit = caller_source()
+        self.start_time = schema.utcnow()
+        self._params: dict[str, str] = {}
+        self._steps: dict[str, int] = {}
+        self._metric_keys: set[str] = set()  # validated once per run
+        self._batch = RunBatch(self.run_id, insert=dict(
+            run_id=self.run_id, experiment_id=experiment_id, name=self.name, status="RUNNING",
+            user_name=ws.user, start_time=self.start_time, parent_run_id=parent_run_id,
+            git_commit=self.git_commit, source=self.source))
+        self._batch.events.append(self._event("run.start", {
+            "experiment": experiment, "name": self.name, "parent_run_id": parent_run_id,
+            "git_commit": self.git_commit, "source": self.source}))
+        self._last_flush = time.monotonic()
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"
+
+    def _event(self, action: str, payload: dict) -> Event:
+        return Event(self._ws.user, self._ws.role, action, "run", self.run_id, payload)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise ValidationError(f"Run {self.name!r} has ended ({self.status}); start a new run to log more.")
+
+    # -- logging ------------------------------------------------------------------------
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log hyperparameters (stored as text). A param keeps its first value for good."""
+        self._check_open()
+        new: dict[str, str] = {}
+        for key, value in dict(params).items():
+            check_key("Param", key)
+            text = str(value)
+            if len(text) > MAX_PARAM_VALUE:
+                raise ValidationError(f"Param {key!r} value is {len(text)} characters; the limit is {MAX_PARAM_VALUE}.")
+            old = self._params.get(key, new.get(key))
+            if old is not None and old != text:
+                raise ValidationError(
+                    f"Param {key!r} was already logged as {old!r} in run {self.name!r}; it cannot change to "
+                    f"{text!r}. Params describe a run's setup: start a new run, or record changing values as metrics or tags."
+                )
+            if old is None:
+                new[key] = text
+        self._params.update(new)
+        self._batch.params.extend(new.items())
+        if new:
+            self._batch.events.append(self._event("run.log_params", {"params": new}))
+        self._maybe_flush()
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log metric values at ``step`` (default: one past the key's last step)."""
+        self._check_open()
+        if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
+            raise ValidationError(f"step must be an integer, got {step!r}.")
+        known = self._metric_keys
+        checked = [(k if k in known else check_key("Metric", k), check_metric(k, v)) for k, v in metrics.items()]
+        now = time.time_ns() // 1000  # epoch microseconds: 100x cheaper than datetimes in bulk
+        b = self._batch
+        for key, value in checked:
+            known.add(key)
+            s = int(step) if step is not None else self._steps.get(key, -1) + 1
+            self._steps[key] = max(s, self._steps.get(key, s))
+            b.m_keys.append(key)
+            b.m_values.append(value)
+            b.m_steps.append(s)
+            b.m_ts.append(now)
+        self._maybe_flush()
+
+    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        self.log_metrics({key: value}, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (text); a tag may be overwritten, unlike a param."""
+        self._check_open()
+        checked = {check_key("Tag", k): str(v) for k, v in dict(tags).items()}
+        self._batch.tags.update(checked)
+        if checked:
+            self._batch.events.append(self._event("run.set_tags", {"tags": checked}))
+        self._maybe_flush()
+
+    def log_dataset(self, data, name: str, role: str = "train", *, source: str | None = None,
+                    parents: list[DatasetRef | int] | None = None) -> DatasetRef:
+        """Record a data set used by this run: name, sha256 digest, schema, rows, source, lineage.
+
+        The frame itself is not copied into the store; its fingerprint is.
+        """
+        self._check_open()
+        check_key("Data set", name)
+        check_key("Data set role", role)
+        if source is None and isinstance(data, (str, Path)):
+            source = str(data)
+        df = to_polars(data)
+        digest, schema_json = fingerprint(df)
+        parent_ids = [p.id if isinstance(p, DatasetRef) else int(p) for p in (parents or [])]
+        self.flush()  # the run row must exist before rows that point at it
+        return self._ws._call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height, df.width, source, parent_ids))
+
+    def log_artifact(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Copy a file into the content-addressed artifact folder; returns its sha256."""
+        self._check_open()
+        path = Path(path)
+        name = check_key("Artifact", name or path.name)
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValidationError(f"Artifact name {name!r} may not contain path separators.")
+        digest, size = artifacts.put_file(self._ws.store.artifact_root, path)
+        self.flush()
+        return self._ws._call(lambda conn: _log_artifact(conn, self, name, digest, size))
+
+    def register_model(self, model: Any, name: str, **metadata: Any) -> "ModelVersion":
+        """Save ``model`` (pickled, content-addressed) as the next version of ``name``.
+
+        ``metadata``: owner_team, use_case, risk_tier (low/medium/high), description — set
+        on the registered model when it is first created.
+        """
+        self._check_open()
+        self.flush()
+        return self._ws._register_model(model, name, run_id=self.run_id, **metadata)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _maybe_flush(self) -> None:
+        b = self._batch
+        if len(b.m_keys) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
+            self._submit()
+
+    def _submit(self) -> None:
+        b = self._batch
+        if b.m_keys:  # points leave a trace in the audit trail too: how many, which keys
+            b.events.append(self._event("run.log_metrics", {"points": len(b.m_keys), "keys": sorted(set(b.m_keys))}))
+        if b.events:  # every change above appended an event, so no events means nothing to write
+            self._ws._writer.submit(b)
+        self._batch = RunBatch(self.run_id)
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        """Send buffered values to the store and wait until they are committed."""
+        self._submit()
+        self._ws._writer.flush()
+
+    def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        if self._ended:
+            return
+        self.status = status
+        self._batch.update = dict(status=status, end_time=schema.utcnow(), error=error)
+        self._batch.events.append(self._event("run.end", {"status": status, "error": error}))
+        self._ended = True
+        self._submit()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # A run that raises ends as FAILED; everything it logged is kept.
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.end("FAILED", error=f"{exc_type.__name__}: {exc}"[:2000])
+
+
+# -- writes (run inside the writer's transaction) ----------------------------------------
+def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols, source, parent_ids):
+    t = schema.Dataset.__table__
+    row = conn.execute(sa.select(t.c.id).where(t.c.name == name, t.c.digest == digest)).first()
+    events = []
+    if row is None:
+        ds_id = conn.execute(sa.insert(t).values(
+            name=name, digest=digest, columns_json=schema_json, n_rows=n_rows, n_cols=n_cols, source=source,
+            created_by=run._ws.user, created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
+        events.append(Event(run._ws.user, run._ws.role, "dataset.create", "dataset", str(ds_id),
+                            {"name": name, "digest": digest, "rows": n_rows, "cols": n_cols, "source": source}))
+    else:
+        ds_id = row[0]
+    known = {r[0] for r in conn.execute(sa.text("select id from datasets where id in (select unnest(?))"), [parent_ids])} if parent_ids else set()
+    missing = [p for p in parent_ids if p not in known]
+    if missing:
+        raise NotFoundError(f"Parent data set id(s) {missing} do not exist.")
+    lin = schema.DatasetLineage.__table__
+    for pid in parent_ids:
+        if pid != ds_id and conn.execute(sa.select(lin.c.child_id).where(lin.c.child_id == ds_id, lin.c.parent_id == pid)).first() is None:
+            conn.execute(sa.insert(lin).values(child_id=ds_id, parent_id=pid))
+    rd = schema.RunDataset.__table__
+    if conn.execute(sa.select(rd.c.run_id).where(rd.c.run_id == run.run_id, rd.c.dataset_id == ds_id, rd.c.role == role)).first() is None:
+        conn.execute(sa.insert(rd).values(run_id=run.run_id, dataset_id=ds_id, role=role))
+    events.append(run._event("run.log_dataset", {"dataset_id": ds_id, "name": name, "digest": digest, "role": role, "parents": parent_ids}))
+    return DatasetRef(ds_id, name, digest, n_rows), events
+
+
+def _log_artifact(conn, run: Run, name: str, digest: str, size: int):
+    t = schema.Artifact.__table__
+    row = conn.execute(sa.select(t.c.sha256).where(t.c.run_id == run.run_id, t.c.name == name)).first()
+    if row is not None and row[0] != digest:
+        raise ValidationError(f"Run {run.name!r} already has an artifact named {name!r} with other content; use another name.")
+    if row is None:
+        conn.execute(sa.insert(t).values(run_id=run.run_id, name=name, sha256=digest, size=size, created_at=schema.utcnow()))
+    return digest, [run._event("run.log_artifact", {"name": name, "sha256": digest, "size": size})]
+
+
+def ensure_experiment(conn, ws: "Workspace", name: str, description: str | None = None):
+    t = schema.Experiment.__table__
+    row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
+    if row is not None:
+        return row[0], [Event(ws.user, ws.role, "experiment.use", "experiment", str(row[0]), {"name": name})]
+    exp_id = conn.execute(sa.insert(t).values(name=name, description=description, created_by=ws.user,
+                                              created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
+    return exp_id, [Event(ws.user, ws.role, "experiment.create", "experiment", str(exp_id), {"name": name, "description": description})]

@@ -1,0 +1,285 @@
+"""The public entry point: ``ws = wb.connect()`` and everything a workspace offers."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+
+from . import artifacts, audit, registry, roles, users
+from .errors import NotFoundError, PermissionDenied, ValidationError
+from .registry import ModelVersion
+from .search import search_runs as _search_runs
+from .store import schema
+from .store.connection import Store, resolve_store, store_path
+from .store.writer import Writer
+from .tracking import Run, check_key, ensure_experiment
+
+_stores: dict[str, tuple[Store, Writer]] = {}
+_stores_lock = threading.Lock()
+
+
+def _shared_store(location, **kwargs) -> tuple[Store, Writer]:
+    """One Store (lease) and one Writer per file per process, shared by all workspaces."""
+    key = str(store_path(resolve_store(location)).resolve())
+    with _stores_lock:
+        hit = _stores.get(key)
+        if hit is not None and not hit[0].closed:
+            return hit
+        store = Store(location, **kwargs)
+        _stores[key] = (store, Writer(store))
+        return _stores[key]
+
+
+def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
+            lease_seconds: float | None = None, lock_timeout: float | None = None) -> "Workspace":
+    """Open a workspace on a store file, acting as ``user``.
+
+    ``store``: a DuckDB file path (or ``duckdb:///path``); default ``$WORKBENCH_STORE``,
+    else ``data/workbench.duckdb``. Created if missing.
+    ``user``: an existing user name; default ``$WORKBENCH_USER``. Without one the
+    workspace can read but not write.
+
+    >>> import workbench as wb                                    # doctest: +SKIP
+    >>> ws = wb.connect("data/workbench.duckdb", user="dana")     # doctest: +SKIP
+    """
+    s, w = _shared_store(store, lease_seconds=lease_seconds, lock_timeout=lock_timeout)
+    return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
+
+
+class Workspace:
+    """A store seen by one user: log runs, search them, manage the registry."""
+
+    def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:
+        self.store = store
+        self._writer = writer
+        if operator:  # the local CLI operator: may bootstrap users on a store it can write
+            self.user, self.role = f"os:{getpass.getuser()}", roles.OPERATOR
+        elif user is None:
+            self.user, self.role = None, None
+        else:
+            with store.connection() as conn:
+                row = users.get(conn, user)
+                conn.commit()
+            if row["disabled"]:
+                raise PermissionDenied(f"User {user!r} is disabled.")
+            self.user, self.role = row["name"], row["role"]
+
+    def __repr__(self) -> str:
+        return f"Workspace(store={str(self.store.path)!r}, user={self.user!r}, role={self.role!r})"
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+        self.store.release()
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _require(self, action: str) -> None:
+        roles.require(self.user, self.role, action)
+
+    def _call(self, op) -> Any:
+        return self._writer.call(op)
+
+    def flush(self) -> None:
+        """Wait until every buffered write is committed (raises if one failed)."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Commit pending writes and release the store file now."""
+        self.flush()
+        self.store.release()
+
+    def _read(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        self._writer.flush()  # read your own writes
+        return self.store.read(sql, params)
+
+    # -- experiments and runs ------------------------------------------------------------
+    def _experiment_id(self, name: str, *, create: bool) -> int:
+        # Experiments are created synchronously and never deleted, so ids are cached
+        # per store: starting a run must not wait for the previous run's commit.
+        check_key("Experiment", name)
+        cache = self.store.experiment_ids
+        if name not in cache:
+            exp_id = self.store.scalar("select id from experiments where name = ?", [name])
+            if exp_id is None:
+                if not create:
+                    raise NotFoundError(f"No experiment named {name!r}.")
+                exp_id = self._call(lambda conn: ensure_experiment(conn, self, name))
+            cache[name] = exp_id
+        return cache[name]
+
+    def start_run(self, experiment: str, name: str | None = None, parent: Run | str | None = None,
+                  tags: dict | None = None) -> Run:
+        """Start a run in ``experiment`` (created if new). Use it as a context manager."""
+        self._require("log_runs")
+        parent_id = parent.run_id if isinstance(parent, Run) else parent
+        if parent_id is not None:
+            if isinstance(parent, Run):
+                parent.flush()
+            self.get_run(parent_id)  # raises NotFoundError for an unknown parent
+        run = Run(self, self._experiment_id(experiment, create=True), experiment, name, parent_id)
+        if tags:
+            run.set_tags(tags)
+        return run
+
+    def experiments(self) -> pl.DataFrame:
+        return self._read(
+            "select e.id, e.name, e.description, e.created_by, e.created_at, count(r.run_id) as n_runs, "
+            "max(r.start_time) as last_run from experiments e left join runs r on r.experiment_id = e.id "
+            "group by all order by e.name")
+
+    def search_runs(self, filter: str = "", experiment: str | None = None, max_results: int | None = None) -> pl.DataFrame:
+        """Runs matching ``filter``, one row per run, newest first.
+
+        >>> ws.search_runs("metrics.auc > 0.8 AND (params.model = 'rf' OR params.model = 'gbm')")  # doctest: +SKIP
+        """
+        exp_id = self._experiment_id(experiment, create=False) if experiment else None
+        self._writer.flush()
+        return _search_runs(self.store, filter, exp_id, max_results)
+
+    def get_run(self, run_id: str) -> dict:
+        """Attributes, params, tags and latest metrics of one run."""
+        df = self._read(
+            "select r.*, e.name as experiment from runs r join experiments e on e.id = r.experiment_id where r.run_id = ?",
+            [run_id])
+        if df.is_empty():
+            raise NotFoundError(f"No run with id {run_id!r}.")
+        info = df.row(0, named=True)
+        info["params"] = dict(self.store.read("select key, value from params where run_id = ? order by key", [run_id]).iter_rows())
+        info["tags"] = dict(self.store.read("select key, value from tags where run_id = ? order by key", [run_id]).iter_rows())
+        info["metrics"] = dict(self.store.read("select key, value from latest_metrics where run_id = ? order by key", [run_id]).iter_rows())
+        return info
+
+    def metric_history(self, run_id: str, key: str | None = None) -> pl.DataFrame:
+        """Every logged point of a run (optionally one key), ordered by step."""
+        self.get_run(run_id)
+        return self._read("select key, step, value, ts from metrics where run_id = ? and (? is null or key = ?) "
+                          "order by key, step, ts", [run_id, key, key])
+
+    def run_datasets(self, run_id: str) -> pl.DataFrame:
+        return self._read(
+            "select d.id, d.name, rd.role, d.digest, d.n_rows, d.n_cols, d.source, d.columns_json, "
+            "(select list(l.parent_id) from dataset_lineage l where l.child_id = d.id) as parent_ids "
+            "from run_datasets rd join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.role, d.name",
+            [run_id])
+
+    def run_artifacts(self, run_id: str) -> pl.DataFrame:
+        return self._read("select name, sha256, size, created_at from artifacts where run_id = ? order by name", [run_id])
+
+    # -- registry ------------------------------------------------------------------------
+    def _register_model(self, model: Any, name: str, *, run_id: str | None, owner_team=None, use_case=None,
+                        risk_tier=None, description=None) -> ModelVersion:
+        self._require("register_models")
+        check_key("Model", name)
+        if risk_tier is not None:
+            registry.check_risk_tier(risk_tier)
+        digest, size = artifacts.put_bytes(self.store.artifact_root, registry.serialize(model))
+        cls = f"{type(model).__module__}.{type(model).__qualname__}"
+        return self._call(lambda conn: registry.register(
+            conn, self.user, self.role, name=name, digest=digest, size=size, model_class=cls, run_id=run_id,
+            owner_team=owner_team, use_case=use_case, risk_tier=risk_tier, description=description))
+
+    def register_model(self, model: Any, name: str, *, run_id: str | None = None, **metadata) -> ModelVersion:
+        """Register ``model`` as the next version of ``name`` (prefer ``run.register_model``)."""
+        if run_id is not None:
+            self.get_run(run_id)
+        return self._register_model(model, name, run_id=run_id, **metadata)
+
+    def models(self) -> pl.DataFrame:
+        """Registered models: owner team, use case, risk tier, versions and stages."""
+        return self._read(registry.MODELS_SQL)
+
+    def model_versions(self, name: str | None = None) -> pl.DataFrame:
+        if name is not None:
+            self._model_exists(name)
+        return self._read(registry.VERSIONS_SQL, [name, name])
+
+    def _model_exists(self, name: str) -> None:
+        if self.store.scalar("select count(*) from registered_models where name = ?", [name]) == 0:
+            raise NotFoundError(f"No registered model named {name!r}.")
+
+    def get_model_version(self, name: str, version: int | str | None = None) -> ModelVersion:
+        """A version by number, by alias, by stage name ('Production'), or the latest."""
+        df = self.model_versions(name)
+        if df.is_empty():
+            raise NotFoundError(f"Model {name!r} has no versions.")
+        if version is None:
+            sel = df.head(1)
+        elif isinstance(version, int) or str(version).isdigit():
+            sel = df.filter(pl.col("version") == int(version))
+        elif version in registry.STAGES:
+            sel = df.filter(pl.col("stage") == version).head(1)
+        else:
+            sel = df.filter(pl.col("aliases").list.contains(version))
+        if sel.is_empty():
+            raise NotFoundError(f"Model {name!r} has no version {version!r}.")
+        r = sel.row(0, named=True)
+        return ModelVersion(r["name"], r["version"], r["run_id"], r["stage"], r["sha256"], r["model_class"],
+                            r["created_by"], r["created_at"], tuple(r["aliases"] or ()))
+
+    def load_model(self, name: str, version: int | str | None = None) -> Any:
+        """Unpickle a version after checking its file against the digest in the store."""
+        mv = self.get_model_version(name, version)
+        return registry.load(self.store.artifact_root, mv.sha256)
+
+    def set_stage(self, name: str, version: int, stage: str, reason: str | None = None) -> str:
+        """Move a version to None, Staging or Archived. Production needs an approved request."""
+        self._require("register_models")
+        if stage == "Production":
+            raise PermissionDenied("Production is reached only through an approved promotion request, never set directly.")
+        return self._call(lambda conn: registry.transition_stage(conn, self.user, self.role, name, version, stage, reason=reason))
+
+    def set_alias(self, name: str, alias: str, version: int | None) -> None:
+        self._require("register_models")
+        check_key("Alias", alias)
+        if alias in registry.STAGES or alias.isdigit():
+            raise ValidationError(f"Alias {alias!r} would be confused with a stage or version number.")
+        self._call(lambda conn: registry.set_alias(conn, self.user, self.role, name, alias, version))
+
+    def update_model(self, name: str, **fields) -> dict:
+        """Edit owner_team, use_case, risk_tier or description of a registered model."""
+        self._require("register_models")
+        return self._call(lambda conn: registry.update_model(conn, self.user, self.role, name, **fields))
+
+    # -- users and audit -----------------------------------------------------------------
+    def users(self) -> pl.DataFrame:
+        return self._read("select name, role, disabled, created_at from users order by name")
+
+    def add_user(self, name: str, role: str, password: str | None = None) -> str:
+        self._require("manage_users")
+        return self._call(lambda conn: users.add(conn, self.user, self.role, name, role, password))
+
+    def audit_events(self, limit: int | None = None) -> pl.DataFrame:
+        lim = f" limit {int(limit)}" if limit else ""
+        return self._read(f"select * from audit_events order by seq desc{lim}")
+
+    def verify_audit(self) -> audit.ChainCheck:
+        self._writer.flush()
+        with self.store.connection() as conn:
+            try:
+                return audit.verify(conn)
+            finally:
+                conn.commit()
+
+    def counts(self) -> dict[str, int]:
+        """How many experiments, runs, models, versions, users and audit events the store holds."""
+        row = self._read(
+            "select (select count(*) from experiments) experiments, (select count(*) from runs) runs, "
+            "(select count(*) from registered_models) models, (select count(*) from model_versions) versions, "
+            "(select count(*) from users) users, (select count(*) from audit_events) audit_events").row(0, named=True)
+        return {k: int(v) for k, v in row.items()}
+
+
+def operator_workspace(store=None) -> Workspace:
+    """The local operator's workspace (CLI): may add users to a store it can write."""
+    s, w = _shared_store(store)
+    return Workspace(s, w, None, operator=True)
+
+
+__all__ = ["connect", "Workspace", "operator_workspace", "sa", "schema"]
