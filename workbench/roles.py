@@ -6,7 +6,7 @@ layer, so a notebook or the CLI cannot do what the dashboard would refuse.
 
 from __future__ import annotations
 
-from .errors import PermissionDenied
+from .errors import PermissionDenied, ValidationError
 
 ROLES = ("data_scientist", "reviewer", "compliance_officer", "lead", "admin")
 
@@ -32,7 +32,7 @@ OPERATOR = "operator"
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise ValueError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+        raise ValidationError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
     return role
 
 

@@ -278,7 +278,7 @@ def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols
                             {"name": name, "digest": digest, "rows": n_rows, "cols": n_cols, "source": source}))
     else:
         ds_id = row[0]
-    known = {r[0] for r in conn.execute(sa.text("select id from datasets where id in (select unnest(?))"), [parent_ids])} if parent_ids else set()
+    known = {r[0] for r in conn.execute(sa.select(t.c.id).where(t.c.id.in_(parent_ids)))} if parent_ids else set()
     missing = [p for p in parent_ids if p not in known]
     if missing:
         raise NotFoundError(f"Parent data set id(s) {missing} do not exist.")

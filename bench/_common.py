@@ -1,0 +1,116 @@
+"""Shared helpers for the hand-run benchmarks in bench/ (not a test module).
+
+Timing: ``time.perf_counter``; figures are medians over repetitions, each repetition on a
+fresh store in a temporary folder. Results are printed and also written as JSON to
+``bench/results/<name>.json`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+PARAM_CHOICES = ["rf", "gbm", "lr"]
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+@contextlib.contextmanager
+def fresh_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder removed afterwards (one per repetition: a fresh store each time)."""
+    d = Path(tempfile.mkdtemp(prefix=f"wbbench-{prefix}-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def quiet_mlflow() -> None:
+    """Silence MLflow's and alembic's per-store INFO lines and warnings (not timed anyway)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for name in ("alembic", "mlflow", "sqlalchemy", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def machine_info() -> dict:
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for mod in ("workbench", "mlflow", "duckdb", "polars", "sqlalchemy"):
+        try:
+            info[f"{mod}_version"] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - informational only
+            pass
+    return info
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {"benchmark": name, "machine": machine_info(), **data}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def new_workspace(store_path: Path, user: str = "bench"):
+    """A store with one data_scientist user and a workspace acting as that user (setup, not timed)."""
+    import workbench as wb
+    from workbench.workspace import operator_workspace
+
+    op = operator_workspace(store_path)
+    op.add_user(user, "data_scientist", None)
+    op.flush()
+    return wb.connect(store_path, user=user)
+
+
+def new_mlflow_client(folder: Path):
+    """An MlflowClient on a fresh sqlite store, migrations applied (setup, not timed)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    client.search_experiments()  # creates the database and runs its migrations now
+    return client
+
+
+def fmt_s(x: float) -> str:
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)

@@ -1,0 +1,139 @@
+"""The ``workbench`` command: init, demo, serve, users, models, audit.
+
+Every command takes ``--store`` (default ``$WORKBENCH_STORE``, else
+``data/workbench.duckdb``) and exits non-zero on any failure, printing a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import WorkbenchError
+
+app = typer.Typer(help="Workbench: track, register and govern machine-learning models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+users_app = typer.Typer(help="Local accounts and their roles.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
+
+StoreOpt = typer.Option(None, "--store", help="Store file (default: $WORKBENCH_STORE, else data/workbench.duckdb).")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _operator(store):
+    from .workspace import operator_workspace
+
+    return operator_workspace(store)
+
+
+@app.command()
+def init(store: Optional[str] = StoreOpt) -> None:
+    """Create an empty store (or check an existing one)."""
+    ws = _operator(store)
+    counts = ws.counts()
+    typer.echo(f"Store ready: {ws.store.path}")
+    typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if counts["users"] == 0:
+        typer.echo("Next: workbench users add NAME --role data_scientist   (or: workbench demo)")
+
+
+@app.command()
+def demo(store: Optional[str] = StoreOpt, quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Seed a realistic demo: users for every role, credit-risk sweeps, registered models."""
+    from .demo import seed
+
+    summary = seed(store, progress=not quiet)
+    typer.echo(f"Demo store: {summary['store']}")
+    typer.echo(f"{summary['runs']} runs in {summary['experiments']} experiments, {summary['versions']} model versions"
+               + (" (already seeded: nothing changed)" if summary["already_seeded"] else ""))
+    typer.echo("Demo accounts (user / password / role):")
+    for name, password, role in summary["users"]:
+        typer.echo(f"  {name:8} {password:16} {role}")
+
+
+@app.command()
+def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--port"),
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on.")) -> None:
+    """Start the dashboard (Streamlit) on the store."""
+    from .store.connection import resolve_store
+
+    ws = _operator(store)  # fail here, clearly, on a bad store
+    ws.close()
+    home = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+    if not home.exists():
+        _fail(f"Dashboard files not found at {home}: install workbench from its source folder (pip install -e .).")
+    env = dict(os.environ, WORKBENCH_STORE=str(Path(resolve_store(store)).resolve()))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    typer.echo(f"Dashboard on http://{host}:{port}  (store {env['WORKBENCH_STORE']})")
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@users_app.command("add")
+def users_add(name: str, role: str = typer.Option(..., "--role", help="data_scientist, reviewer, compliance_officer, lead or admin"),
+              password: Optional[str] = typer.Option(None, "--password", help="Sign-in password (prompted when omitted on a terminal)."),
+              store: Optional[str] = StoreOpt) -> None:
+    """Add a user with a role."""
+    if password is None and sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    ws = _operator(store)
+    ws.add_user(name, role, password)
+    typer.echo(f"Added {name} ({role})")
+
+
+@users_app.command("list")
+def users_list(store: Optional[str] = StoreOpt) -> None:
+    """One user a line: name, then role."""
+    for name, role, disabled, _ in _operator(store).users().iter_rows():
+        typer.echo(f"{name} {role}" + (" (disabled)" if disabled else ""))
+
+
+@models_app.command("list")
+def models_list(store: Optional[str] = StoreOpt) -> None:
+    """Registered models with risk tier, versions and the Production version."""
+    df = _operator(store).models()
+    if df.is_empty():
+        typer.echo("No registered models yet.")
+        return
+    for r in df.iter_rows(named=True):
+        prod = f"v{r['production_version']}" if r["production_version"] is not None else "-"
+        typer.echo(f"{r['name']}  risk={r['risk_tier']}  versions={r['n_versions']}  production={prod}  "
+                   f"owner={r['owner_team'] or '-'}")
+
+
+@audit_app.command("verify")
+def audit_verify(store: Optional[str] = StoreOpt) -> None:
+    """Recompute the hash chain; exit non-zero and name the first broken event if any."""
+    check = _operator(store).verify_audit()
+    if check.ok:
+        typer.echo(f"OK: {check.n_events} events, head {check.head_hash}")
+    else:
+        _fail(f"audit chain broken at event {check.first_broken_seq}: {check.reason}", code=2)
+
+
+def main() -> None:
+    try:
+        app()
+    except WorkbenchError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.secho("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""``workbench demo``: a realistic store to explore, seeded in well under 90 s on 2 cores.
+
+Two use cases:
+- credit risk, on synthetic applicants (:mod:`workbench.datasets_synthetic`): four model
+  families, each a parent run with a hyperparameter sweep of child runs (30 children),
+  the best of each family registered as a version of ``credit-default`` in various stages;
+- disease progression, on scikit-learn's bundled diabetes data (no download), a few
+  regressors registered as ``diabetes-progression``.
+Plus one user per role with the passwords printed below. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+
+import numpy as np
+import polars as pl
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (accuracy_score, f1_score, log_loss, mean_absolute_error, precision_score, r2_score,
+                             recall_score, roc_auc_score)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from . import registry
+from .datasets_synthetic import (FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants,
+                                 train_test_split_frame)
+from .workspace import Workspace, connect, operator_workspace
+
+#: One account per role. Demo only: change them before anyone else can reach the store.
+DEMO_USERS = [
+    ("dana", "dana-demo-pw", "data_scientist"),
+    ("riley", "riley-demo-pw", "reviewer"),
+    ("casey", "casey-demo-pw", "compliance_officer"),
+    ("lee", "lee-demo-pw", "lead"),
+    ("ada", "ada-demo-pw", "admin"),
+]
+CREDIT_EXPERIMENT = "credit-risk"
+CREDIT_MODEL = "credit-default"
+DIABETES_EXPERIMENT = "diabetes-progression"
+DIABETES_MODEL = "diabetes-progression"
+
+SWEEPS = {
+    "logistic_regression": [dict(C=c, class_weight=w) for c, w in itertools.product([0.01, 0.1, 1.0, 10.0], [None, "balanced"])],
+    "decision_tree": [dict(max_depth=d, min_samples_leaf=m) for d, m in [(3, 50), (5, 50), (8, 20), (12, 10), (16, 5)]],
+    "random_forest": [dict(n_estimators=n, max_depth=d) for n, d in itertools.product([40, 80], [6, 10, 14, None])],
+    "hist_gradient_boosting": [dict(learning_rate=lr, max_depth=d)
+                               for lr, d in itertools.product([0.05, 0.1, 0.2], [3, 5, None])],
+}
+
+
+def _estimator(family: str, params: dict):
+    if family == "logistic_regression":
+        return LogisticRegression(max_iter=500, **params)
+    if family == "decision_tree":
+        return DecisionTreeClassifier(random_state=0, **params)
+    if family == "random_forest":
+        return RandomForestClassifier(random_state=0, n_jobs=2, min_samples_leaf=5, **params)
+    return HistGradientBoostingClassifier(random_state=0, max_iter=150, early_stopping=True, validation_fraction=0.15,
+                                          scoring="loss", **params)
+
+
+def _pipeline(family: str, params: dict) -> Pipeline:
+    scale = family == "logistic_regression"  # trees do not need scaled inputs
+    pre = ColumnTransformer([
+        ("num", StandardScaler() if scale else "passthrough", FEATURES_NUMERIC),
+        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), FEATURES_CATEGORICAL),
+    ])
+    return Pipeline([("prep", pre), ("model", _estimator(family, params))])
+
+
+def _classification_metrics(y, proba) -> dict:
+    pred = (proba >= 0.5).astype(int)
+    return {"roc_auc": roc_auc_score(y, proba), "accuracy": accuracy_score(y, pred),
+            "f1": f1_score(y, pred, zero_division=0), "precision": precision_score(y, pred, zero_division=0),
+            "recall": recall_score(y, pred, zero_division=0), "log_loss": log_loss(y, proba)}
+
+
+def _already_seeded(ws: Workspace) -> bool:
+    exps = ws.experiments()
+    names = set(exps["name"].to_list()) if not exps.is_empty() else set()
+    return CREDIT_EXPERIMENT in names and DIABETES_EXPERIMENT in names and not ws.model_versions().is_empty()
+
+
+def _seed_credit(ws: Workspace, tick) -> None:
+    raw = make_credit_applicants(20_000, month="2026-01", seed=7)
+    later = make_credit_applicants(5_000, month="2026-02", drifted=True, seed=7)
+    train, test = train_test_split_frame(raw, test_size=0.25, seed=7)
+    X_train, y_train = train.to_pandas(), train[TARGET].to_numpy()
+    X_test, y_test = test.to_pandas(), test[TARGET].to_numpy()
+    best: dict[str, tuple[float, object, str]] = {}
+    for family, grid in SWEEPS.items():
+        with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-sweep", tags={"family": family, "kind": "sweep"}) as parent:
+            raw_ref = parent.log_dataset(raw, "applicants-2026-01", role="source", source="synthetic: make_credit_applicants(seed=7)")
+            aucs = []
+            for i, params in enumerate(grid):
+                with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-{i:02d}", parent=parent,
+                                  tags={"family": family, "data_month": "2026-01"}) as run:
+                    run.log_params({"family": family, **{k: str(v) for k, v in params.items()}})
+                    run.log_dataset(train, "applicants-2026-01-train", role="train", parents=[raw_ref])
+                    run.log_dataset(test, "applicants-2026-01-test", role="test", parents=[raw_ref])
+                    model = _pipeline(family, params).fit(X_train, y_train)
+                    est = model.named_steps["model"]
+                    if family == "hist_gradient_boosting":  # a learning curve, one point per iteration
+                        for step, (tr, va) in enumerate(zip(-est.train_score_, -est.validation_score_)):
+                            run.log_metrics({"train_log_loss": float(tr), "val_log_loss": float(va)}, step=step)
+                    metrics = _classification_metrics(y_test, model.predict_proba(X_test)[:, 1])
+                    drift_proba = model.predict_proba(later.to_pandas())[:, 1]
+                    metrics["roc_auc_2026_02"] = roc_auc_score(later[TARGET].to_numpy(), drift_proba)
+                    run.log_metrics(metrics)
+                    aucs.append(metrics["roc_auc"])
+                    if metrics["roc_auc"] > best.get(family, (-1,))[0]:
+                        best[family] = (metrics["roc_auc"], model, run)
+                tick()
+            parent.log_metrics({"best_roc_auc": max(aucs), "n_candidates": len(aucs)})
+    meta = dict(owner_team="Retail Credit Risk", use_case="Probability of default for consumer loan applications",
+                risk_tier="high", description="Scores loan applicants; decisions above the cut-off are referred to an underwriter.")
+    order = ["logistic_regression", "decision_tree", "random_forest", "hist_gradient_boosting"]
+    versions = {}
+    for family in order:
+        _, model, run = best[family]
+        versions[family] = ws.register_model(model, CREDIT_MODEL, run_id=run.run_id, **meta).version
+    # Stages a real registry would show: the old baseline archived, a challenger in staging,
+    # the champion in production. Production normally comes only from an approved request;
+    # the demo seeds it through the same single transition function, marked as a seed.
+    ws.set_stage(CREDIT_MODEL, versions["logistic_regression"], "Archived", reason="baseline superseded")
+    ws.set_stage(CREDIT_MODEL, versions["random_forest"], "Staging", reason="challenger")
+    _seed_production(ws, CREDIT_MODEL, versions["hist_gradient_boosting"])
+    ws.set_alias(CREDIT_MODEL, "champion", versions["hist_gradient_boosting"])
+    ws.set_alias(CREDIT_MODEL, "challenger", versions["random_forest"])
+
+
+def _seed_production(ws: Workspace, name: str, version: int) -> None:
+    ws._call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
+                                                    approval="demo-seed", reason="seeded by workbench demo"))
+
+
+def _seed_diabetes(ws: Workspace, tick) -> None:
+    data = load_diabetes(as_frame=True)
+    frame = pl.from_pandas(data.frame)
+    rng = np.random.default_rng(11)
+    test_mask = rng.random(frame.height) < 0.25
+    train, test = frame.filter(~pl.Series(test_mask)), frame.filter(pl.Series(test_mask))
+    features = list(data.feature_names)
+    candidates = [("ridge", Ridge(alpha=1.0)), ("ridge", Ridge(alpha=10.0)),
+                  ("random_forest", RandomForestRegressor(n_estimators=60, max_depth=6, random_state=0, n_jobs=2)),
+                  ("random_forest", RandomForestRegressor(n_estimators=60, max_depth=None, random_state=0, n_jobs=2))]
+    made = []
+    for i, (family, model) in enumerate(candidates):
+        with ws.start_run(DIABETES_EXPERIMENT, name=f"{family}-{i}", tags={"family": family}) as run:
+            run.log_params({"family": family, **{k: str(v) for k, v in model.get_params().items()
+                                                 if k in ("alpha", "n_estimators", "max_depth")}})
+            src = run.log_dataset(frame, "diabetes", role="source", source="sklearn.datasets.load_diabetes")
+            run.log_dataset(train, "diabetes-train", role="train", parents=[src])
+            run.log_dataset(test, "diabetes-test", role="test", parents=[src])
+            model.fit(train.select(features).to_pandas(), train["target"].to_numpy())
+            pred = model.predict(test.select(features).to_pandas())
+            y = test["target"].to_numpy()
+            mae = mean_absolute_error(y, pred)
+            run.log_metrics({"mae": mae, "r2": r2_score(y, pred), "rmse": float(np.sqrt(np.mean((y - pred) ** 2)))})
+            made.append((mae, model, run.run_id))
+        tick()
+    made.sort(key=lambda t: t[0])
+    meta = dict(owner_team="Clinical Analytics", use_case="Disease progression estimate one year after baseline",
+                risk_tier="medium", description="Regression on scikit-learn's bundled diabetes data.")
+    v_best = ws.register_model(made[0][1], DIABETES_MODEL, run_id=made[0][2], **meta).version
+    ws.register_model(made[1][1], DIABETES_MODEL, run_id=made[1][2], **meta)
+    ws.set_stage(DIABETES_MODEL, v_best, "Staging", reason="best MAE")
+
+
+def seed(store=None, *, progress: bool = True) -> dict:
+    """Seed the demo into ``store``; returns a summary. Idempotent."""
+    warnings.filterwarnings("ignore", category=UserWarning)
+    op = operator_workspace(store)
+    existing = set(op.users()["name"].to_list())
+    for name, password, role in DEMO_USERS:
+        if name not in existing:
+            op.add_user(name, role, password)
+    ws = connect(store, user="dana")
+    already = _already_seeded(ws)
+    if not already:
+        total = sum(len(g) for g in SWEEPS.values()) + 4
+        bar = _progress(total, progress)
+        try:
+            _seed_credit(ws, bar.update)
+            _seed_diabetes(ws, bar.update)
+        finally:
+            bar.close()
+    ws.flush()
+    counts = ws.counts()
+    return {"store": str(ws.store.path), "runs": counts["runs"], "experiments": counts["experiments"],
+            "versions": counts["versions"], "users": DEMO_USERS, "already_seeded": already}
+
+
+class _progress:
+    """A terminal progress bar (rich, which typer brings) that is silent when off."""
+
+    def __init__(self, total: int, show: bool) -> None:
+        self._p = None
+        if show and os.environ.get("CI") is None:
+            from rich.progress import Progress
+
+            self._p = Progress()
+            self._p.start()
+            self._task = self._p.add_task("Training demo models", total=total)
+
+    def update(self) -> None:
+        if self._p is not None:
+            self._p.advance(self._task)
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
