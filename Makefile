@@ -1,0 +1,37 @@
+# Two entry points (see README "Quick start"): `make run` and `make test`.
+# Both create .venv with Python 3.11 and install the project into it first.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install install-test chromium demo bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+# Browser tests drive Debian's chromium (a test tool's own browser download fails offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+demo: install
+	$(BIN)/workbench demo
+
+run: demo
+	$(BIN)/workbench serve --port $(PORT)
+
+test: install-test chromium
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/w1_logging.py
+	$(BIN)/python bench/w2_search.py
