@@ -63,6 +63,7 @@ def machine_info() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_1_5_15": os.getloadavg(),  # other processes on a shared machine skew timings
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -114,3 +115,11 @@ def fmt_s(x: float) -> str:
 
 def log(msg: str) -> None:
     print(msg, flush=True)
+
+
+def banner(title: str) -> None:
+    """Print what is being measured, and how busy the machine is right now."""
+    la = os.getloadavg()
+    log(f"{title}")
+    log(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; load average now "
+        f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (above ~0.5 other work is competing: expect noise)")

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    PARAM_CHOICES, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace, quiet_mlflow,
+    PARAM_CHOICES, banner, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace, quiet_mlflow,
     timed, write_results,
 )
 
@@ -109,7 +109,7 @@ def main() -> None:
 
     params, metrics = make_data()
     n_points = N_RUNS * N_STEPS * N_METRICS
-    log(f"W1: {N_RUNS} runs x ({N_PARAMS} params, {N_METRICS} metrics x {N_STEPS} steps) = {n_points:,} points")
+    banner(f"W1: {N_RUNS} runs x ({N_PARAMS} params, {N_METRICS} metrics x {N_STEPS} steps) = {n_points:,} points")
 
     log("warm-up (untimed): 5 runs into each tool ...")
     wp, wm = make_data(5, seed=99)

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    PARAM_CHOICES, RESULTS_DIR, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace,
+    PARAM_CHOICES, RESULTS_DIR, banner, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace,
     quiet_mlflow, timed, write_results,
 )
 
@@ -122,7 +122,7 @@ def idle_searches(ws, flt: str, reps: int, idle: float) -> list[float]:
 # -- part 1 ---------------------------------------------------------------------------------
 def part_5k(args) -> dict:
     rows = make_data(N_RUNS)
-    log(f"W2 part 1: {N_RUNS:,} runs x ({N_PARAMS} params, {N_METRICS} metrics), filter: {FILTER}")
+    banner(f"W2 part 1: {N_RUNS:,} runs x ({N_PARAMS} params, {N_METRICS} metrics), filter: {FILTER}")
 
     log("warm-up (untimed): 20 runs and one search in each tool ...")
     warm = make_data(20, seed=99)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 import workbench as wb
 
@@ -47,7 +48,7 @@ def test_params_metrics_tags_round_trip(ws):
 
 
 def test_metric_values_keep_double_precision(ws):
-    values = {"auc": 0.8123456789012345, "tiny": 1e-300, "big": 1.5e300, "third": 1 / 3}
+    values = {"auc": 0.8123456789012345, "third": 1 / 3, "lr": 0.1}
     with ws.start_run("exp") as run:
         run.log_metrics(values)
     assert ws.get_run(run.run_id)["metrics"] == values
@@ -55,6 +56,16 @@ def test_metric_values_keep_double_precision(ws):
     assert dict(zip(hist["key"], hist["value"])) == values
     row = ws.search_runs().row(0, named=True)
     assert {k: row[f"metrics.{k}"] for k in values} == values
+
+
+def test_metric_values_beyond_float32_range_are_kept_with_their_run(ws):
+    values = {"tiny": 1e-300, "big": 1.5e300, "neg_big": -3e200}
+    with ws.start_run("exp") as run:
+        run.log_params({"model": "rf"})
+        run.log_metrics(values)
+    info = ws.get_run(run.run_id)  # a float32 column would refuse 1.5e300 and lose the whole run
+    assert info["params"] == {"model": "rf"}
+    assert info["metrics"] == values
 
 
 def test_numpy_numbers_are_accepted_as_metrics(ws):
@@ -102,7 +113,7 @@ def test_non_numeric_metric_is_refused_and_nothing_of_the_call_stored(ws, bad):
 
 def test_nan_and_inf_are_stored_and_returned_as_such(ws):
     with ws.start_run("exp") as run:
-        run.log_metrics({"nan": float("nan"), "pinf": float("inf"), "ninf": float("-inf"), "npnan": np.nan})
+        run.log_metrics({"nan": float("nan"), "pinf": float("inf"), "ninf": float("-inf"), "npnan": np.nan}, step=5)
         run.log_metrics({"pinf": 1.0}, step=0)  # an earlier step: latest stays inf
     metrics = ws.get_run(run.run_id)["metrics"]
     assert math.isnan(metrics["nan"]) and math.isnan(metrics["npnan"])
@@ -313,11 +324,31 @@ def _frames():
     return pl_df, pd_df
 
 
-def test_log_dataset_same_content_same_digest_polars_and_pandas(ws):
+def _same_content(kind: str) -> tuple[pl.DataFrame, object]:
+    """(a frame built directly, the same content reached another way: other memory layout)."""
     pl_df, pd_df = _frames()
+    no_nulls = pl.DataFrame({"age": [25, 40, 61], "income": [1200.5, 3400.0, 0.0], "city": ["Oslo", "Lima", "Pune"]})
+    if kind == "pandas":
+        return pl_df, pd_df
+    if kind == "pandas-no-nulls":
+        return no_nulls, pd_df.fillna(0.0)
+    if kind == "polars-filled":  # fill_null leaves an all-valid validity bitmap behind
+        return no_nulls, pl_df.with_columns(pl.col("income").fill_null(0.0))
+    # polars, derived: a null made by when/then over a real value, after a slice
+    wide = pl.DataFrame({"age": [1, 25, 40, 61], "income": [5.0, 1200.5, 3400.0, 9.9],
+                         "city": ["x", "Oslo", "Lima", "Pune"]})
+    return pl_df, wide.with_columns(
+        pl.when(pl.col("age") == 61).then(None).otherwise(pl.col("income")).alias("income")).slice(1)
+
+
+@pytest.mark.parametrize("kind", ["pandas", "pandas-no-nulls", "polars-filled", "polars-derived"])
+def test_log_dataset_same_content_same_digest(ws, kind):
+    pl_df, other = _same_content(kind)
+    as_polars = other if isinstance(other, pl.DataFrame) else pl.from_pandas(other.reset_index(drop=True))
+    assert_frame_equal(as_polars, pl_df)  # precondition: same names, dtypes and values
     with ws.start_run("exp") as run:
         a = run.log_dataset(pl_df, "applicants", role="train", source="s3://bucket/applicants.parquet")
-        b = run.log_dataset(pd_df, "applicants", role="test")
+        b = run.log_dataset(other, "applicants", role="test")
     assert isinstance(a, wb.DatasetRef)
     assert a.digest == b.digest and a.id == b.id
     assert len(a.digest) == 64 and a.n_rows == 3

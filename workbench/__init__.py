@@ -1,11 +1,13 @@
 """Workbench: track, register, explain and govern machine-learning models.
 
->>> import workbench as wb                            # doctest: +SKIP
->>> ws = wb.connect(user="dana")                      # doctest: +SKIP
->>> with ws.start_run("credit-risk") as run:          # doctest: +SKIP
-...     run.log_params({"model": "rf"})
-...     run.log_metrics({"auc": 0.81})
-...     mv = run.register_model(model, "credit-default")
+Example::
+
+    import workbench as wb
+    ws = wb.connect(user="dana")
+    with ws.start_run("credit-risk") as run:
+        run.log_params({"model": "rf"})
+        run.log_metrics({"auc": 0.81})
+        mv = run.register_model(model, "credit-default")
 """
 
 __version__ = "0.1.0"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .errors import ValidationError
@@ -45,15 +45,40 @@ def to_polars(data) -> pl.DataFrame:
 
 
 def fingerprint(df: pl.DataFrame) -> tuple[str, str]:
-    """(sha256 digest, schema JSON). The digest covers names, types and values.
+    """(sha256 digest, schema JSON). The digest covers column names, types and values.
 
-    It hashes the uncompressed Arrow IPC stream of the rechunked frame, which is the
-    same for the same content (pandas input is converted to polars first).
+    It hashes a canonical encoding of each column (null mask, then fixed-width values or
+    byte lengths plus bytes), not Arrow buffers: those differ for equal content (slices,
+    leftover validity bitmaps, pandas vs polars origin).
 
-    >>> fingerprint(pl.DataFrame({"a": [1, 2]}))[0] == fingerprint(pl.DataFrame({"a": [1, 2]}))[0]
+    >>> a = pl.DataFrame({"a": [1.5, None], "s": ["x", None]})
+    >>> fingerprint(a)[0] == fingerprint(pl.from_pandas(a.to_pandas()))[0]
     True
+    >>> fingerprint(a)[0] == fingerprint(a.with_columns(pl.col("a").fill_null(0.0)))[0]
+    False
     """
-    buf = io.BytesIO()
-    df.rechunk().write_ipc_stream(buf, compression="uncompressed")
+    h = hashlib.sha256()
+    h.update(f"{df.height}\n".encode())
+    for name, dtype in df.schema.items():
+        h.update(f"{name}\x00{dtype}\x00".encode())
+        _hash_column(h, df.get_column(name))
     schema = json.dumps({name: str(dtype) for name, dtype in df.schema.items()})
-    return hashlib.sha256(buf.getvalue()).hexdigest(), schema
+    return h.hexdigest(), schema
+
+
+def _hash_column(h, s: pl.Series) -> None:
+    h.update(np.packbits(s.is_null().to_numpy()).tobytes())
+    dtype = s.dtype
+    if dtype.is_float():
+        s = s.fill_nan(float("nan"))  # one NaN bit pattern
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        h.update(np.ascontiguousarray(s.fill_null(0).to_numpy()).tobytes())
+    elif dtype.is_temporal():
+        h.update(np.ascontiguousarray(s.to_physical().fill_null(0).to_numpy()).tobytes())
+    else:
+        try:
+            text = s.cast(pl.String).fill_null("")
+        except pl.exceptions.PolarsError:  # nested types: slow, but exact
+            text = pl.Series([repr(v) for v in s.to_list()], dtype=pl.String)
+        h.update(np.ascontiguousarray(text.str.len_bytes().to_numpy()).tobytes())
+        h.update(text.str.join("").item().encode())

@@ -67,7 +67,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 __all__ = [
     "FilterSyntaxError", "CompiledFilter", "compile_filter", "parse_filter",
@@ -414,7 +414,8 @@ class CompiledFilter:
 
 
 class _Compiler:
-    def __init__(self):
+    def __init__(self, columns: Optional[Callable[[Operand], str]] = None):
+        self.columns = columns    # operand -> column of a wide table, instead of joins
         self.aliases: dict = {}   # (kind, key) -> join alias; one join per distinct key
         self.joins: list = []
         self.join_params: list = []
@@ -429,6 +430,8 @@ class _Compiler:
         return self.predicate(node)
 
     def column(self, operand: Operand) -> str:
+        if self.columns is not None:
+            return self.columns(operand)
         if operand.kind == "attributes":
             return _ATTRIBUTES[operand.key][0]
         alias = self.aliases.get((operand.kind, operand.key))
@@ -460,15 +463,17 @@ class _Compiler:
         return f"({sql})"
 
 
-def compile_filter(text: str) -> CompiledFilter:
+def compile_filter(text: str, columns: Optional[Callable[[Operand], str]] = None) -> CompiledFilter:
     """Parse and compile a filter to SQL with bound parameters.
 
     Empty or whitespace-only ``text`` means no filter (``where == "TRUE"``).
-    Raises FilterSyntaxError for invalid filters.
+    Raises FilterSyntaxError for invalid filters. With ``columns``, operands become
+    the columns it names in one wide table (no joins); it must return only names or
+    expressions the caller generated, never user text.
     """
     tree = parse_filter(text)
     if tree is None:
         return CompiledFilter("", "TRUE", [], None)
-    c = _Compiler()
+    c = _Compiler(columns)
     where = c.expr(tree)
     return CompiledFilter(" ".join(c.joins), where, c.join_params + c.params, tree)

@@ -81,8 +81,10 @@ def caller_source() -> tuple[str | None, str | None]:
     while frame is not None:
         fname = frame.f_code.co_filename
         if not fname.startswith(here) and "contextlib" not in fname:
-            folder = str(Path(fname).parent) if Path(fname).exists() else os.getcwd()  # notebooks
-            return fname, _git_commit(folder)
+            if Path(fname).exists():
+                return fname, _git_commit(str(Path(fname).parent))
+            # A notebook cell's "file" is a temporary name: record the notebook, if known.
+            return os.environ.get("JPY_SESSION_NAME") or "<interactive>", _git_commit(os.getcwd())
         frame = frame.f_back
     return None, _git_commit(os.getcwd())
 
@@ -90,9 +92,11 @@ def caller_source() -> tuple[str | None, str | None]:
 class Run:
     """An experiment run. Use as a context manager from :meth:`Workspace.start_run`.
 
-    >>> with ws.start_run("credit-risk") as run:       # doctest: +SKIP
-    ...     run.log_params({"model": "rf", "n_estimators": 200})
-    ...     run.log_metrics({"auc": 0.81}, step=0)
+    Example::
+
+        with ws.start_run("credit-risk") as run:
+            run.log_params({"model": "rf", "n_estimators": 200})
+            run.log_metrics({"auc": 0.81}, step=0)
     """
 
     flush_points = 50_000

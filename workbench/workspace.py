@@ -44,8 +44,10 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
     ``user``: an existing user name; default ``$WORKBENCH_USER``. Without one the
     workspace can read but not write.
 
-    >>> import workbench as wb                                    # doctest: +SKIP
-    >>> ws = wb.connect("data/workbench.duckdb", user="dana")     # doctest: +SKIP
+    Example::
+
+        import workbench as wb
+        ws = wb.connect("data/workbench.duckdb", user="dana")
     """
     s, w = _shared_store(store, lease_seconds=lease_seconds, lock_timeout=lock_timeout)
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
@@ -137,7 +139,9 @@ class Workspace:
     def search_runs(self, filter: str = "", experiment: str | None = None, max_results: int | None = None) -> pl.DataFrame:
         """Runs matching ``filter``, one row per run, newest first.
 
-        >>> ws.search_runs("metrics.auc > 0.8 AND (params.model = 'rf' OR params.model = 'gbm')")  # doctest: +SKIP
+        Example::
+
+            ws.search_runs("metrics.auc > 0.8 AND (params.model = 'rf' OR params.model = 'gbm')")
         """
         exp_id = self._experiment_id(experiment, create=False) if experiment else None
         self._writer.flush()

@@ -98,9 +98,11 @@ def frame(raw, sql: str, params: list | None = None) -> pl.DataFrame:
 class Store:
     """A leased connection to one store file, safe to share between threads.
 
-    >>> store = Store("/tmp/doctest-store.duckdb")  # doctest: +SKIP
-    >>> with store.transaction() as conn:           # doctest: +SKIP
-    ...     conn.execute(sa.text("select 1"))
+    Example::
+
+        store = Store("data/workbench.duckdb")
+        with store.transaction() as conn:
+            conn.execute(sa.text("select 1"))
     """
 
     def __init__(

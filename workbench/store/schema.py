@@ -95,7 +95,7 @@ metrics_table = sa.Table(
     SQLModel.metadata,
     sa.Column("run_id", sa.String, nullable=False),
     sa.Column("key", sa.String, nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", sa.Double, nullable=False),  # sa.Float is 32-bit FLOAT in DuckDB
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
 )
@@ -110,11 +110,11 @@ class LatestMetric(SQLModel, table=True):
     __tablename__ = "latest_metrics"
     run_id: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
-    value: float
+    value: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
     step: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     ts: datetime = Field(sa_column=_ts())
-    min_value: float
-    max_value: float
+    min_value: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
+    max_value: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
     n: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 

@@ -1,0 +1,220 @@
+"""The ``workbench`` command, run as a real subprocess (``python -m workbench.cli``)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+import _demo_store
+import workbench as wb
+from _demo_store import run_cli
+from workbench import cli
+
+ROLES_EXPECTED = {"data_scientist", "reviewer", "compliance_officer", "lead", "admin"}
+
+
+def _command_paths(cmd, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the typer app (typer vendors click: duck-type the groups)."""
+    paths = [prefix]
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        paths += _command_paths(sub, prefix + (name,))
+    return paths
+
+
+COMMAND_PATHS = _command_paths(typer.main.get_command(cli.app))
+
+
+def _assert_clean_failure(result, *needles: str) -> str:
+    """Non-zero exit, an 'Error: ...' on stderr naming every needle, and no traceback anywhere."""
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "Traceback" not in out, out
+    assert result.stderr.startswith("Error: "), out
+    for needle in needles:
+        assert needle in result.stderr, out
+    return result.stderr
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A path for a store that does not exist yet."""
+    return tmp_path / "new" / "workbench.duckdb"
+
+
+# -- help -----------------------------------------------------------------------------
+
+def test_every_command_is_covered():
+    assert set(COMMAND_PATHS) >= {(), ("init",), ("demo",), ("serve",), ("users",), ("users", "add"),
+                                          ("users", "list"), ("models",), ("models", "list"), ("audit",),
+                                          ("audit", "verify")}
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "workbench")
+def test_help(path):
+    result = run_cli(*path, "--help", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    if path and path[-1] in ("init", "demo", "serve", "add", "list", "verify"):
+        assert "--store" in result.stdout  # every command takes --store
+
+
+# -- init, users, models on fresh stores ----------------------------------------------------
+
+def test_init_creates_store(store):
+    assert not store.parent.exists()
+    result = run_cli("init", "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert store.is_file() and store.stat().st_size > 0
+    assert str(store) in result.stdout
+    assert "0 runs" in result.stdout and "0 users" in result.stdout
+    again = run_cli("init", "--store", store)  # an existing store is checked, not recreated
+    assert again.returncode == 0, again.stderr
+    assert "Store ready" in again.stdout
+
+
+def test_users_add_and_list(store):
+    for name, role in [("riley", "reviewer"), ("dana", "data_scientist")]:
+        result = run_cli("users", "add", name, "--role", role, "--password", f"{name}-pw", "--store", store)
+        assert result.returncode == 0, result.stderr
+        assert name in result.stdout and role in result.stdout
+    listed = run_cli("users", "list", "--store", store)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["dana data_scientist", "riley reviewer"]
+    assert "pw" not in listed.stdout
+    dup = run_cli("users", "add", "dana", "--role", "lead", "--password", "x", "--store", store)
+    _assert_clean_failure(dup, "dana")
+
+
+def test_users_add_unknown_role(store):
+    result = run_cli("users", "add", "bob", "--role", "wizard", "--password", "pw", "--store", store)
+    err = _assert_clean_failure(result, "wizard")
+    assert "data_scientist" in err  # says what the valid roles are
+    listed = run_cli("users", "list", "--store", store)
+    assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize("command", [("init",), ("users", "list"), ("models", "list"), ("audit", "verify")],
+                         ids=" ".join)
+def test_garbage_file_as_store(tmp_path, command):
+    garbage = tmp_path / "garbage.duckdb"
+    content = bytes(range(256)) * 40
+    garbage.write_bytes(content)
+    result = run_cli(*command, "--store", garbage)
+    err = _assert_clean_failure(result, str(garbage))
+    assert "not a DuckDB database" in err or "not a workbench store" in err, err
+    assert garbage.read_bytes() == content  # left untouched
+
+
+def test_store_under_regular_file(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("just a file\n")
+    store = blocker / "workbench.duckdb"
+    result = run_cli("init", "--store", store)
+    err = _assert_clean_failure(result, str(blocker))
+    assert len(err.strip().splitlines()) == 1, err
+    low = err.lower()
+    assert "not a directory" in low or "not a folder" in low or "is a file" in low, err
+    assert blocker.read_text() == "just a file\n"
+
+
+def test_store_is_a_directory(tmp_path):
+    result = run_cli("init", "--store", tmp_path)
+    err = _assert_clean_failure(result, str(tmp_path))
+    assert "directory" in err
+
+
+def test_serve_refuses_a_bad_store(tmp_path):
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"\x00garbage" * 100)
+    result = run_cli("serve", "--store", garbage, "--port", "1", timeout=30)
+    _assert_clean_failure(result, str(garbage))
+
+
+def test_models_list_and_audit_on_empty_store(store):
+    result = run_cli("models", "list", "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "No registered models yet."
+    audit = run_cli("audit", "verify", "--store", store)
+    assert audit.returncode == 0, audit.stderr
+    assert audit.stdout.startswith("OK: 0 events")
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo():
+    return _demo_store.demo_store()
+
+
+def _read(path):
+    """A read-only workspace; released afterwards so other processes may open the file."""
+    return wb.connect(path)
+
+
+def test_demo_seeds_quickly_and_prints_passwords(demo):
+    assert demo.seconds < 90, f"workbench demo took {demo.seconds:.0f} s"
+    out = demo.result.stdout
+    assert "Traceback" not in out + demo.result.stderr
+    for name, role in [("dana", "data_scientist"), ("riley", "reviewer"), ("casey", "compliance_officer"),
+                       ("lee", "lead"), ("ada", "admin")]:
+        line = next((ln for ln in out.splitlines() if ln.split()[:1] == [name]), None)
+        assert line is not None, out
+        assert line.split() == [name, f"{name}-demo-pw", role], line
+
+
+def test_demo_content(demo):
+    ws = _read(demo.path)
+    try:
+        credit = ws.search_runs(experiment="credit-risk")
+        assert credit.height >= 30
+        families = set(credit["params.family"].drop_nulls().to_list())
+        assert len(families) >= 3, families
+        assert set(ws.experiments()["name"].to_list()) >= {"credit-risk", "diabetes-progression"}
+        versions = ws.model_versions()
+        stages = set(versions["stage"].to_list())
+        assert len(stages) >= 3, stages
+        assert "Production" in stages
+        credit_versions = ws.model_versions("credit-default")
+        assert credit_versions.height == 4
+        assert dict(zip(credit_versions["version"], credit_versions["stage"]))[4] == "Production"
+        roles = set(ws.users()["role"].to_list())
+        assert roles == ROLES_EXPECTED == set(wb.ROLES)
+    finally:
+        ws.close()
+
+
+def test_demo_users_and_models_via_cli(demo):
+    users = run_cli("users", "list", "--store", demo.path)
+    assert users.returncode == 0, users.stderr
+    assert {ln.split()[1] for ln in users.stdout.splitlines()} == ROLES_EXPECTED
+    models = run_cli("models", "list", "--store", demo.path)
+    assert models.returncode == 0, models.stderr
+    credit = next(ln for ln in models.stdout.splitlines() if ln.startswith("credit-default "))
+    assert "versions=4" in credit and "production=v4" in credit
+    assert any(ln.startswith("diabetes-progression ") for ln in models.stdout.splitlines())
+
+
+def test_demo_is_idempotent(demo):
+    ws = _read(demo.path)
+    before = ws.counts()
+    ws.close()
+    again = run_cli("demo", "--store", demo.path, "-q", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already seeded" in again.stdout
+    assert f"{before['runs']} runs in {before['experiments']} experiments, {before['versions']} model versions" \
+        in again.stdout
+    assert "dana-demo-pw" in again.stdout
+    ws = _read(demo.path)
+    try:
+        assert ws.counts() == before  # not even an audit event more
+    finally:
+        ws.close()
+
+
+def test_audit_verify_on_demo(demo):
+    result = run_cli("audit", "verify", "--store", demo.path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: ")
+    n_events = int(result.stdout.split()[1])
+    assert n_events > 0

@@ -1,0 +1,296 @@
+"""The store file: where it lives, what it refuses, and how it shares the file with others."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import workbench as wb
+from workbench import workspace as _workspace
+from workbench.store import schema
+from workbench.workspace import operator_workspace
+
+
+def _release(path: Path) -> None:
+    """Close this process's Store for ``path`` and forget it, so the file is free."""
+    with _workspace._stores_lock:
+        hit = _workspace._stores.pop(str(Path(path).resolve()), None)
+    if hit is not None:
+        hit[1].flush()
+        hit[0].close()
+
+
+def _duck(path: Path, sql: str, timeout: float = 5.0):
+    """Run ``sql`` on ``path`` with plain duckdb in this process (retrying while a lease runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+
+_OPEN = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(c.sql(sys.argv[2]).fetchall()); c.close()"
+_HOLD = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "time.sleep(float(sys.argv[2])); c.close()")
+
+
+def _open_elsewhere(path: Path, sql: str = "select count(*) from runs") -> subprocess.CompletedProcess:
+    """Open the store file from another process with plain duckdb."""
+    return subprocess.run([sys.executable, "-c", _OPEN, str(path), sql], capture_output=True, text=True, timeout=60)
+
+
+def _holder(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process that opens the file read-write and keeps it for ``seconds``."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path), str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line == "ready", proc.stderr.read()
+    return proc
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Store paths a test opens outside the conftest fixtures; released afterwards."""
+    for var in ("WORKBENCH_STORE", "WORKBENCH_USER", "WORKBENCH_ARTIFACTS"):
+        monkeypatch.delenv(var, raising=False)
+    paths: list[Path] = []
+    yield paths
+    for p in paths:
+        _release(p)
+
+
+# -- where the store lives -----------------------------------------------------------------
+def test_default_store_comes_from_workbench_store_env(tmp_path, monkeypatch, opened):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    target = tmp_path / "elsewhere" / "team.duckdb"
+    opened.append(target)
+    monkeypatch.setenv("WORKBENCH_STORE", str(target))
+    op = operator_workspace()
+    assert op.store.path == target.resolve()
+    op.add_user("dana", "data_scientist")
+    monkeypatch.setenv("WORKBENCH_USER", "dana")
+    ws = wb.connect()
+    with ws.start_run("exp") as run:
+        run.log_metrics({"a": 1.0})
+    ws.close()
+    assert target.is_file()
+    assert _duck(target, "select run_id, user_name from runs") == [(run.run_id, "dana")]
+    assert not (cwd / "data").exists()
+
+
+def test_default_store_without_env_is_data_workbench_duckdb(tmp_path, monkeypatch, opened):
+    monkeypatch.chdir(tmp_path)
+    opened.append(tmp_path / "data" / "workbench.duckdb")
+    op = operator_workspace()
+    assert op.store.path == (tmp_path / "data" / "workbench.duckdb").resolve()
+    assert (tmp_path / "data" / "workbench.duckdb").is_file()
+
+
+def test_duckdb_url_is_accepted_and_other_schemes_refused(tmp_path, opened):
+    target = tmp_path / "url.duckdb"
+    opened.append(target)
+    op = operator_workspace(f"duckdb:///{target}")
+    assert op.store.path == target.resolve() and target.is_file()
+    with pytest.raises(wb.StoreError, match="postgresql"):
+        wb.connect("postgresql://host/db")
+
+
+# -- what it refuses -------------------------------------------------------------------------
+def test_store_path_not_writable_is_a_clear_store_error(tmp_path, opened):
+    if os.geteuid() == 0:  # root ignores directory modes: use a path under a regular file
+        blocker = tmp_path / "file.txt"
+        blocker.write_text("not a folder")
+        target = blocker / "store.duckdb"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        target = ro / "store.duckdb"
+    opened.append(target)
+    for attempt in (lambda: operator_workspace(target), lambda: wb.connect(target, user="dana")):
+        with pytest.raises(wb.StoreError) as err:
+            attempt()
+        msg = str(err.value)
+        assert str(target.parent) in msg
+        assert re.search(r"not writable|not a directory", msg, re.I), msg
+    assert not target.exists()
+
+
+def test_store_path_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(wb.StoreError, match="directory"):
+        operator_workspace(tmp_path)
+
+
+def test_garbage_file_as_store_is_refused_untouched(tmp_path):
+    target = tmp_path / "notes.duckdb"
+    content = b"these are my notes, not a database\n" * 300
+    target.write_bytes(content)
+    with pytest.raises(wb.StoreError) as err:
+        wb.connect(target, user="dana")
+    msg = str(err.value)
+    assert str(target) in msg and "not a DuckDB database" in msg
+    assert target.read_bytes() == content
+
+
+def test_sqlite_file_as_store_is_refused_without_loading_an_extension(tmp_path):
+    target = tmp_path / "mlflow.db"
+    con = sqlite3.connect(target)
+    con.execute("create table runs (run_uuid text primary key, name text)")
+    con.execute("insert into runs values ('abc', 'first')")
+    con.commit()
+    con.close()
+    content = target.read_bytes()
+    ext_dir = Path.home() / ".duckdb" / "extensions"
+    before = sorted(ext_dir.rglob("sqlite*")) if ext_dir.exists() else []
+    t0 = time.monotonic()
+    with pytest.raises(wb.StoreError) as err:
+        operator_workspace(target)
+    assert time.monotonic() - t0 < 5
+    msg = str(err.value)
+    assert "SQLite" in msg and str(target) in msg
+    assert target.read_bytes() == content
+    after = sorted(ext_dir.rglob("sqlite*")) if ext_dir.exists() else []
+    assert after == before
+
+
+def test_duckdb_file_that_is_not_a_workbench_store_is_refused_untouched(tmp_path):
+    target = tmp_path / "warehouse.duckdb"
+    _duck(target, "create table customers (id integer, name varchar); insert into customers values (1, 'Ada')")
+    with pytest.raises(wb.StoreError) as err:
+        wb.connect(target, user="dana")
+    msg = str(err.value)
+    assert "not a workbench store" in msg and "customers" in msg
+    assert _duck(target, "select table_name from information_schema.tables order by 1") == [("customers",)]
+    assert _duck(target, "select * from customers") == [(1, "Ada")]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "checksum"])
+def test_corrupt_store_file_is_refused_untouched(ws, store_path, damage):
+    with ws.start_run("exp") as run:
+        run.log_metrics({"a": 1.0})
+    _release(store_path)
+    data = store_path.read_bytes()
+    bad = data[:4096] if damage == "truncated" else data[:4096] + bytes(len(data) - 4096)
+    store_path.write_bytes(bad)
+    with pytest.raises(wb.StoreError) as err:
+        wb.connect(store_path, user="dana")
+    assert str(store_path) in str(err.value)
+    assert store_path.read_bytes() == bad
+
+
+def test_store_from_a_newer_schema_version_is_refused(ws, store_path):
+    with ws.start_run("exp") as run:
+        run.log_params({"model": "rf"})
+    ws.close()
+    _release(store_path)
+    newer = schema.SCHEMA_VERSION + 1
+    _duck(store_path, f"update store_info set schema_version = {newer}")
+    with pytest.raises(wb.StoreError) as err:
+        wb.connect(store_path, user="dana")
+    msg = str(err.value)
+    assert f"schema version {newer}" in msg
+    assert f"up to version {schema.SCHEMA_VERSION}" in msg
+    assert "Upgrade" in msg
+    # refused, not rewritten: the version and the data are as they were
+    assert _duck(store_path, "select schema_version from store_info") == [(newer,)]
+    assert _duck(store_path, "select run_id, status from runs") == [(run.run_id, "FINISHED")]
+
+
+# -- sharing the file with other processes ---------------------------------------------------
+def test_file_is_free_for_other_processes_after_close_and_after_the_lease(ws, store_path):
+    with ws.start_run("exp") as run:
+        run.log_metrics({"a": 1.0})
+    ws.flush()
+    # control: while this process holds the file, another cannot open it
+    with ws.store.connection():
+        held = _open_elsewhere(store_path)
+    assert held.returncode != 0 and "lock" in held.stderr.lower()
+
+    ws.close()
+    after_close = _open_elsewhere(store_path)
+    assert after_close.returncode == 0, after_close.stderr
+    assert after_close.stdout.strip() == "[(1,)]"
+
+    with ws.start_run("exp") as run2:  # reopens on demand
+        run2.log_metrics({"a": 2.0})
+    ws.flush()
+    time.sleep(max(1.0, 3 * ws.store.lease_seconds))  # idle: the lease runs out
+    after_lease = _open_elsewhere(store_path)
+    assert after_lease.returncode == 0, after_lease.stderr
+    assert after_lease.stdout.strip() == "[(2,)]"
+
+
+def test_write_waits_for_another_process_then_succeeds(ws, store_path):
+    ws.close()
+    holder = _holder(store_path, 2.0)
+    try:
+        t0 = time.monotonic()
+        with ws.start_run("exp") as run:
+            run.log_params({"model": "rf"})
+            run.log_metrics({"auc": 0.75})
+        ws.flush()
+        waited = time.monotonic() - t0
+    finally:
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+    assert waited >= 1.0  # it really waited for the holder
+    info = ws.get_run(run.run_id)
+    assert info["status"] == "FINISHED"
+    assert info["params"] == {"model": "rf"} and info["metrics"] == {"auc": 0.75}
+
+
+def test_lock_timeout_raises_store_locked_error_naming_the_holder(op, store_path):
+    op.add_user("dana", "data_scientist")
+    _release(store_path)
+    ws = wb.connect(store_path, user="dana", lock_timeout=1)
+    ws.close()
+    holder = _holder(store_path, 20)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(wb.StoreLockedError) as err:
+            ws.start_run("exp")
+        elapsed = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert 0.5 <= elapsed < 5
+    msg = str(err.value)
+    assert f"PID {holder.pid}" in msg or f"process {holder.pid}" in msg
+    assert str(store_path) in msg
+    # once the holder is gone the same workspace works again
+    with ws.start_run("exp") as run:
+        run.log_metrics({"a": 1.0})
+    assert ws.get_run(run.run_id)["status"] == "FINISHED"
+
+
+def test_connect_honours_lock_timeout_when_the_store_is_already_open(ws, store_path):
+    quick = wb.connect(store_path, user="dana", lock_timeout=1)  # the store is already open in this process
+    quick.close()
+    holder = _holder(store_path, 5)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(wb.StoreLockedError):
+            quick.start_run("other-exp")
+        elapsed = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert elapsed < 3.5  # 1 s asked for; ignoring it would wait for the holder's 5 s
