@@ -20,6 +20,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 import workbench as wb
+from workbench.workspace import operator_workspace
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -147,7 +148,7 @@ def test_notebook_runs_top_to_bottom(path, notebook_env, tmp_path):
     assert _same_python(kernel_python), f"kernel ran {kernel_python}, not {sys.executable}"
     assert list(workdir.iterdir()) == [], "the notebook wrote into its working directory"
 
-    ws = wb.connect(store=notebook_env)
+    ws = operator_workspace(notebook_env)  # reading the audit trail is not a data scientist's right
     try:
         check = ws.verify_audit()
         assert check.ok and check.n_events > 0, check

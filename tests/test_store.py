@@ -294,3 +294,25 @@ def test_connect_honours_lock_timeout_when_the_store_is_already_open(ws, store_p
         holder.kill()
         holder.wait(timeout=30)
     assert elapsed < 3.5  # 1 s asked for; ignoring it would wait for the holder's 5 s
+
+
+def test_a_run_held_back_by_a_lock_timeout_is_kept_and_saved_by_the_next_flush(ws, store_path):
+    ws.close()
+    quick = wb.connect(store_path, user="dana", lock_timeout=1)
+    quick._experiment_id("exp", create=True)
+    quick.close()  # release the file so the other process can take it
+    holder = _holder(store_path, 3)
+    try:
+        with quick.start_run("exp", name="patient") as run:
+            run.log_params({"lr": 0.1})
+            run.log_metrics({"auc": 0.8})
+        with pytest.raises(wb.StoreLockedError) as info:
+            quick.flush()
+        assert str(holder.pid) in str(info.value)
+    finally:
+        holder.wait(timeout=30)
+    quick.flush()  # the holder is gone: the same batch is written now, nothing was dropped
+    runs = quick.search_runs(experiment="exp")
+    assert runs["run_name"].to_list() == ["patient"]
+    assert runs["params.lr"].to_list() == ["0.1"] and runs["metrics.auc"].to_list() == [0.8]
+    assert runs["status"].to_list() == ["FINISHED"]

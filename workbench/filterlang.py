@@ -69,13 +69,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Optional, Union
 
+from .errors import ValidationError
+
 __all__ = [
     "FilterSyntaxError", "CompiledFilter", "compile_filter", "parse_filter",
     "Operand", "Predicate", "And", "Or", "Not", "Node",
 ]
 
 
-class FilterSyntaxError(ValueError):
+class FilterSyntaxError(ValidationError):
     """Invalid filter; ``position`` is the 0-based offset of the problem in ``text``."""
 
     def __init__(self, message: str, text: str, position: int):

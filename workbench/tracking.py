@@ -235,10 +235,15 @@ class Run:
         if len(b.m_keys) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
             self._submit()
 
+    def _note_points(self) -> None:
+        """Points leave a trace in the audit trail too: how many, which keys (once a batch)."""
+        b = self._batch
+        if b.m_keys and not any(e.action == "run.log_metrics" for e in b.events):
+            b.events.append(self._event("run.log_metrics", {"points": len(b.m_keys), "keys": sorted(set(b.m_keys))}))
+
     def _submit(self) -> None:
         b = self._batch
-        if b.m_keys:  # points leave a trace in the audit trail too: how many, which keys
-            b.events.append(self._event("run.log_metrics", {"points": len(b.m_keys), "keys": sorted(set(b.m_keys))}))
+        self._note_points()
         if b.events:  # every change above appended an event, so no events means nothing to write
             self._ws._writer.submit(b)
         self._batch = RunBatch(self.run_id)
@@ -254,6 +259,7 @@ class Run:
             return
         self.status = status
         self._batch.update = dict(status=status, end_time=schema.utcnow(), error=error)
+        self._note_points()  # events keep the order things happened: points before the end
         self._batch.events.append(self._event("run.end", {"status": status, "error": error}))
         self._ended = True
         self._submit()

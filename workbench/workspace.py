@@ -29,6 +29,10 @@ def _shared_store(location, **kwargs) -> tuple[Store, Writer]:
     with _stores_lock:
         hit = _stores.get(key)
         if hit is not None and not hit[0].closed:
+            # One lease per file per process, so explicit settings apply to the shared store.
+            for name, value in kwargs.items():
+                if value is not None:
+                    setattr(hit[0], name, float(value))
             return hit
         store = Store(location, **kwargs)
         _stores[key] = (store, Writer(store))
@@ -260,10 +264,12 @@ class Workspace:
         return self._call(lambda conn: users.add(conn, self.user, self.role, name, role, password))
 
     def audit_events(self, limit: int | None = None) -> pl.DataFrame:
+        self._require("audit_view")
         lim = f" limit {int(limit)}" if limit else ""
         return self._read(f"select * from audit_events order by seq desc{lim}")
 
     def verify_audit(self) -> audit.ChainCheck:
+        self._require("audit_view")
         self._writer.flush()
         with self.store.connection() as conn:
             try:

@@ -69,6 +69,7 @@ class Writer:
         self._cv = threading.Condition()
         self._busy = False
         self._errors: list[BaseException] = []
+        self._parked: list[RunBatch] = []  # held back by a lock timeout; never dropped
         self._thread: threading.Thread | None = None
         _live.add(self)
 
@@ -77,11 +78,15 @@ class Writer:
         fut: Future = Future()
         with self._cv:
             self._queue.append((item, fut))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="workbench-writer", daemon=True)
-                self._thread.start()
-            self._cv.notify_all()
+            self._start()
         return fut
+
+    def _start(self) -> None:
+        """Wake the writer thread (caller holds the condition)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="workbench-writer", daemon=True)
+            self._thread.start()
+        self._cv.notify_all()
 
     def call(self, op: Op) -> Any:
         """Run ``op`` after everything queued before it; return its result or raise its error."""
@@ -90,6 +95,10 @@ class Writer:
     def flush(self) -> None:
         """Wait until every queued write is committed; raise if a background write failed."""
         with self._cv:
+            if self._parked:  # batches a lock timeout held back: try them again first
+                self._queue.extendleft((b, Future()) for b in reversed(self._parked))
+                self._parked.clear()
+                self._start()
             self._cv.wait_for(lambda: not self._queue and not self._busy)
             errors, self._errors = self._errors, []
         if errors:
@@ -139,6 +148,8 @@ class Writer:
             fut.set_exception(exc)
             if isinstance(item, RunBatch):  # nobody waits on these: report at flush()
                 self._errors.append(exc)
+                if isinstance(exc, StoreLockedError):
+                    self._parked.append(item)  # kept, and retried by the next flush()
 
     def _apply(self, conn: sa.Connection, group) -> list[Any]:
         results: list[Any] = []
@@ -172,7 +183,10 @@ def _append(conn: sa.Connection, table: str, data: pa.Table, sql: str) -> None:
     try:
         raw.execute(sql).fetchall()  # DuckDB 2 wants every result finished before the next statement
     finally:
-        raw.unregister("batch")
+        try:
+            raw.unregister("batch")
+        except Exception:  # an aborted transaction refuses this too: keep the real error
+            pass
 
 
 def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:

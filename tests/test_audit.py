@@ -1,0 +1,227 @@
+"""The audit trail: every write leaves an event, the chain verifies, tampering is found."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import workbench as wb
+from workbench import audit
+
+
+def _duck(path: Path, sql: str, params: list | None = None, timeout: float = 5.0):
+    """Run ``sql`` with plain duckdb once the workbench has let go of the file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+            break
+        except duckdb.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def cora(op, store_path):
+    """A compliance officer: may view and verify the audit trail."""
+    op.add_user("cora", "compliance_officer")
+    return wb.connect(store_path, user="cora")
+
+
+def _events(cora) -> pl.DataFrame:
+    return cora.audit_events().sort("seq")
+
+
+def _do_everything(ws, tmp_path):
+    """One of each write a data scientist can make."""
+    f = tmp_path / "notes.txt"
+    f.write_text("notes")
+    with ws.start_run("exp") as run:
+        run.log_params({"C": 1.0})
+        run.log_metrics({"auc": 0.75})
+        run.set_tags({"team": "risk"})
+        ds = run.log_dataset(pl.DataFrame({"x": [1, 2, 3]}), "train")
+        run.log_artifact(f)
+        mv = run.register_model({"weights": [1, 2, 3]}, "credit", risk_tier="high")
+    ws.set_stage("credit", mv.version, "Staging")
+    ws.set_alias("credit", "champion", mv.version)
+    ws.update_model("credit", owner_team="risk")
+    return run, ds, mv
+
+
+def test_every_write_appends_its_event(ws, cora, tmp_path):
+    run, ds, mv = _do_everything(ws, tmp_path)
+    ev = _events(cora)
+    actions = ev["action"].to_list()
+    for action in ("user.add", "experiment.create", "run.start", "run.log_params", "run.log_metrics",
+                   "run.set_tags", "dataset.create", "run.log_dataset", "run.log_artifact", "model.create",
+                   "model_version.create", "model_version.stage", "model.alias", "model.update", "run.end"):
+        assert action in actions, action
+    assert actions.count("user.add") == 2  # dana and cora, by the operator
+    users = ev.filter(pl.col("action") == "user.add")
+    assert users["entity_id"].to_list() == ["dana", "cora"]
+    assert set(users["role"]) == {"operator"}
+    mine = ev.filter(pl.col("action") != "user.add")
+    assert set(mine["actor"]) == {"dana"} and set(mine["role"]) == {"data_scientist"}
+    run_events = ev.filter(pl.col("entity_id") == run.run_id)
+    assert set(run_events["entity_type"]) == {"run"}
+    assert ev.filter(pl.col("action") == "model_version.create")["entity_id"].to_list() == [f"credit/{mv.version}"]
+    assert ev["seq"].to_list() == list(range(1, ev.height + 1))
+    assert all(ts.tzinfo is not None for ts in ev["ts"].to_list())
+    assert ev.height == ws.counts()["audit_events"]
+
+
+def test_events_are_in_the_order_things_happened(ws, cora):
+    with ws.start_run("exp") as run:
+        run.log_params({"a": 1})
+        run.log_metrics({"m": 1.0})
+        run.set_tags({"t": "x"})
+    actions = _events(cora).filter(pl.col("entity_id") == run.run_id)["action"].to_list()
+    assert actions[0] == "run.start"
+    assert actions[-1] == "run.end", actions  # nothing is logged to a run after it ended
+    assert sorted(actions) == sorted(["run.start", "run.log_params", "run.log_metrics", "run.set_tags", "run.end"])
+
+
+def test_payloads_are_canonical_json_without_secrets(op, cora, store_path):
+    op.add_user("erin", "reviewer", "s3cret-pw")
+    ev = _events(cora).filter(pl.col("entity_id") == "erin").row(0, named=True)
+    payload = json.loads(ev["payload"])
+    assert payload == {"role": "reviewer", "password_set": True}
+    assert ev["payload"] == json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    text = " ".join(str(v) for v in ev.values())
+    assert "s3cret" not in text
+
+
+def test_nan_metric_events_still_verify(ws, cora):
+    with ws.start_run("exp") as run:
+        run.log_metrics({"nan": float("nan"), "inf": float("inf")})
+        run.set_tags({"note": "ünïcode ✓"})
+    assert cora.verify_audit().ok
+
+
+def test_refused_writes_leave_no_event(ws, op, cora, store_path):
+    with ws.start_run("exp") as run:
+        run.log_params({"lr": 0.1})
+    ws.register_model({"w": 1}, "m")
+    before = cora.counts()["audit_events"]
+    op.add_user("rita", "reviewer")
+    rita = wb.connect(store_path, user="rita")
+    after_add = cora.counts()["audit_events"]
+    assert after_add == before + 1
+    refused = [
+        (wb.PermissionDenied, lambda: rita.start_run("exp")),
+        (wb.PermissionDenied, lambda: ws.add_user("mallory", "admin")),
+        (wb.PermissionDenied, lambda: ws.set_stage("m", 1, "Production")),
+        (wb.ValidationError, lambda: ws.register_model({"w": 2}, "m2", risk_tier="extreme")),
+        (wb.ValidationError, lambda: ws.update_model("m", risk_tier="extreme")),
+        (wb.ValidationError, lambda: op.add_user("rita", "reviewer")),  # exists already
+        (wb.ValidationError, lambda: op.add_user("bad name!", "reviewer")),
+        (wb.NotFoundError, lambda: ws.set_alias("m", "champion", 5)),
+    ]
+    for exc, call in refused:
+        with pytest.raises(exc):
+            call()
+    with ws.start_run("exp2") as r2:
+        with pytest.raises(wb.ValidationError):
+            r2.log_metrics({"bad": "x"})
+        r2.log_params({"a": 1})
+        with pytest.raises(wb.ValidationError):
+            r2.log_params({"a": 2})
+    n_r2 = _events(cora).filter(pl.col("entity_id") == r2.run_id)["action"].to_list()
+    assert sorted(n_r2) == ["run.end", "run.log_params", "run.start"]
+    assert cora.verify_audit().ok
+    assert sorted(cora.users()["name"].to_list()) == ["cora", "dana", "rita"]
+
+
+def test_unknown_role_is_a_validation_error_and_leaves_no_event(op, cora):
+    before = cora.counts()["audit_events"]
+    with pytest.raises(wb.ValidationError, match="'superuser'") as err:
+        op.add_user("sam", "superuser")
+    assert "data_scientist" in str(err.value)
+    assert cora.counts()["audit_events"] == before
+    assert "sam" not in cora.users()["name"].to_list()
+
+
+def test_verify_on_an_untouched_chain(ws, cora, tmp_path):
+    _do_everything(ws, tmp_path)
+    check = cora.verify_audit()
+    ev = _events(cora)
+    assert check.ok and check.first_broken_seq is None
+    assert check.n_events == ev.height > 10
+    assert check.head_hash == ev["hash"].to_list()[-1]
+    assert ev["prev_hash"].to_list()[0] == audit.GENESIS
+    assert ev["prev_hash"].to_list()[1:] == ev["hash"].to_list()[:-1]
+
+
+def _tamper(ws, store_path, sql, params=None):
+    ws.close()  # the store is shared by every workspace of this process: the file is free now
+    _duck(store_path, sql, params)
+
+
+def test_altered_payload_is_found_at_its_seq(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    ev = _events(cora)
+    target = ev.filter(pl.col("action") == "model.create")["seq"][0]
+    _tamper(ws, store_path, "update audit_events set payload = ? where seq = ?",
+            ['{"owner_team":null,"risk_tier":"low"}', target])
+    check = cora.verify_audit()
+    assert not check.ok
+    assert check.first_broken_seq == target
+    assert "altered" in check.reason
+    assert check.n_events == target - 1
+
+
+def test_altered_actor_is_found(ws, cora, store_path):
+    with ws.start_run("exp") as run:
+        run.log_params({"a": 1})
+    target = _events(cora).filter(pl.col("action") == "run.start")["seq"][0]
+    _tamper(ws, store_path, "update audit_events set actor = 'someone-else' where seq = ?", [target])
+    check = cora.verify_audit()
+    assert not check.ok and check.first_broken_seq == target
+
+
+def test_rehashed_event_breaks_the_link_to_the_next(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    ev = _events(cora)
+    row = ev.filter(pl.col("action") == "model.create").row(0, named=True)
+    forged_payload = '{"risk_tier":"low"}'
+    e = audit.Event(row["actor"], row["role"], row["action"], row["entity_type"], row["entity_id"], {})
+    forged_hash = audit.event_hash(row["prev_hash"], row["seq"], row["ts"], e, forged_payload)
+    _tamper(ws, store_path, "update audit_events set payload = ?, hash = ? where seq = ?",
+            [forged_payload, forged_hash, row["seq"]])
+    check = cora.verify_audit()
+    assert not check.ok
+    assert check.first_broken_seq == row["seq"] + 1
+    assert "prev_hash" in check.reason
+
+
+def test_deleted_event_is_detected(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    ev = _events(cora)
+    target = ev.filter(pl.col("action") == "run.log_params")["seq"][0]
+    assert target < ev["seq"].max()
+    _tamper(ws, store_path, "delete from audit_events where seq = ?", [target])
+    check = cora.verify_audit()
+    assert not check.ok
+    assert check.first_broken_seq in (target, target + 1)
+    assert "missing" in check.reason
+
+
+def test_data_scientist_may_not_read_the_audit_trail(ws):
+    # ARCHITECTURE.md roles table and roles.PERMISSIONS["audit_view"]: data scientists have no access
+    with ws.start_run("exp"):
+        pass
+    with pytest.raises(wb.PermissionDenied):
+        ws.audit_events()
+    with pytest.raises(wb.PermissionDenied):
+        ws.verify_audit()
