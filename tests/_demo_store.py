@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,16 +33,38 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def cli_args(*args) -> list[str]:
+    return [*CLI, *map(str, args)]
+
+
 def run_cli(*args, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``workbench ARGS...`` in a subprocess, never attached to a terminal (stdin closed)."""
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(cli_args(*args), capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or _SCRATCH, env=cli_env(), stdin=subprocess.DEVNULL)
+
+
+def run_cli_many(commands: list[tuple], timeout: float = 60) -> list[subprocess.CompletedProcess]:
+    """Several independent ``workbench`` invocations at once (they only start Python and print)."""
+    procs = [(cmd, subprocess.Popen(cli_args(*cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    cwd=_SCRATCH, env=cli_env(), stdin=subprocess.DEVNULL)) for cmd in commands]
+    results = []
+    try:
+        for cmd, proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            results.append(subprocess.CompletedProcess(cli_args(*cmd), proc.returncode, out, err))
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
 
 
 @dataclass(frozen=True)
 class DemoStore:
     path: Path
     seconds: float  # wall time of the first `workbench demo`
+    cpu_seconds: float  # user + system CPU time of that process (threads included)
     result: subprocess.CompletedProcess
 
 
@@ -49,12 +72,16 @@ class DemoStore:
 def demo_store() -> DemoStore:
     """Seed the demo once (via the CLI) into a temporary folder; the same store afterwards."""
     path = Path(tempfile.mkdtemp(prefix="demo-", dir=_SCRATCH)) / "demo.duckdb"
+    # CPU time is read from RUSAGE_CHILDREN: nothing else of this process runs meanwhile.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     result = run_cli("demo", "--store", path, "-q", timeout=300)
     seconds = time.monotonic() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if result.returncode != 0:
         raise RuntimeError(f"`workbench demo` failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return DemoStore(path, seconds, result)
+    return DemoStore(path, seconds, cpu, result)
 
 
 def scratch_dir(prefix: str) -> Path:

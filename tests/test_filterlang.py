@@ -548,3 +548,14 @@ _filters = st.recursive(_predicates, lambda sub: st.one_of(
 @given(_filters)
 def test_grammar_generated_filters_are_rejected_cleanly_or_run(con, text):
     check_safe(con, text)
+
+
+@pytest.mark.parametrize("text", ["NOT " * 3000 + "metrics.a > 0.5", "(" * 3000 + "metrics.a > 0.5" + ")" * 3000])
+def test_deep_nesting_is_a_syntax_error_not_a_crash(text):
+    with pytest.raises(FilterSyntaxError) as info:
+        compile_filter(text)
+    assert "nested more than 100 levels" in str(info.value) and info.value.position > 0
+
+
+def test_nesting_within_the_limit_compiles():
+    assert compile_filter("(" * 99 + "metrics.a > 0.5" + ")" * 99).params == ["a", 0.5]

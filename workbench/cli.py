@@ -79,6 +79,11 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
     cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     typer.echo(f"Dashboard on http://{host}:{port}  (store {env['WORKBENCH_STORE']})")
+    if os.name == "posix":
+        # Become the server, so a signal sent to this pid reaches Streamlit (no orphan on the port).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, cmd, env)
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
@@ -91,7 +96,7 @@ def users_add(name: str, role: str = typer.Option(..., "--role", help="data_scie
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     ws = _operator(store)
     ws.add_user(name, role, password)
-    typer.echo(f"Added {name} ({role})")
+    typer.echo(f"Added {name} ({role})" + ("" if password else "; no password set: this user cannot sign in to the dashboard"))
 
 
 @users_app.command("list")

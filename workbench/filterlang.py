@@ -200,9 +200,13 @@ def _is_num(v) -> bool:
 # ---------------------------------------------------------------- parser
 
 
+_MAX_DEPTH = 100  # nested NOT / parentheses
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text, self.toks, self.i = text, _tokenize(text), 0
+        self.depth = 0
 
     def error(self, message: str, pos: int):
         return FilterSyntaxError(message, self.text, pos)
@@ -252,15 +256,21 @@ class _Parser:
         return args[0] if len(args) == 1 else And(tuple(args))
 
     def not_expr(self) -> Node:
-        if self.at_word("not"):
-            self.next()
-            return Not(self.not_expr())
-        if self.peek().type == "(":
+        if not (self.at_word("not") or self.peek().type == "("):
+            return self.predicate()
+        if self.depth >= _MAX_DEPTH:  # deeper would exhaust Python's stack: a RecursionError
+            raise self.error(f"filter nested more than {_MAX_DEPTH} levels deep", self.peek().pos)
+        self.depth += 1
+        try:
+            if self.at_word("not"):
+                self.next()
+                return Not(self.not_expr())
             opening = self.next()
             node = self.or_expr()
             self.expect(")", f"missing ')' to close '(' at position {opening.pos}")
             return node
-        return self.predicate()
+        finally:
+            self.depth -= 1
 
     def operand(self) -> Operand:
         tok = self.next()

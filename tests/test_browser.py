@@ -1,0 +1,188 @@
+"""The real dashboard server (``workbench serve``) driven by Debian's chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+import _demo_store
+import workbench as wb
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STARTUP_TIMEOUT = 60  # seconds for the server to answer /_stcore/health
+UI_TIMEOUT = 30_000  # ms for any element to appear
+BAD_FILTER = "metrics.roc_auc > AND params.family = 'random_forest'"
+GOOD_FILTER = "params.family = 'random_forest'"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _health(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            return resp.read()
+    except OSError:
+        return None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server and the Streamlit process it started (its own process group)."""
+    if proc.poll() is None or _group_alive(proc.pid):
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and _group_alive(proc.pid):
+                proc.poll()
+                time.sleep(0.1)
+            if not _group_alive(proc.pid):
+                break
+    proc.wait(timeout=5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = _demo_store.demo_store().path
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_demo_store.cli_env(),
+                            cwd=_demo_store.REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while _health(url) != b"ok":
+            if proc.poll() is not None:
+                pytest.fail(f"workbench serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT} s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield url, store
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _settled(page: Page) -> None:
+    """As Streamlit's own e2e tests do: connected, and the script not running."""
+    app = page.locator('[data-testid="stApp"]')
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=UI_TIMEOUT)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=UI_TIMEOUT)
+
+
+def _runs_caption(page: Page):
+    return page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"^\d+ runs$"))
+
+
+def test_dashboard_in_a_browser(server, browser, tmp_path):
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        counts = ws.counts()
+        n_total = ws.search_runs().height
+        n_good = ws.search_runs(GOOD_FILTER).height
+        with pytest.raises(wb.FilterSyntaxError) as bad:
+            ws.search_runs(BAD_FILTER)
+    finally:
+        ws.close()  # release the store file for the server process
+    assert 0 < n_good < n_total
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # Home: the metrics show the store's real counts.
+    page.goto(url + "/")
+    _settled(page)
+    expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
+    labels = page.get_by_test_id("stMetricLabel")
+    values = page.get_by_test_id("stMetricValue")
+    expect(values).to_have_count(5)
+    expect(labels).to_have_text(["Experiments", "Runs", "Models", "Versions", "Users"])
+    expect(values).to_have_text([str(counts[k]) for k in ["experiments", "runs", "models", "versions", "users"]])
+    for i in range(5):
+        expect(values.nth(i)).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+    # Experiments, through the sidebar link.
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Experiments").click()
+    expect(page).to_have_url(re.compile(r"/experiments$"))
+    _settled(page)
+    expect(page.get_by_role("heading", name="Experiments")).to_be_visible()
+    expect(_runs_caption(page)).to_have_text(f"{n_total} runs")
+
+    box = page.get_by_test_id("stTextInput").locator("input")
+    box.fill(BAD_FILTER)
+    box.press("Enter")
+    alert = page.get_by_test_id("stAlert").filter(has_text="Filter syntax error")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text(f"position {bad.value.position}")
+    _settled(page)
+    expect(_runs_caption(page)).to_have_count(0)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+    box.fill(GOOD_FILTER)
+    box.press("Enter")
+    expect(_runs_caption(page)).to_have_text(f"{n_good} runs")
+    _settled(page)
+    expect(alert).to_have_count(0)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+    # Models.
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Models").click()
+    expect(page).to_have_url(re.compile(r"/models$"))
+    _settled(page)
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    model_box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Model")
+    expect(model_box).to_be_visible()
+    expect(model_box).to_have_value("credit-default")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+    shot = tmp_path / "models.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not errors, errors
+    page.close()
