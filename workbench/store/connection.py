@@ -71,7 +71,7 @@ def _check_file(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         parent = path.parent if str(path.parent) else Path(".")
         if parent.exists() and not parent.is_dir():
-            raise StoreError(f"Store folder {parent} is a file, not a folder: cannot create {path.name} in it.")
+            raise StoreError(f"Store folder {parent} is a file, not a directory: cannot create {path.name} in it.")
         if not parent.exists():
             try:
                 parent.mkdir(parents=True, exist_ok=True)
