@@ -165,18 +165,25 @@ class Run:
         self._check_open()
         if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
             raise ValidationError(f"step must be an integer, got {step!r}.")
+        keys = list(metrics)
         known = self._metric_keys
-        checked = [(k if k in known else check_key("Metric", k), check_metric(k, v)) for k, v in metrics.items()]
-        now = time.time_ns() // 1000  # epoch microseconds: 100x cheaper than datetimes in bulk
-        b = self._batch
-        for key, value in checked:
-            known.add(key)
-            s = int(step) if step is not None else self._steps.get(key, -1) + 1
-            self._steps[key] = max(s, self._steps.get(key, s))
-            b.m_keys.append(key)
-            b.m_values.append(value)
-            b.m_steps.append(s)
-            b.m_ts.append(now)
+        for k in keys:
+            if k not in known:
+                check_key("Metric", k)
+        values = [check_metric(k, v) for k, v in zip(keys, metrics.values())]
+        # All checked: only now does anything of this call reach the buffer.
+        last = self._steps
+        if step is None:
+            steps: list[int] | int = [last.get(k, -1) + 1 for k in keys]
+            last.update(zip(keys, steps))
+        else:
+            steps = int(step)
+            for k in keys:
+                if last.get(k, -1) < steps:
+                    last[k] = steps
+        known.update(keys)
+        # One chunk per call; the writer thread expands chunks into Arrow columns.
+        self._batch.add_points(keys, values, steps, time.time_ns() // 1000)
         self._maybe_flush()
 
     def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
@@ -232,14 +239,14 @@ class Run:
     # -- lifecycle ----------------------------------------------------------------------
     def _maybe_flush(self) -> None:
         b = self._batch
-        if len(b.m_keys) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
+        if b.n_points >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
             self._submit()
 
     def _note_points(self) -> None:
         """Points leave a trace in the audit trail too: how many, which keys (once a batch)."""
         b = self._batch
-        if b.m_keys and not any(e.action == "run.log_metrics" for e in b.events):
-            b.events.append(self._event("run.log_metrics", {"points": len(b.m_keys), "keys": sorted(set(b.m_keys))}))
+        if b.n_points and not any(e.action == "run.log_metrics" for e in b.events):
+            b.events.append(self._event("run.log_metrics", {"points": b.n_points, "keys": b.point_keys()}))
 
     def _submit(self) -> None:
         b = self._batch

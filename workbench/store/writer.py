@@ -41,11 +41,17 @@ class RunBatch:
     update: dict | None = None  # status/end_time/error, on the last flush
     params: list[tuple[str, str]] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
-    m_keys: list[str] = field(default_factory=list)
-    m_values: list[float] = field(default_factory=list)
-    m_steps: list[int] = field(default_factory=list)
-    m_ts: list[int] = field(default_factory=list)  # epoch microseconds
+    # metric points, one chunk per log_metrics call: (keys, values, step or steps, epoch us)
+    chunks: list[tuple[list[str], list[float], "int | list[int]", int]] = field(default_factory=list)
+    n_points: int = 0
     events: list[audit.Event] = field(default_factory=list)
+
+    def add_points(self, keys: list[str], values: list[float], steps: "int | list[int]", ts_us: int) -> None:
+        self.chunks.append((keys, values, steps, ts_us))
+        self.n_points += len(keys)
+
+    def point_keys(self) -> list[str]:
+        return sorted({k for keys, *_ in self.chunks for k in keys})
 
 
 _live: "weakref.WeakSet[Writer]" = weakref.WeakSet()
@@ -207,17 +213,26 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
         _append(conn, "tags", pa.table({"run_id": r, "key": k, "value": v}),
                 "insert into tags select run_id, key, value from batch "
                 "on conflict (run_id, key) do update set value = excluded.value")
-    n = sum(len(b.m_keys) for b in batches)
+    n = sum(b.n_points for b in batches)
     if n:
         run_ids: list[str] = []
+        keys: list[str] = []
+        values: list[float] = []
+        steps: list[int] = []
+        stamps: list[int] = []
         for b in batches:
-            run_ids.extend([b.run_id] * len(b.m_keys))
+            run_ids.extend([b.run_id] * b.n_points)
+            for k, v, s, t in b.chunks:
+                keys.extend(k)
+                values.extend(v)
+                steps.extend([s] * len(k) if isinstance(s, int) else s)
+                stamps.extend([t] * len(k))
         data = pa.table({
             "run_id": pa.array(run_ids, pa.string()),
-            "key": pa.array([k for b in batches for k in b.m_keys], pa.string()),
-            "value": pa.array([v for b in batches for v in b.m_values], pa.float64()),
-            "step": pa.array([s for b in batches for s in b.m_steps], pa.int64()),
-            "ts": pa.array([t for b in batches for t in b.m_ts], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "key": pa.array(keys, pa.string()),
+            "value": pa.array(values, pa.float64()),
+            "step": pa.array(steps, pa.int64()),
+            "ts": pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             "seq": pa.array(range(n), pa.int64()),  # log order breaks ties between equal steps
         })
         _append(conn, "metrics", data, "insert into metrics select run_id, key, value, step, ts from batch")
