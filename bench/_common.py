@@ -109,6 +109,14 @@ def new_mlflow_client(folder: Path):
     return client
 
 
+def close_mlflow(client) -> None:
+    """Dispose of the client's sqlite engine so its temporary folder can go (best effort)."""
+    try:
+        client._tracking_client.store.engine.dispose()
+    except Exception:  # noqa: BLE001 - a private attribute; only tidiness is at stake
+        pass
+
+
 def fmt_s(x: float) -> str:
     return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
 

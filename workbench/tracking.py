@@ -74,6 +74,15 @@ def _git_commit(folder: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@lru_cache(maxsize=256)
+def _source_of(fname: str) -> tuple[str, str | None]:
+    """(source, git commit) for a caller's file: one stat and one git call per file, not per run."""
+    if Path(fname).exists():
+        return fname, _git_commit(str(Path(fname).parent))
+    # A notebook cell's "file" is a temporary name: record the notebook, if known.
+    return os.environ.get("JPY_SESSION_NAME") or "<interactive>", _git_commit(os.getcwd())
+
+
 def caller_source() -> tuple[str | None, str | None]:
     """(source file, git commit) of the code that called into workbench."""
     here = str(Path(__file__).parent)
@@ -81,10 +90,7 @@ def caller_source() -> tuple[str | None, str | None]:
     while frame is not None:
         fname = frame.f_code.co_filename
         if not fname.startswith(here) and "contextlib" not in fname:
-            if Path(fname).exists():
-                return fname, _git_commit(str(Path(fname).parent))
-            # A notebook cell's "file" is a temporary name: record the notebook, if known.
-            return os.environ.get("JPY_SESSION_NAME") or "<interactive>", _git_commit(os.getcwd())
+            return _source_of(fname)
         frame = frame.f_back
     return None, _git_commit(os.getcwd())
 

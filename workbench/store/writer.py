@@ -251,13 +251,13 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
 _UPSERT_LATEST = """
 insert into latest_metrics
 select run_id, key,
-       arg_max(value, seq) filter (where step = max_step) as value,
+       arg_max(value, struct_pack(step, seq)) as value,
        max(step) as step,
        max(ts) as ts,
        coalesce(min(value) filter (where not isnan(value)), 'nan'::double) as min_value,
        coalesce(max(value) filter (where not isnan(value)), 'nan'::double) as max_value,
        count(*) as n
-from (select *, max(step) over (partition by run_id, key) as max_step from batch)
+from batch
 group by run_id, key
 on conflict (run_id, key) do update set
   value = case when excluded.step >= latest_metrics.step then excluded.value else latest_metrics.value end,
