@@ -168,3 +168,20 @@ def test_one_row_per_run_with_many_steps_params_and_tags(ws):
     assert df.height == 3 and df["run_id"].n_unique() == 3
     assert df.filter(df["run_name"] == "w0").row(0, named=True)["metrics.m3"] == 19 * 0.5 + 3
     assert ws.search_runs("metrics.m0 = 9.5", max_results=2).height == 2
+
+
+def test_latest_min_max_merge_across_flushes_of_one_run(ws):
+    """A long run is flushed several times: the first flush inserts, later ones upsert."""
+    with ws.start_run("merge") as run:
+        run.log_metrics({"loss": 5.0}, step=0)
+        run.log_metrics({"loss": float("nan")}, step=1)
+        run.flush()
+        run.log_metrics({"loss": 0.5}, step=3)
+        run.log_metrics({"loss": 9.0}, step=2)  # an older step logged late: not the latest
+        run.flush()
+        run.log_metrics({"acc": 0.7})
+    info = ws.get_run(run.run_id)
+    assert info["metrics"] == {"loss": 0.5, "acc": 0.7}
+    assert ws.search_runs("min(metrics.loss) = 0.5 AND max(metrics.loss) = 9.0", experiment="merge").height == 1
+    assert ws.search_runs("metrics.loss > 1", experiment="merge").height == 0
+    assert ws.metric_history(run.run_id, "loss")["step"].to_list() == [0, 1, 2, 3]

@@ -42,7 +42,7 @@ duckdb_engine.CursorWrapper.close = _finish_cursor
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 # Extensions other than parquet/json/icu download at run time and fail offline:
 # never let DuckDB try (it would, e.g., for a SQLite file given as the store).
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "checkpoint_threshold": "256MB"}
 
 
 def resolve_store(store: str | os.PathLike | None) -> str:

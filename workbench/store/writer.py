@@ -17,6 +17,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from concurrent.futures import Future
@@ -69,6 +70,9 @@ def _flush_all_at_exit() -> None:
 
 
 class Writer:
+    group_seconds = 0.05  # how long run batches may gather before a commit
+    group_max = 2000  # ... or until this many are queued
+
     def __init__(self, store) -> None:
         self.store = store
         self._queue: deque[tuple[Any, Future]] = deque()
@@ -76,6 +80,7 @@ class Writer:
         self._busy = False
         self._errors: list[BaseException] = []
         self._parked: list[RunBatch] = []  # held back by a lock timeout; never dropped
+        self._urgent = False  # a caller waits (call() or flush()): commit without gathering
         self._thread: threading.Thread | None = None
         _live.add(self)
 
@@ -84,6 +89,8 @@ class Writer:
         fut: Future = Future()
         with self._cv:
             self._queue.append((item, fut))
+            if not isinstance(item, RunBatch):
+                self._urgent = True  # somebody waits for this op's result
             self._start()
         return fut
 
@@ -101,6 +108,7 @@ class Writer:
     def flush(self) -> None:
         """Wait until every queued write is committed; raise if a background write failed."""
         with self._cv:
+            self._urgent = True
             if self._parked:  # batches a lock timeout held back: try them again first
                 self._queue.extendleft((b, Future()) for b in reversed(self._parked))
                 self._parked.clear()
@@ -123,6 +131,15 @@ class Writer:
                     if not self._queue:
                         self._thread = None
                         return
+                # Run batches nobody waits for: let more gather (fewer, larger commits, and
+                # less GIL contention with the thread still logging), unless someone waits.
+                deadline = time.monotonic() + self.group_seconds
+                while not self._urgent and len(self._queue) < self.group_max:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(timeout=left)
+                self._urgent = False
                 group = list(self._queue)
                 self._queue.clear()
                 self._busy = True
@@ -236,7 +253,12 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
             "seq": pa.array(range(n), pa.int64()),  # log order breaks ties between equal steps
         })
         _append(conn, "metrics", data, "insert into metrics select run_id, key, value, step, ts from batch")
-        _append(conn, "latest_metrics", data, _UPSERT_LATEST)
+        # A run's first flush has no latest values yet: a plain insert skips the conflict
+        # checks of the upsert, which only runs for runs flushed before.
+        if all(b.insert is not None for b in batches if b.n_points):
+            _append(conn, "latest_metrics", data, _INSERT_LATEST)
+        else:
+            _append(conn, "latest_metrics", data, _UPSERT_LATEST)
     updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update]
     if updates:
         _append(conn, "runs", pa.Table.from_pylist(updates),
@@ -248,8 +270,7 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
 
 
 # Latest = highest step, then latest logged. min/max skip NaN unless every value is NaN.
-_UPSERT_LATEST = """
-insert into latest_metrics
+_LATEST_SELECT = """
 select run_id, key,
        arg_max(value, struct_pack(step, seq)) as value,
        max(step) as step,
@@ -259,6 +280,9 @@ select run_id, key,
        count(*) as n
 from batch
 group by run_id, key
+"""
+_INSERT_LATEST = "insert into latest_metrics " + _LATEST_SELECT
+_UPSERT_LATEST = "insert into latest_metrics " + _LATEST_SELECT + """
 on conflict (run_id, key) do update set
   value = case when excluded.step >= latest_metrics.step then excluded.value else latest_metrics.value end,
   step = greatest(excluded.step, latest_metrics.step),
