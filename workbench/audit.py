@@ -48,9 +48,21 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _default(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def canonical_json(value: Any) -> str:
-    """Stable JSON: sorted keys, no spaces, non-finite floats as strings."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Stable JSON: sorted keys, no spaces, non-finite floats as strings.
+
+    >>> canonical_json({"b": float("nan"), "a": [1, 2.5]})
+    '{"a":[1,2.5],"b":"NaN"}'
+    """
+    try:  # the common case needs no rewriting of the value
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_default)
+    except (ValueError, TypeError):  # NaN/inf, or keys that are not strings
+        return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def event_hash(prev_hash: str, seq: int, ts: datetime, e: Event, payload_json: str) -> str:
