@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import workbench as wb
@@ -185,3 +186,41 @@ def test_latest_min_max_merge_across_flushes_of_one_run(ws):
     assert ws.search_runs("min(metrics.loss) = 0.5 AND max(metrics.loss) = 9.0", experiment="merge").height == 1
     assert ws.search_runs("metrics.loss > 1", experiment="merge").height == 0
     assert ws.metric_history(run.run_id, "loss")["step"].to_list() == [0, 1, 2, 3]
+
+
+def _fresh_search(ws, text=""):
+    """The same search on an index rebuilt from scratch."""
+    cached = ws.store._run_index
+    ws.store._run_index = None
+    try:
+        return ws.search_runs(text)
+    finally:
+        ws.store._run_index = cached
+
+
+@pytest.mark.parametrize("text", ["", "metrics.auc > 0.5", "params.model = 'rf' OR tags.stage = 'b'",
+                                  "max(metrics.loss) > 2 AND NOT attributes.status = 'RUNNING'", "metrics.new_key IS NOT NULL"])
+def test_refreshed_run_index_equals_a_rebuilt_one(ws, text):
+    from polars.testing import assert_frame_equal
+
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        with ws.start_run("idx", name=f"r{i}") as run:
+            run.log_params({"model": ["rf", "lr"][i % 2]})
+            run.log_metrics({"auc": float(rng.random()), "loss": float(rng.random() * 3)})
+            run.set_tags({"stage": "a"})
+    ws.search_runs(text)  # builds the index
+    long_run = ws.start_run("idx", name="long")  # starts before the next ones, ends after them
+    long_run.log_metrics({"auc": 0.9})
+    long_run.flush()
+    assert_frame_equal(ws.search_runs(text), _fresh_search(ws, text))
+    for i in range(3):
+        with ws.start_run("idx", name=f"late{i}") as run:
+            run.log_metrics({"new_key": float(i), "loss": 5.0})
+            run.set_tags({"stage": "b"})
+    long_run.set_tags({"stage": "b"})
+    long_run.end()
+    refreshed = ws.search_runs(text)
+    assert_frame_equal(refreshed, _fresh_search(ws, text))
+    if text == "":
+        assert refreshed.height == 16 and refreshed["run_name"][0] == "late2"

@@ -45,36 +45,58 @@ _lock = threading.Lock()
 
 
 def run_index(store) -> RunIndex:
-    """The store's run index, rebuilt when the newest audit event changed."""
+    """The store's run index, brought up to date when the newest audit event changed.
+
+    Only the runs named by newer ``run`` events are reloaded (every change to a run
+    appends one); the index is rebuilt whole on first use or when many runs changed.
+    """
     version = store.scalar("select coalesce(max(seq), 0) from audit_events")
     with _lock:
         cached = getattr(store, "_run_index", None)
         if cached is not None and cached.version == version:
             return cached
-        idx = _build(store, version)
+        idx = _refresh(store, cached, version) if cached is not None else None
+        if idx is None:
+            idx = _build(store, version)
         store._run_index = idx
         return idx
 
 
+_RUNS_SQL = ("select r.run_id, e.name as experiment, r.name as run_name, r.status, r.user_name, "
+             "r.start_time, r.end_time, r.parent_run_id, r.git_commit, r.experiment_id "
+             "from runs r join experiments e on e.id = r.experiment_id")
+_REFRESH_MAX = 0.2  # more changed runs than this share of the index: rebuild instead
+_NEWEST_FIRST = dict(by=["start_time", "run_id"], descending=[True, False])
+
+
+def _load(raw, only_changed: bool) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    where = " semi join changed_runs c on c.run_id = {t}.run_id" if only_changed else ""
+    runs = frame(raw, _RUNS_SQL + where.format(t="r"))
+    longs = {
+        "metrics": frame(raw, "select m.run_id, m.key, m.value, m.min_value, m.max_value from latest_metrics m"
+                              + where.format(t="m")),
+        "params": frame(raw, "select p.run_id, p.key, p.value from params p" + where.format(t="p")),
+        "tags": frame(raw, "select t.run_id, t.key, t.value from tags t" + where.format(t="t")),
+    }
+    return runs.sort(**_NEWEST_FIRST), longs
+
+
 def _build(store, version: int) -> RunIndex:
     with store.connection() as conn:
-        raw = conn.connection.dbapi_connection
         try:
-            runs = frame(raw, "select r.run_id, e.name as experiment, r.name as run_name, r.status, r.user_name, "
-                              "r.start_time, r.end_time, r.parent_run_id, r.git_commit, r.experiment_id "
-                              "from runs r join experiments e on e.id = r.experiment_id "
-                              "order by r.start_time desc, r.run_id")
-            longs = {
-                "metrics": frame(raw, "select run_id, key, value, min_value, max_value from latest_metrics"),
-                "params": frame(raw, "select run_id, key, value from params"),
-                "tags": frame(raw, "select run_id, key, value from tags"),
-            }
+            runs, longs = _load(conn.connection.dbapi_connection, only_changed=False)
         finally:
             if conn.in_transaction():
                 conn.commit()
+    names: dict = {}
+    out, filt = _assemble(runs, longs, names)
+    return RunIndex(version, out, filt.with_row_index("row_nr").to_arrow(), names)
+
+
+def _assemble(runs: pl.DataFrame, longs: dict, names: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Wide frames for ``runs``: the output (metrics.k ...) and the filter table (c0 ...)."""
     out = runs.drop("experiment_id")
     filt = runs.select(list(_ATTRIBUTE_COLUMNS.values()))
-    names: dict = {}
     for kind, long in longs.items():
         if long.is_empty():
             continue
@@ -82,15 +104,50 @@ def _build(store, version: int) -> RunIndex:
         for col, agg in aggs.items():
             wide = long.pivot(on="key", index="run_id", values=col, aggregate_function=None)
             keys = sorted(c for c in wide.columns if c != "run_id")
-            gen = {}
-            for k in keys:
-                gen[k] = names[(kind, k, agg)] = f"c{len(names)}"
+            gen = {k: names.setdefault((kind, k, agg), f"c{len(names)}") for k in keys}
             filt = filt.join(wide.select(["run_id", *keys]).rename(gen), on="run_id", how="left", maintain_order="left")
             if agg is None:
                 out = out.join(wide.select(["run_id", *keys]).rename({k: f"{kind}.{k}" for k in keys}),
                                on="run_id", how="left", maintain_order="left")
-    filt = filt.with_row_index("row_nr")
-    return RunIndex(version, out, filt.to_arrow(), names)
+    return out, filt
+
+
+def _refresh(store, old: RunIndex, version: int) -> RunIndex | None:
+    """``old`` with the runs changed since it was built reloaded; None when a rebuild is cheaper."""
+    with store.connection() as conn:
+        raw = conn.connection.dbapi_connection
+        try:
+            changed = frame(raw, "select distinct entity_id as run_id from audit_events "
+                                 "where seq > ? and entity_type = 'run'", [old.version])
+            if changed.is_empty():  # users, models ...: the runs are as they were
+                return RunIndex(version, old.runs, old.table, old.names)
+            if changed.height > _REFRESH_MAX * max(old.runs.height, 1000):
+                return None
+            raw.register("changed_runs", changed.to_arrow())
+            try:
+                runs, longs = _load(raw, only_changed=True)
+            finally:
+                raw.unregister("changed_runs")
+        finally:
+            if conn.in_transaction():
+                conn.commit()
+    names = dict(old.names)
+    new_out, new_filt = _assemble(runs, longs, names)
+    old_filt = pl.from_arrow(old.table).drop("row_nr")
+    stale = old.runs["run_id"].is_in(changed["run_id"].implode())
+    old_out, old_filt = old.runs.filter(~stale), old_filt.filter(~stale)
+    out = pl.concat([new_out, old_out], how="diagonal_relaxed")
+    filt = pl.concat([new_filt, old_filt], how="diagonal_relaxed")
+    if not (old_out.is_empty() or new_out.is_empty()):  # usually the changed runs are the newest
+        last_new, first_old = new_out.row(-1, named=True), old_out.row(0, named=True)
+        if (last_new["start_time"], first_old["run_id"]) < (first_old["start_time"], last_new["run_id"]):
+            order = out.select(pl.int_range(pl.len()).sort_by(**_NEWEST_FIRST)).to_series()
+            out, filt = out[order], filt[order]
+    out, filt = out.rechunk(), filt.rechunk()
+    out = out.select([*[c for c in out.columns if "." not in c],
+                      *sorted((c for c in out.columns if "." in c),
+                              key=lambda c: (("metrics", "params", "tags").index(c.split(".", 1)[0]), c))])
+    return RunIndex(version, out, filt.with_row_index("row_nr").to_arrow(), names)
 
 
 def search_runs(store, filter: str = "", experiment_id: int | None = None, max_results: int | None = None) -> pl.DataFrame:
