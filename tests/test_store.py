@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -316,3 +317,22 @@ def test_a_run_held_back_by_a_lock_timeout_is_kept_and_saved_by_the_next_flush(w
     assert runs["run_name"].to_list() == ["patient"]
     assert runs["params.lr"].to_list() == ["0.1"] and runs["metrics.auc"].to_list() == [0.8]
     assert runs["status"].to_list() == ["FINISHED"]
+
+
+def test_a_write_ahead_log_from_another_store_is_named_not_blamed_on_versions(tmp_path, opened):
+    from workbench.workspace import operator_workspace
+
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    opened.extend([a, b])
+    operator_workspace(a).add_user("x", "data_scientist", None)
+    _release(a)
+    other = operator_workspace(b)
+    other.add_user("y", "data_scientist", None)
+    with other.store.connection():  # b is open, so its log is still beside it
+        assert (tmp_path / "b.duckdb.wal").exists()
+        shutil.copy(tmp_path / "b.duckdb.wal", tmp_path / "a.duckdb.wal")
+    with pytest.raises(wb.StoreError) as info:
+        operator_workspace(a)
+    message = str(info.value)
+    assert "a.duckdb.wal" in message and "leftover write-ahead log" in message
+    assert "another DuckDB version" not in message

@@ -164,6 +164,9 @@ class Store:
     def _explain_open_error(self, msg: str) -> StoreError:
         if "not a valid DuckDB database" in msg:
             return StoreError(f"{self.path} is corrupt or not a DuckDB database: it cannot be used as a store.")
+        if "wal" in msg.lower():  # DuckDB's WAL-replay errors also mention "version"
+            return StoreError(f"{self.path} has a leftover write-ahead log ({self.path.name}.wal) that does not "
+                              f"belong to it (from another copy of the store?); move that file away: {msg}")
         if "newer" in msg.lower() or "version" in msg.lower():
             return StoreError(f"{self.path} was written by another DuckDB version: {msg}")
         return StoreError(f"Cannot open store {self.path}: {msg}")
