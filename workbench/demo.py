@@ -97,6 +97,9 @@ def _seed_credit(ws: Workspace, tick) -> None:
     for family, grid in SWEEPS.items():
         with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-sweep", tags={"family": family, "kind": "sweep"}) as parent:
             raw_ref = parent.log_dataset(raw, "applicants-2026-01", role="source", source="synthetic: make_credit_applicants(seed=7)")
+            # The later month, drifted: what drift and monitoring compare against the training month.
+            parent.log_dataset(later, "applicants-2026-02", role="current",
+                               source="synthetic: make_credit_applicants(month='2026-02', drifted=True, seed=7)")
             aucs = []
             for i, params in enumerate(grid):
                 with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-{i:02d}", parent=parent,
