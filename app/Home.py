@@ -1,15 +1,30 @@
-"""Dashboard entry point: navigation over the scripts in the top-level pages/ folder."""
+"""Dashboard entry point: navigation over the pages the signed-in user's role may open.
 
-from pathlib import Path
+Signed out, every page is reachable by its URL (navigation hidden) and shows the sign-in
+form, so a shared link opens its own view right after sign-in.
+"""
 
 import streamlit as st
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
+from workbench import auth, roles, ui
 
 st.set_page_config(page_title="Workbench", page_icon=":material/verified:", layout="wide")
-nav = st.navigation([
-    st.Page(PAGES / "overview.py", title="Home", icon=":material/home:", default=True),
-    st.Page(PAGES / "experiments.py", title="Experiments", icon=":material/science:"),
-    st.Page(PAGES / "models.py", title="Models", icon=":material/inventory_2:"),
-])
+
+signed = ui.signed_in()
+keys = roles.pages_for(signed.role) if signed else list(ui.PAGES)
+pages = []
+for key in keys:
+    script, title, icon = ui.PAGES[key]
+    pages.append(st.Page(ui.PAGES_DIR / script, title=title, icon=icon, default=key == "home"))
+nav = st.navigation(pages, position="sidebar" if signed else "hidden")
+if signed is not None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{ui.plain(signed.user)}** ({signed.role.replace('_', ' ')})")
+        if st.button("Sign out", icon=":material/logout:"):
+            with ui.shown_errors():
+                auth.sign_out(ui.store_location(), signed)
+            del st.session_state[ui.SIGNED]
+            if signed.method == "oidc":
+                st.logout()  # also end the identity provider's session (reruns the app)
+            st.rerun()
 nav.run()

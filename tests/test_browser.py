@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -121,20 +122,24 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
         counts = ws.counts()
         n_total = ws.search_runs().height
         n_good = ws.search_runs(GOOD_FILTER).height
+        compare_ids = ws.search_runs("params.family = 'random_forest'")["run_id"].to_list()[:4]
         with pytest.raises(wb.FilterSyntaxError) as bad:
             ws.search_runs(BAD_FILTER)
     finally:
         ws.close()  # release the store file for the server process
     assert 0 < n_good < n_total
 
+    shots = Path(__file__).parent / "artifacts" / "browser"
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(UI_TIMEOUT)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-    # Home: the metrics show the store's real counts.
+    # Sign in as a data scientist; Home then shows the store's real counts.
     page.goto(url + "/")
     _settled(page)
+    _sign_in(page, "dana")
+    _shoot(page, shots, "1-home")
     expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
     labels = page.get_by_test_id("stMetricLabel")
     values = page.get_by_test_id("stMetricValue")
@@ -170,9 +175,11 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     expect(alert).to_have_count(0)
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
+    _shoot(page, shots, "2-experiments-filtered")
+
     # Models.
     page.get_by_test_id("stSidebarNavLink").filter(has_text="Models").click()
-    expect(page).to_have_url(re.compile(r"/models$"))
+    expect(page).to_have_url(re.compile(r"/models(\?.*)?$"))
     _settled(page)
     expect(page.get_by_role("heading", name="Models")).to_be_visible()
     model_box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Model")
@@ -180,9 +187,45 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     expect(model_box).to_have_value("credit-default")
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
-    shot = tmp_path / "models.png"
+    _shoot(page, shots, "3-models")
+
+    # A comparison opened from a shared link: the parallel-coordinates chart is drawn.
+    # A new browser session: the link asks for sign-in, then shows its own view.
+    page.goto(f"{url}/compare?runs={','.join(compare_ids)}")
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/compare\?runs="))
+    expect(page.locator(".js-plotly-plot .parcoords").first).to_be_attached()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, shots, "4-compare")
+
+    # A reviewer: no write actions, no Users page; the audit trail is there.
+    page.get_by_role("button", name="Sign out").click()
+    _settled(page)
+    _sign_in(page, "riley")
+    links = page.get_by_test_id("stSidebarNavLink")
+    expect(links.filter(has_text="Audit trail")).to_have_count(1)
+    expect(links.filter(has_text="Users")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add user")).to_have_count(0)
+    _shoot(page, shots, "5-reviewer-home")
+    assert not errors, errors
+    page.close()
+
+
+def _sign_in(page: Page, name: str) -> None:
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("textbox", name="User name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(f"{name}-demo-pw")
+    page.get_by_role("button", name="Sign in").click()
+    _settled(page)
+    expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
+
+
+def _shoot(page: Page, folder: Path, name: str) -> None:
+    """A screenshot of each step, kept as a test artifact (tests/artifacts/, git-ignored)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / f"{name}.png"
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert not errors, errors
-    page.close()

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import _demo_store
 import workbench as wb
+from workbench import auth, roles, ui
 from workbench import workspace as _workspace
 from workbench.workspace import operator_workspace
 
@@ -36,8 +37,19 @@ def truth(demo_path):
     ws.close()  # release the file for the other processes of the session (browser test)
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(str(HOME), default_timeout=60)
+DEMO_USERS = {"data_scientist": "dana", "reviewer": "riley", "compliance_officer": "casey", "lead": "lee",
+              "admin": "ada"}
+
+
+def _signed_in(at: AppTest, role: str = "data_scientist", store=None) -> AppTest:
+    """Sign in through the real service (password check, audit event) and hand the session to the app."""
+    name = DEMO_USERS[role]
+    at.session_state[ui.SIGNED] = auth.sign_in(store or ui.store_location(), name, f"{name}-demo-pw")
+    return at
+
+
+def _app(role: str = "data_scientist") -> AppTest:
+    return _signed_in(AppTest.from_file(str(HOME), default_timeout=60), role)
 
 
 def _assert_clean(at: AppTest) -> None:
@@ -134,7 +146,9 @@ def test_filter_matching_nothing_shows_empty_state(demo_env):
 @pytest.fixture
 def empty_store(tmp_path, monkeypatch):
     path = tmp_path / "empty.duckdb"
-    operator_workspace(path).close()
+    op = operator_workspace(path)
+    op.add_user("dana", "data_scientist", "dana-demo-pw")  # someone must be able to sign in
+    op.close()
     monkeypatch.setenv("WORKBENCH_STORE", str(path))
     monkeypatch.delenv("WORKBENCH_USER", raising=False)
     yield path
@@ -147,7 +161,8 @@ def empty_store(tmp_path, monkeypatch):
 def test_empty_store_shows_empty_states(empty_store):
     at = _app().run()
     _assert_clean(at)
-    assert {m.label: m.value for m in at.metric} == {k: "0" for k in ["Experiments", "Runs", "Models", "Versions", "Users"]}
+    assert {m.label: m.value for m in at.metric} == {"Experiments": "0", "Runs": "0", "Models": "0", "Versions": "0",
+                                                      "Users": "1"}
     infos = " ".join(i.value for i in at.info)
     assert "No runs yet" in infos and "No registered models yet" in infos
     _experiments(at)
@@ -164,3 +179,106 @@ def test_deeply_nested_filter_shows_an_error_not_a_traceback(demo_env):
     at.text_input[0].input("NOT " * 3000 + "metrics.roc_auc > 0.5").run()
     assert not at.exception
     assert len(at.error) == 1 and "position" in at.error[0].value
+
+
+# -- sign-in, roles, sessions ------------------------------------------------------------
+PAGE_FILES = {key: ui.PAGES_DIR / script for key, (script, _, _) in ui.PAGES.items()}
+
+
+def test_sign_in_form_signs_in_and_wrong_password_is_refused(demo_env):
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    assert not at.exception and [b.label for b in at.button] == ["Sign in"]
+    assert [t.label for t in at.text_input] == ["User name", "Password"]
+    at.text_input[0].input("dana")
+    at.text_input[1].input("wrong-password")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong user name or password."]
+    assert ui.SIGNED not in at.session_state
+    at.text_input[1].input("dana-demo-pw")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state[ui.SIGNED].user == "dana"
+    assert [t.value for t in at.title] == ["Workbench"] and at.metric  # Home, signed in
+
+
+@pytest.mark.parametrize("role", list(DEMO_USERS))
+def test_every_page_a_role_may_open_renders(demo_env, role):
+    allowed = roles.pages_for(role)
+    assert "home" in allowed
+    for key in allowed:
+        at = _signed_in(AppTest.from_file(str(PAGE_FILES[key]), default_timeout=60), role).run()
+        _assert_clean(at)
+        assert at.title, key
+
+
+@pytest.mark.parametrize("role", list(DEMO_USERS))
+def test_pages_a_role_may_not_use_refuse_when_opened_directly(demo_env, role):
+    refused = [k for k in ui.PAGES if k not in roles.pages_for(role)]
+    assert (role == "admin") == ("users" not in refused)
+    for key in refused:
+        at = _signed_in(AppTest.from_file(str(PAGE_FILES[key]), default_timeout=60), role).run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [f"Your role ({role}) may not open this page."]
+        assert not at.dataframe and not at.title and not at.metric
+
+
+def test_pages_show_the_sign_in_form_without_sign_in(demo_env):
+    for key, path in PAGE_FILES.items():
+        at = AppTest.from_file(str(path), default_timeout=60).run()
+        assert not at.exception and not at.dataframe and not at.metric, key
+        assert [t.value for t in at.title] == ["Sign in"], key
+        assert [t.label for t in at.text_input] == ["User name", "Password"], key
+
+
+def test_an_expired_session_asks_to_sign_in_again(demo_env):
+    at = _app()
+    signed = at.session_state[ui.SIGNED]
+    from datetime import timedelta
+
+    at.session_state[ui.SIGNED] = auth.SignedIn(signed.user, signed.role, signed.signed_in_at - timedelta(days=2),
+                                                signed.expires_at - timedelta(days=2))
+    at.run()
+    assert not at.exception
+    assert ui.SIGNED not in at.session_state
+    assert any("session expired" in w.value for w in at.warning)
+    assert [b.label for b in at.button] == ["Sign in"]
+
+
+def test_unknown_run_in_the_url_is_a_message_not_a_traceback(demo_env):
+    at = _app()
+    at.query_params["run"] = "does-not-exist"
+    at.switch_page(EXPERIMENTS).run()
+    assert not at.exception
+    assert any("does-not-exist" in e.value for e in at.error)
+
+
+def test_run_detail_and_comparison_from_query_params(demo_env, truth):
+    runs = truth.search_runs("params.family = 'hist_gradient_boosting'", experiment="credit-risk")
+    ids = runs["run_id"].to_list()[:3]
+    at = _app()
+    at.query_params["run"] = ids[0]
+    at.switch_page(EXPERIMENTS).run()
+    _assert_clean(at)
+    assert any(h.value for h in at.header)
+    assert at.get("plotly_chart"), "metric curves of a run with steps"
+    at = _app()
+    at.query_params["runs"] = ",".join(ids)
+    at.switch_page("../pages/compare.py").run()
+    _assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 2  # curves, parallel coordinates, scatter
+
+
+def test_html_in_user_text_is_shown_as_text(demo_env, demo_path):
+    ws = wb.connect(demo_path, user="dana")
+    with ws.start_run("xss", name="<script>alert(1)</script>") as run:
+        run.set_tags({"note": "<img src=x onerror=alert(2)>"})
+        run.log_metrics({"auc": 0.5})
+    ws.close()
+    at = _app()
+    at.query_params["run"] = run.run_id
+    at.switch_page(EXPERIMENTS).run()
+    _assert_clean(at)
+    header = at.header[0].value
+    assert "<script>" not in header and "script" in header  # escaped: no raw tag reaches markdown
+    tags = at.dataframe[2].value
+    assert tags["value"].tolist() == ["<img src=x onerror=alert(2)>"]  # a cell shows text, never markup

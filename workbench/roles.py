@@ -49,3 +49,24 @@ def require(user: str | None, role: str | None, action: str) -> None:
     if not allowed(role, action):
         who = ", ".join(sorted(PERMISSIONS[action]))
         raise PermissionDenied(f"User {user!r} ({role}) may not {action.replace('_', ' ')}; allowed roles: {who}.")
+
+
+#: Dashboard page key -> the action a role needs to open it, in navigation order
+#: (ARCHITECTURE.md, "Roles"). The pages check it again when opened directly.
+PAGES: dict[str, str] = {
+    "home": "view",
+    "experiments": "view",
+    "compare": "view",
+    "models": "view",
+    "audit": "audit_view",
+    "users": "manage_users",
+}
+
+
+def pages_for(role: str) -> list[str]:
+    """The page keys ``role`` may open, in navigation order.
+
+    >>> pages_for("reviewer")
+    ['home', 'experiments', 'compare', 'models', 'audit']
+    """
+    return [page for page, action in PAGES.items() if allowed(role, action)]

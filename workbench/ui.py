@@ -1,7 +1,9 @@
-"""Streamlit helpers shared by the dashboard pages: the workspace, errors, empty states.
+"""Streamlit helpers shared by the dashboard pages: sign-in state, the workspace, errors.
 
 Pages stay thin: widgets, a call into :mod:`workbench`, a chart. This module holds the
-little they share, so a page never opens the store or formats an error itself.
+little they share, so a page never opens the store, checks a role or formats an error
+itself. Permissions are decided in :mod:`workbench.roles` and refused again by the
+services; the dashboard only hides what a role cannot use.
 """
 
 from __future__ import annotations
@@ -13,18 +15,101 @@ from pathlib import Path
 import streamlit as st
 
 import workbench as wb
+from workbench import auth, roles
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+SIGNED = "wb_signed"  # session_state key holding auth.SignedIn
+
+#: page key -> (script, title, icon), in navigation order
+PAGES = {
+    "home": ("overview.py", "Home", ":material/home:"),
+    "experiments": ("experiments.py", "Experiments", ":material/science:"),
+    "compare": ("compare.py", "Compare runs", ":material/compare_arrows:"),
+    "models": ("models.py", "Models", ":material/inventory_2:"),
+    "audit": ("audit.py", "Audit trail", ":material/policy:"),
+    "users": ("users.py", "Users", ":material/group:"),
+}
+
+
+def store_location() -> str:
+    return os.environ.get("WORKBENCH_STORE") or "data/workbench.duckdb"
 
 
 @st.cache_resource(show_spinner=False)
-def _workspace(store: str) -> wb.Workspace:
-    return wb.connect(store)
+def _workspace(store: str, user: str | None) -> wb.Workspace:
+    return wb.connect(store, user=user)
+
+
+def signed_in() -> auth.SignedIn | None:
+    """The signed-in user of this browser session, or None (an expired session is ended)."""
+    signed = st.session_state.get(SIGNED)
+    if signed is None:
+        return None
+    if auth.is_expired(signed):
+        del st.session_state[SIGNED]
+        try:  # the trail records the end of the session too
+            auth.sign_out(store_location(), signed)
+        except wb.WorkbenchError:
+            pass
+        st.session_state["wb_expired"] = signed.expires_at
+        return None
+    return signed
 
 
 def workspace() -> wb.Workspace:
-    """The read-only workspace on ``$WORKBENCH_STORE`` (one per server process)."""
-    return _workspace(os.environ.get("WORKBENCH_STORE") or "data/workbench.duckdb")
+    """The signed-in user's workspace (one per user per server process)."""
+    signed = signed_in()
+    return _workspace(store_location(), signed.user if signed else None)
+
+
+def require_page(key: str) -> wb.Workspace:
+    """Stop the page unless a signed-in user's role may open it (also when opened directly)."""
+    signed = signed_in()
+    if signed is None:  # on this very URL, so a shared link shows its view after sign-in
+        sign_in_form()
+        st.stop()
+    if key not in roles.pages_for(signed.role):
+        st.error(f"Your role ({signed.role}) may not open this page.", icon=":material/block:")
+        st.stop()
+    return workspace()
+
+
+def sign_in_form() -> None:
+    """The sign-in form (and the identity provider's button where OIDC is configured)."""
+    st.title("Sign in")
+    expired = st.session_state.pop("wb_expired", None)
+    if expired is not None:
+        st.warning(f"Your session expired at {expired:%Y-%m-%d %H:%M} UTC; sign in again.", icon=":material/timer_off:")
+    with st.form("sign_in"):
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            st.session_state[SIGNED] = auth.sign_in(store_location(), name.strip(), password)
+        except wb.WorkbenchError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.rerun()
+    if auth.oidc_configured():
+        if not st.user.is_logged_in:
+            st.button("Sign in with your organisation", on_click=st.login)
+            return
+        if st.session_state.get("wb_oidc_tried"):  # once per session: no failed event per rerun
+            return
+        st.session_state["wb_oidc_tried"] = True
+        try:
+            st.session_state[SIGNED] = auth.sign_in_oidc(store_location(), st.user.get("email") or st.user.get("name"))
+        except wb.WorkbenchError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.rerun()
+
+
+def may(action: str) -> bool:
+    """Whether the signed-in user's role may perform ``action`` (to hide write controls)."""
+    signed = signed_in()
+    return signed is not None and roles.allowed(signed.role, action)
 
 
 @contextmanager
@@ -38,3 +123,16 @@ def shown_errors():
 
 def empty(message: str) -> None:
     st.info(message, icon=":material/info:")
+
+
+def query_param(name: str) -> str | None:
+    value = st.query_params.get(name)
+    return value or None
+
+
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
+def plain(text: object) -> str:
+    """User-written text for a markdown element, shown as typed: no markup, links or HTML."""
+    return str(text).translate(_MARKDOWN)

@@ -177,6 +177,11 @@ class Workspace:
             "from run_datasets rd join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.role, d.name",
             [run_id])
 
+    def datasets(self) -> pl.DataFrame:
+        """Every logged data set (id, name, digest, rows, columns, source), newest first."""
+        return self._read("select id, name, digest, n_rows, n_cols, source, created_by, created_at "
+                          "from datasets order by created_at desc, id desc")
+
     def run_artifacts(self, run_id: str) -> pl.DataFrame:
         return self._read("select name, sha256, size, created_at from artifacts where run_id = ? order by name", [run_id])
 

@@ -1,0 +1,53 @@
+"""Compare runs: params side by side, overlaid curves, parallel coordinates, scatter, best run."""
+
+import polars as pl
+import streamlit as st
+
+from workbench import compare, ui
+
+ws = ui.require_page("compare")
+st.title("Compare runs")
+
+with ui.shown_errors():
+    ids = [i for i in (ui.query_param("runs") or "").split(",") if i]
+    if len(ids) < 2:
+        ui.empty("Pick 2 to 50 runs in Experiments (select rows in the runs table), then choose Compare.")
+        st.stop()
+    if len(ids) > compare.MAX_COMPARE:
+        st.error(f"{len(ids)} runs in the link; compare at most {compare.MAX_COMPARE}.")
+        st.stop()
+    frame = compare.comparison_frame(ws, ids)  # unknown ids raise NotFoundError: shown as a message
+    st.caption(f"{len(ids)} runs: " + ", ".join(ui.plain(n) for n in frame["run_name"].to_list()))
+
+    st.subheader("Best run per metric")
+    best = compare.best_runs(ws, ids)
+    st.dataframe(best.select(["key", "goal", "label", "value", "n_runs"]).rename({"key": "metric", "label": "best run"}),
+                 hide_index=True, width="stretch")
+
+    st.subheader("Params")
+    params = compare.params_table(ws, ids)
+    only_diff = st.toggle("Only params that differ", value=False)
+    shown = params.filter(pl.col("differs")) if only_diff else params
+    st.dataframe(shown.to_pandas().style.apply(
+        lambda row: ["background-color: #fff3cd" if row["differs"] else "" for _ in row], axis=1),
+        hide_index=True, width="stretch")
+
+    st.subheader("Latest metrics")
+    st.dataframe(compare.metrics_table(ws, ids), hide_index=True, width="stretch")
+
+    curves = compare.metric_curves(ws, ids)
+    keys = sorted(curves.group_by("key").agg(pl.len().alias("n")).filter(pl.col("n") > len(ids))["key"].to_list())
+    if keys:
+        st.subheader("Metric curves")
+        key = st.selectbox("Metric", keys)
+        st.plotly_chart(compare.curves_figure(curves.filter(pl.col("key") == key)), width="stretch")
+
+    numeric = [c for c, t in frame.schema.items() if t.is_numeric()]
+    if len(numeric) >= 2:
+        st.subheader("Parallel coordinates")
+        st.plotly_chart(compare.parallel_coordinates(frame), width="stretch")
+        st.subheader("Scatter")
+        c1, c2 = st.columns(2)
+        x = c1.selectbox("x", numeric, index=0)
+        y = c2.selectbox("y", numeric, index=min(1, len(numeric) - 1))
+        st.plotly_chart(compare.scatter_figure(frame, x, y), width="stretch")

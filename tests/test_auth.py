@@ -1,0 +1,272 @@
+"""Dashboard sign-in (workbench.auth): passwords, lockout, sessions, audit, admin actions, pages."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import workbench as wb
+from workbench import auth, roles
+
+PW = "dana-demo-pw"
+
+
+def events(op, action=None) -> list[dict]:
+    """Audit events oldest first (optionally one action), payload parsed."""
+    rows = op.audit_events().sort("seq").to_dicts()
+    for r in rows:
+        r["payload"] = json.loads(r["payload"])
+    return [r for r in rows if action is None or r["action"] == action]
+
+
+@pytest.fixture
+def dana(op):
+    op.add_user("dana", "data_scientist", PW)
+    return "dana"
+
+
+@pytest.fixture
+def admin(op, store_path):
+    op.add_user("ada", "admin")  # no password: admins act through a workspace here
+    return wb.connect(store=store_path, user="ada")
+
+
+def test_sign_in_returns_role_and_expiry(op, store_path, dana):
+    before = datetime.now(timezone.utc)
+    signed = auth.sign_in(store_path, "dana", PW)
+    assert (signed.user, signed.role, signed.method) == ("dana", "data_scientist", "password")
+    assert before <= signed.signed_in_at <= datetime.now(timezone.utc)
+    assert signed.expires_at - signed.signed_in_at == timedelta(minutes=480)
+    assert not auth.is_expired(signed)
+    auth.check_session(signed)
+    with pytest.raises(Exception):
+        signed.role = "admin"  # frozen
+    (ev,) = events(op, "auth.sign_in")
+    assert (ev["actor"], ev["role"], ev["entity_type"], ev["entity_id"]) == ("dana", "data_scientist", "user", "dana")
+    assert ev["payload"]["method"] == "password"
+    # a Workspace (or its store URL) works as the store argument too
+    assert auth.sign_in(op, "dana", PW).role == "data_scientist"
+    assert auth.sign_in(f"duckdb:///{store_path}", "dana", PW).user == "dana"
+
+
+def test_session_minutes_from_environment(store_path, dana, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_SESSION_MINUTES", "30")
+    signed = auth.sign_in(store_path, "dana", PW)
+    assert signed.expires_at - signed.signed_in_at == timedelta(minutes=30)
+    monkeypatch.setenv("WORKBENCH_SESSION_MINUTES", "soon")
+    with pytest.raises(wb.ValidationError, match="WORKBENCH_SESSION_MINUTES"):
+        auth.sign_in(store_path, "dana", PW)
+
+
+def test_wrong_password_and_unknown_user_look_the_same(op, store_path, dana):
+    with pytest.raises(wb.PermissionDenied) as wrong:
+        auth.sign_in(store_path, "dana", "not-the-password")
+    with pytest.raises(wb.PermissionDenied) as unknown:
+        auth.sign_in(store_path, "nobody", PW)
+    assert str(wrong.value) == str(unknown.value) == "Wrong user name or password."
+    failed = events(op, "auth.sign_in_failed")
+    assert [(e["actor"], e["role"], e["entity_id"], e["payload"]["reason"]) for e in failed] == [
+        ("dana", "anonymous", "dana", "wrong password"),
+        ("nobody", "anonymous", "nobody", "unknown user"),
+    ]
+    assert failed[0]["payload"]["failed_logins"] == 1
+    assert failed[1]["payload"]["attempted"] == "nobody"
+    assert op.verify_audit().ok
+
+
+def test_five_failures_lock_then_the_lock_expires(op, store_path, dana):
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    for i in range(4):
+        with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+            auth.sign_in(store_path, "dana", f"guess-{i}", now=t0 + timedelta(seconds=i))
+    with pytest.raises(wb.PermissionDenied, match="locked until 09:15 UTC after 5 failed sign-ins"):
+        auth.sign_in(store_path, "dana", "guess-4", now=t0 + timedelta(seconds=4))
+    # the 6th attempt, even with the right password, is refused while locked
+    with pytest.raises(wb.PermissionDenied) as locked:
+        auth.sign_in(store_path, "dana", PW, now=t0 + timedelta(minutes=5))
+    assert str(locked.value) == "Account dana is locked until 09:15 UTC after 5 failed sign-ins."
+    row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
+    assert row["failed_logins"] == 5
+    assert row["locked_until"].astimezone(timezone.utc) == datetime(2030, 1, 2, 9, 15, 4, tzinfo=timezone.utc)
+
+    (lock,) = events(op, "auth.locked")
+    assert (lock["actor"], lock["role"], lock["entity_id"]) == ("dana", "anonymous", "dana")
+    assert lock["payload"]["failed_logins"] == 5 and lock["payload"]["minutes"] == 15
+    reasons = [e["payload"]["reason"] for e in events(op, "auth.sign_in_failed")]
+    assert reasons == ["wrong password"] * 5 + ["locked"]
+
+    # 16 minutes later the lock has run out: the right password works and the count resets
+    later = t0 + timedelta(minutes=16)
+    signed = auth.sign_in(store_path, "dana", PW, now=later)
+    assert signed.signed_in_at == later
+    row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
+    assert row == {"failed_logins": 0, "locked_until": None}
+    assert op.verify_audit().ok
+
+
+def test_count_restarts_after_an_expired_lock_and_resets_on_success(op, store_path, dana):
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    for i in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, "dana", "wrong-pw", now=t0)
+    # after the lock: one wrong attempt counts as the first, not the sixth
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name"):
+        auth.sign_in(store_path, "dana", "wrong-pw", now=t0 + timedelta(minutes=20))
+    assert op._read("select failed_logins from users where name = 'dana'").item() == 1
+    auth.sign_in(store_path, "dana", PW, now=t0 + timedelta(minutes=21))
+    assert op._read("select failed_logins from users where name = 'dana'").item() == 0
+
+
+def test_disabled_and_passwordless_accounts_are_refused(op, store_path, dana, admin):
+    auth.set_disabled(admin, "dana", True)
+    with pytest.raises(wb.PermissionDenied, match=r"^Account dana is disabled\.$"):
+        auth.sign_in(store_path, "dana", PW)
+    # only someone with the password learns that the account is disabled
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+        auth.sign_in(store_path, "dana", "wrong-password")
+    auth.set_disabled(admin, "dana", False)
+    assert auth.sign_in(store_path, "dana", PW).user == "dana"
+
+    op.add_user("nopw", "reviewer")
+    with pytest.raises(wb.PermissionDenied, match=r"^Account nopw has no password set: an admin must set one\.$"):
+        auth.sign_in(store_path, "nopw", "anything-at-all")
+    assert [e["action"] for e in events(op) if e["entity_id"] == "dana"][-4:] == [
+        "auth.sign_in_failed", "auth.sign_in_failed", "user.enable", "auth.sign_in"]
+    assert [e["action"] for e in events(op, "user.disable")] == ["user.disable"]
+    reasons = [e["payload"]["reason"] for e in events(op, "auth.sign_in_failed")]
+    assert reasons == ["disabled", "wrong password", "no password set"]
+    with pytest.raises(wb.ValidationError, match="own account"):
+        auth.set_disabled(admin, "ada", True)
+    assert op.verify_audit().ok
+
+
+def test_sign_out_and_session_expiry(op, store_path, dana):
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    signed = auth.sign_in(store_path, "dana", PW, now=t0)
+    assert signed.expires_at == datetime(2030, 1, 2, 17, 0, tzinfo=timezone.utc)
+    assert not auth.is_expired(signed, now=t0 + timedelta(minutes=479))
+    auth.check_session(signed, now=t0 + timedelta(minutes=479))
+    assert auth.is_expired(signed, now=t0 + timedelta(minutes=480))
+    with pytest.raises(wb.PermissionDenied, match=r"^Your session expired at 2030-01-02 17:00 UTC; sign in again\.$"):
+        auth.check_session(signed, now=t0 + timedelta(hours=9))
+    auth.sign_out(store_path, signed, now=t0 + timedelta(hours=1))
+    (ev,) = events(op, "auth.sign_out")
+    assert (ev["actor"], ev["role"], ev["entity_id"]) == ("dana", "data_scientist", "dana")
+    assert ev["payload"]["expired"] is False and ev["payload"]["method"] == "password"
+    assert op.verify_audit().ok
+
+
+def test_set_password_by_admin_is_audited_without_the_password(op, store_path, dana, admin):
+    for _ in range(3):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, "dana", "wrong-password")
+    secret = "a-brand-new-secret"
+    auth.set_password(admin, "dana", secret)
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(store_path, "dana", PW)  # the old one no longer works
+    assert auth.sign_in(store_path, "dana", secret).user == "dana"
+    (ev,) = events(op, "user.set_password")
+    assert (ev["actor"], ev["role"], ev["entity_id"]) == ("ada", "admin", "dana")
+    assert ev["payload"] == {"had_password": True, "reset_failed_logins": True}
+    trail = op._read("select * from audit_events")
+    for column in trail.columns:
+        assert not any(secret in str(v) for v in trail[column].to_list()), column
+    assert op.verify_audit().ok
+
+    with pytest.raises(wb.NotFoundError):
+        auth.set_password(admin, "ghost", secret)
+
+
+def test_admin_actions_need_manage_users(ws):  # ws is dana, a data scientist
+    with pytest.raises(wb.PermissionDenied, match="manage users"):
+        auth.set_password(ws, "dana", "long-enough-password")
+    with pytest.raises(wb.PermissionDenied):
+        auth.set_disabled(ws, "dana", True)
+    with pytest.raises(wb.PermissionDenied):
+        auth.unlock(ws, "dana")
+    with pytest.raises(wb.PermissionDenied):
+        auth.accounts(ws)
+
+
+def test_password_policy(admin, dana):
+    for bad in ("", "short", "123456789", None):
+        with pytest.raises(wb.ValidationError, match="at least 10 characters"):
+            auth.check_password(bad)
+    assert auth.check_password("0123456789") == "0123456789"
+    with pytest.raises(wb.ValidationError, match="at least 10 characters"):
+        auth.set_password(admin, "dana", "tooshort")
+
+
+def test_unlock_and_accounts(op, store_path, dana, admin):
+    t0 = datetime.now(timezone.utc)
+    for _ in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, "dana", "wrong-password", now=t0)
+    acc = {r["name"]: r for r in auth.accounts(admin, now=t0).to_dicts()}
+    assert acc["dana"]["locked"] and acc["dana"]["failed_logins"] == 5 and acc["dana"]["has_password"]
+    assert not acc["ada"]["locked"] and not acc["ada"]["has_password"]
+    assert "password_hash" not in auth.accounts(admin).columns
+    auth.unlock(admin, "dana")
+    assert auth.sign_in(store_path, "dana", PW, now=t0).user == "dana"
+    assert [e["actor"] for e in events(op, "user.unlock")] == ["ada"]
+
+
+def test_pages_for_each_role_follow_the_roles_table():
+    base = ["home", "experiments", "compare", "models"]
+    assert roles.pages_for("data_scientist") == base
+    assert roles.pages_for("reviewer") == base + ["audit"]
+    assert roles.pages_for("compliance_officer") == base + ["audit"]
+    assert roles.pages_for("lead") == base + ["audit"]
+    assert roles.pages_for("admin") == base + ["audit", "users"]
+    assert roles.pages_for("anonymous") == []
+    assert list(roles.PAGES) == base + ["audit", "users"]
+
+
+def test_hostile_names_are_stored_as_data(op, store_path):
+    hostile = "<script>alert('x')</script>"
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+        auth.sign_in(store_path, hostile, "whatever-password")
+    long_name = "x" * 100 + "\n\x00"
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+        auth.sign_in(store_path, long_name, "whatever-password")
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+        auth.sign_in(store_path, "eve\r\nforged line\x1b[31m", "whatever-password")
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(store_path, None, None)  # type: ignore[arg-type]
+    first, second, third, _ = events(op, "auth.sign_in_failed")
+    assert first["payload"]["attempted"] == hostile and first["entity_id"] == hostile and first["actor"] == hostile
+    assert second["payload"]["attempted"] == "x" * 64 and second["payload"]["attempted_length"] == 102
+    assert len(second["entity_id"]) == 64
+    assert third["payload"]["attempted"] == "eve\r\nforged line\x1b[31m"
+    assert "\n" not in third["actor"] and "\x1b" not in third["entity_id"] and third["actor"].startswith("eve\\r\\n")
+    assert op.verify_audit().ok
+
+
+def test_oidc(op, store_path, dana, tmp_path, monkeypatch):
+    home, project = tmp_path / "home", tmp_path / "project"
+    (project / ".streamlit").mkdir(parents=True)
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(project)
+    assert not auth.oidc_configured()
+    (project / ".streamlit" / "secrets.toml").write_text("[other]\nx = 1\n")
+    assert not auth.oidc_configured()
+    (home / ".streamlit").mkdir()
+    (home / ".streamlit" / "secrets.toml").write_text("not = [valid toml")
+    assert not auth.oidc_configured()
+    (project / ".streamlit" / "secrets.toml").write_text(
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "s"\n')
+    assert auth.oidc_configured()
+
+    op.add_user("sam@example.org", "reviewer")
+    signed = auth.sign_in_oidc(store_path, "sam@example.org")
+    assert (signed.user, signed.role, signed.method) == ("sam@example.org", "reviewer", "oidc")
+    with pytest.raises(wb.PermissionDenied, match="No workbench account for 'dana@elsewhere.example'"):
+        auth.sign_in_oidc(store_path, "dana@elsewhere.example")  # no partial matching
+    ev = events(op, "auth.sign_in")
+    assert [(e["actor"], e["payload"]["method"]) for e in ev] == [("sam@example.org", "oidc")]
+    (failed,) = events(op, "auth.sign_in_failed")
+    assert failed["payload"] == {"method": "oidc", "reason": "unknown user", "attempted": "dana@elsewhere.example"}
+    assert op.verify_audit().ok
