@@ -77,7 +77,9 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
         _fail(f"Dashboard files not found at {home}: install workbench from its source folder (pip install -e .).")
     env = dict(os.environ, WORKBENCH_STORE=str(Path(resolve_store(store)).resolve()))
     cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           # one theme for every page, wherever serve is started from
+           "--theme.base", "light", "--theme.primaryColor", "#1f4e79"]
     typer.echo(f"Dashboard on http://{host}:{port}  (store {env['WORKBENCH_STORE']})")
     if os.name == "posix":
         # Become the server, so a signal sent to this pid reaches Streamlit (no orphan on the port).

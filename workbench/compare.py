@@ -69,7 +69,10 @@ _RESERVED = ("key", "differs")  # the tables' own column names
 def _check_run_ids(run_ids: Iterable[str]) -> list[str]:
     if isinstance(run_ids, str) or run_ids is None:
         raise ValidationError("Give the runs to compare as a list of run ids, not a single string.")
-    ids = list(dict.fromkeys(run_ids))  # a run selected twice is compared once
+    try:
+        ids = list(dict.fromkeys(run_ids))  # a run selected twice is compared once
+    except TypeError:
+        raise ValidationError("Give the runs to compare as a list of run ids.") from None
     for rid in ids:
         if not isinstance(rid, str) or not rid.strip():
             raise ValidationError(f"Run ids must be non-empty strings, got {rid!r:.60}.")
