@@ -35,3 +35,4 @@ bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/w1_logging.py
 	$(BIN)/python bench/w2_search.py
+	$(BIN)/python bench/w5_pages.py
