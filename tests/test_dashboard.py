@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -282,3 +283,46 @@ def test_html_in_user_text_is_shown_as_text(demo_env, demo_path):
     assert "<script>" not in header and "script" in header  # escaped: no raw tag reaches markdown
     tags = at.dataframe[2].value
     assert tags["value"].tolist() == ["<img src=x onerror=alert(2)>"]  # a cell shows text, never markup
+
+
+@pytest.fixture
+def admin_store(tmp_path, monkeypatch):
+    path = tmp_path / "admin.duckdb"
+    op = operator_workspace(path)
+    op.add_user("ada", "admin", "ada-demo-pw")
+    op.add_user("dana", "data_scientist", "dana-demo-pw")
+    op.close()
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    yield path
+    with _workspace._stores_lock:
+        hit = _workspace._stores.pop(str(path.resolve()), None)
+    if hit is not None:
+        hit[0].close()
+
+
+def test_admin_adds_and_disables_users_and_the_policy_is_enforced(admin_store):
+    def users_page():
+        return _signed_in(AppTest.from_file(str(PAGE_FILES["users"]), default_timeout=60), "admin").run()
+
+    at = users_page()
+    _assert_clean(at)
+    at.text_input[0].input("riley")
+    at.text_input[1].input("short")
+    at.button[0].click().run()
+    assert not at.exception and any("10" in e.value for e in at.error)  # the password rule, named
+    at.text_input[0].input("riley")  # the form clears on submit
+    at.text_input[1].input("riley-long-password")
+    at.selectbox[0].select("reviewer")
+    at.button[0].click().run()
+    assert not at.exception
+    op = operator_workspace(admin_store)
+    assert dict(op.users().select(["name", "role"]).iter_rows())["riley"] == "reviewer"
+    at = users_page()
+    at.selectbox[1].select("dana")
+    [b for b in at.button if b.label == "Disable"][0].click().run()
+    assert not at.exception
+    assert op.users().filter(pl.col("name") == "dana")["disabled"].to_list() == [True]
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(str(admin_store), "dana", "dana-demo-pw")
+    actions = op.audit_events()["action"].to_list()
+    assert "user.add" in actions and "user.disable" in actions
