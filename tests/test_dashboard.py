@@ -326,3 +326,17 @@ def test_admin_adds_and_disables_users_and_the_policy_is_enforced(admin_store):
         auth.sign_in(str(admin_store), "dana", "dana-demo-pw")
     actions = op.audit_events()["action"].to_list()
     assert "user.add" in actions and "user.disable" in actions
+
+
+def test_organisation_sign_in_is_offered_only_where_oidc_is_configured(demo_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    assert [b.label for b in at.button] == ["Sign in"]
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "x"\n'
+        'client_id = "wb"\nclient_secret = "s"\nserver_metadata_url = "https://idp.example/.well-known/openid-configuration"\n')
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in", "Sign in with your organisation"]
