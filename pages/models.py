@@ -1,5 +1,6 @@
 """Models: the registry, with owners, risk tiers, versions, stages, aliases and evidence."""
 
+import polars as pl
 import streamlit as st
 
 from workbench import ui
@@ -18,8 +19,15 @@ with ui.shown_errors():
     name = st.selectbox("Model", names, index=names.index(chosen) if chosen in names else 0)
     st.query_params["model"] = name
     versions = ws.model_versions(name)
-    st.dataframe(versions.select(["version", "stage", "aliases", "run_name", "model_class", "sha256", "created_by",
-                                  "created_at"]), hide_index=True, width="stretch",
+    # Which evidence exists per version, and its verdict ("stored" where no policy judges it).
+    evidence = ws.evidence(name).with_columns(pl.col("verdict").fill_null("stored"))
+    for kind in ("explanation", "fairness", "drift"):
+        got = evidence.filter(pl.col("kind") == kind).select(["version", pl.col("verdict").alias(kind)])
+        versions = versions.join(got, on="version", how="left").with_columns(pl.col(kind).fill_null("missing"))
+    st.dataframe(versions.select(["version", "stage", "aliases", "run_name", "explanation", "fairness", "drift",
+                                  "model_class", "sha256", "created_by", "created_at"]),
+                 hide_index=True, width="stretch",
                  column_config={"sha256": st.column_config.TextColumn("file sha256", help="checked on every load")})
-    st.caption("Evidence per version (SHAP explanations, fairness and drift reports) will be listed here "
-               "once the workbench computes it; this version of the workbench does not yet.")
+    if evidence.is_empty():
+        ui.empty("No evidence stored for this model yet: compute it from a notebook with "
+                 "`ws.fairness(version, X, y, sensitive_features=[...])`.")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import io
+import json
 import os
 import threading
 from typing import Any
@@ -260,6 +262,76 @@ class Workspace:
         self._require("register_models")
         return self._call(lambda conn: registry.update_model(conn, self.user, self.role, name, **fields))
 
+    # -- evidence ------------------------------------------------------------------------
+    def _version_ref(self, model_version) -> tuple[str, int]:
+        if isinstance(model_version, ModelVersion):
+            return model_version.name, model_version.version
+        if isinstance(model_version, tuple) and len(model_version) == 2:
+            mv = self.get_model_version(*model_version)
+            return mv.name, mv.version
+        raise ValidationError("Give a ModelVersion (from register_model or get_model_version) or (name, version).")
+
+    def fairness(self, model_version, X, y_true, *, sensitive_features, y_pred=None, threshold: float = 0.5,
+                 reference_group=None, min_group_size: int = 30, n_bootstrap: int = 200, task: str | None = None):
+        """Fairness of a version's predictions across sensitive groups, judged and stored.
+
+        ``sensitive_features`` names columns of ``X`` (they need not be model inputs).
+        Returns the :class:`~workbench.fairness.FairnessReport` with ``verdict``, ``reasons``,
+        ``policy`` and ``evidence_id`` set.
+        """
+        from . import evidence, policy
+        from .datasets import to_polars
+        from .fairness import fairness_report
+
+        self._require("compute_evidence")
+        name, version = self._version_ref(model_version)
+        frame = to_polars(X)
+        features = [sensitive_features] if isinstance(sensitive_features, str) else list(sensitive_features)
+        missing = [f for f in features if f not in frame.columns]
+        if missing:
+            raise ValidationError(f"Sensitive feature(s) {missing} are not columns of X (it has {frame.columns[:12]}...).")
+        model = self.load_model(name, version)
+        is_classifier = hasattr(model, "predict_proba")
+        task = task or ("binary" if is_classifier else "regression")
+        y_score = None
+        if y_pred is None:
+            inputs = _model_inputs(model, frame, features)
+            if task == "binary":
+                y_score = model.predict_proba(inputs)[:, 1]
+                y_pred = (y_score >= threshold).astype(int)
+            else:
+                y_pred = model.predict(inputs)
+        report = fairness_report(y_true, y_pred, frame.select(features), task=task, reference_group=reference_group,
+                                 min_group_size=min_group_size, n_bootstrap=n_bootstrap)
+        tier = self.models().filter(pl.col("name") == name)["risk_tier"].item()
+        verdict, rules, reasons = policy.fairness_verdict(report.summary, tier) if task == "binary" else (None, None, [])
+        summary = dict(report.to_dict(), verdict=verdict, reasons=reasons, threshold=threshold)
+        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(report.by_group))
+        report.evidence_id = self._call(lambda conn: evidence.store(
+            conn, self.user, self.role, name=name, version=version, kind="fairness", summary=summary,
+            artifact_sha256=digest, verdict=verdict, policy=rules))
+        report.verdict, report.reasons, report.policy = verdict, reasons, rules
+        return report
+
+    def evidence(self, name: str | None = None) -> pl.DataFrame:
+        """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
+        from . import evidence
+
+        if name is not None:
+            self._model_exists(name)
+        return self._read(evidence.LATEST_SQL, [name, name])
+
+    def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
+        """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
+        rows = self._read("select * from evidence where id = ?", [evidence_id])
+        if rows.is_empty():
+            raise NotFoundError(f"No evidence with id {evidence_id}.")
+        row = rows.row(0, named=True)
+        table = None
+        if row["artifact_sha256"]:
+            table = pl.read_parquet(io.BytesIO(artifacts.get_bytes(self.store.artifact_root, row["artifact_sha256"])))
+        return json.loads(row["summary"]), table
+
     # -- users and audit -----------------------------------------------------------------
     def users(self) -> pl.DataFrame:
         return self._read("select name, role, disabled, created_at from users order by name")
@@ -289,6 +361,17 @@ class Workspace:
             "(select count(*) from registered_models) models, (select count(*) from model_versions) versions, "
             "(select count(*) from users) users, (select count(*) from audit_events) audit_events").row(0, named=True)
         return {k: int(v) for k, v in row.items()}
+
+
+def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
+    """The columns the model was fitted on (pandas), else every non-sensitive column."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return frame.drop(sensitive).to_pandas()
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"X lacks the model's input column(s) {missing[:8]}.")
+    return frame.select(list(names)).to_pandas()
 
 
 def operator_workspace(store=None) -> Workspace:

@@ -253,6 +253,16 @@ class Store:
                 self._lock.release()
 
     # -- schema -----------------------------------------------------------------------
+    def _migrate(self, conn: sa.Connection, found: int) -> None:
+        """Bring an older store up to this version: so far only new tables, added in place."""
+        from .. import audit  # here: audit imports store.schema, this module is imported first
+
+        with conn.begin():
+            SQLModel.metadata.create_all(conn, checkfirst=True)
+            conn.execute(sa.update(schema.StoreInfo.__table__).values(schema_version=schema.SCHEMA_VERSION))
+            audit.append(conn, [audit.Event("workbench", "system", "store.migrate", "store", str(self.path.name),
+                                            {"from": found, "to": schema.SCHEMA_VERSION, "by": __version__})])
+
     def _ensure_schema(self) -> None:
         with self.connection() as conn:
             tables = set(sa.inspect(conn).get_table_names())
@@ -260,6 +270,9 @@ class Store:
             if "store_info" in tables:
                 row = conn.execute(sa.text("select schema_version, created_with from store_info")).first()
                 conn.commit()
+                if row is not None and row[0] < schema.SCHEMA_VERSION:
+                    self._migrate(conn, row[0])
+                    return
                 if row is not None and row[0] > schema.SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.path} has schema version {row[0]} (written by workbench {row[1]}); "

@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-#: Bumped whenever a table changes; a store written by a newer version is refused.
-SCHEMA_VERSION = 1
+#: Bumped whenever a table changes; a store written by a newer version is refused, an
+#: older one is migrated on open (see MIGRATIONS in store/connection.py).
+#: 1: tracking, registry, users, audit. 2: evidence.
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -204,3 +206,21 @@ class AuditEvent(SQLModel, table=True):
     payload: str  # canonical JSON
     prev_hash: str
     hash: str
+
+
+class Evidence(SQLModel, table=True):
+    """A stored piece of evidence about one model version: an explanation, a fairness or
+    drift report. Bulky parts (per-row SHAP values, per-group tables) are Parquet files in
+    the artifact folder, named by their sha256; the summary and verdict live here."""
+
+    __tablename__ = "evidence"
+    id: int | None = Field(default=None, sa_column=_id("evidence_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    kind: str  # explanation, fairness, drift
+    summary: str  # canonical JSON
+    artifact_sha256: str | None = None
+    verdict: str | None = None  # pass, fail, review; None where no policy applies
+    policy: str | None = None  # canonical JSON of the thresholds the verdict used
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())

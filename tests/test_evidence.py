@@ -1,0 +1,94 @@
+"""Evidence stored against model versions: fairness reports, verdicts, migration of old stores."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import workbench as wb
+from workbench import workspace as _workspace
+from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
+from workbench.fairness import fairness_report
+from workbench.workspace import operator_workspace
+
+
+@pytest.fixture
+def credit_version(ws):
+    data = make_credit_applicants(4000, seed=3)
+    pre = ColumnTransformer([("num", StandardScaler(), FEATURES_NUMERIC),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), FEATURES_CATEGORICAL)])
+    model = Pipeline([("prep", pre), ("model", LogisticRegression(max_iter=300))])
+    model.fit(data.to_pandas()[FEATURES_NUMERIC + FEATURES_CATEGORICAL], data[TARGET].to_numpy())
+    with ws.start_run("fair") as run:
+        mv = run.register_model(model, "credit", risk_tier="high")
+    return mv, model, make_credit_applicants(3000, seed=4)
+
+
+def test_fairness_is_computed_judged_and_stored(ws, op, credit_version):
+    mv, model, test = credit_version
+    report = ws.fairness(mv, test, test[TARGET].to_numpy(), sensitive_features=["sex", "age_band"], n_bootstrap=50)
+    # the same numbers as computing the report directly on the model's predictions
+    proba = model.predict_proba(test.to_pandas()[FEATURES_NUMERIC + FEATURES_CATEGORICAL])[:, 1]
+    direct = fairness_report(test[TARGET].to_numpy(), (proba >= 0.5).astype(int), test.select(["sex", "age_band"]),
+                             n_bootstrap=50)
+    assert report.summary["demographic_parity_ratio"] == pytest.approx(direct.summary["demographic_parity_ratio"], abs=1e-12)
+    assert report.verdict in ("pass", "fail", "review") and report.policy["risk_tier"] == "high"
+    if report.summary["demographic_parity_ratio"] < 0.8:
+        assert report.verdict == "fail" and any("demographic parity" in r for r in report.reasons)
+    stored = ws.evidence("credit")
+    assert stored.select(["version", "kind", "verdict"]).rows() == [(mv.version, "fairness", report.verdict)]
+    summary, table = ws.evidence_detail(stored["id"].item())
+    assert summary["verdict"] == report.verdict and summary["reasons"] == report.reasons
+    assert table.equals(report.by_group)
+    events = op.audit_events().filter(pl.col("action") == "evidence.fairness")
+    assert events["entity_id"].to_list() == [f"credit/{mv.version}"]
+    assert op.verify_audit().ok
+
+
+def test_fairness_bad_input_is_named(ws, credit_version):
+    mv, _, test = credit_version
+    with pytest.raises(wb.ValidationError, match="religion"):
+        ws.fairness(mv, test, test[TARGET].to_numpy(), sensitive_features=["religion"])
+    with pytest.raises(wb.ValidationError, match="input column"):
+        ws.fairness(mv, test.drop("income"), test[TARGET].to_numpy(), sensitive_features=["sex"])
+    y = test[TARGET].to_numpy().astype(float)
+    y[5] = np.nan
+    with pytest.raises(wb.ValidationError, match="NaN"):
+        ws.fairness(mv, test, y, sensitive_features=["sex"])
+    assert ws.evidence("credit").is_empty()  # nothing stored for refused input
+
+
+def test_reviewer_may_not_compute_evidence(op, store_path, credit_version):
+    mv, _, test = credit_version
+    op.add_user("riley", "reviewer", None)
+    riley = wb.connect(store_path, user="riley")
+    with pytest.raises(wb.PermissionDenied):
+        riley.fairness(mv, test, test[TARGET].to_numpy(), sensitive_features=["sex"])
+
+
+def test_an_older_store_is_migrated_on_open(tmp_path):
+    path = tmp_path / "old.duckdb"
+    op = operator_workspace(path)
+    op.add_user("dana", "data_scientist", None)
+    op.close()
+    with _workspace._stores_lock:
+        store, _ = _workspace._stores.pop(str(path.resolve()))
+    store.close()
+    c = duckdb.connect(str(path))  # make it a version-1 store: no evidence table
+    c.execute("drop table evidence")
+    c.execute("drop sequence evidence_id_seq")
+    c.execute("update store_info set schema_version = 1")
+    c.close()
+    op = operator_workspace(path)
+    assert op.store.scalar("select schema_version from store_info") == 2
+    assert op.evidence().is_empty()
+    migrated = op.audit_events().filter(pl.col("action") == "store.migrate")
+    assert migrated["payload"].to_list() == ['{"by":"' + wb.__version__ + '","from":1,"to":2}']
+    assert op.verify_audit().ok
+    assert op.users()["name"].to_list() == ["dana"]  # nothing lost

@@ -1,0 +1,52 @@
+"""Verdict thresholds per risk tier: the one place evidence is judged.
+
+A report stores the thresholds it was judged by, so a verdict can be read later exactly
+as it was reached. (Approval gates reuse these; making them editable per store is the
+governance issue's work.)
+
+>>> fairness_verdict({"demographic_parity_ratio": 0.9, "equalized_odds_difference": 0.05,
+...                   "four_fifths": {"passed": True}}, "high")[0]
+'pass'
+"""
+
+from __future__ import annotations
+
+import math
+
+#: risk tier -> fairness thresholds. None: not checked for that tier.
+FAIRNESS = {
+    "high": {"min_demographic_parity_ratio": 0.8, "max_equalized_odds_difference": 0.1, "four_fifths": True},
+    "medium": {"min_demographic_parity_ratio": 0.8, "max_equalized_odds_difference": 0.2, "four_fifths": True},
+    "low": {"min_demographic_parity_ratio": 0.7, "max_equalized_odds_difference": None, "four_fifths": False},
+}
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def fairness_verdict(summary: dict, risk_tier: str) -> tuple[str, dict, list[str]]:
+    """('pass' | 'fail' | 'review', the thresholds used, reasons). Undefined numbers never pass."""
+    rules = dict(FAIRNESS[risk_tier], risk_tier=risk_tier)
+    reasons, undefined = [], []
+    ratio = _number(summary.get("demographic_parity_ratio"))
+    if ratio is None:
+        undefined.append("demographic parity ratio is undefined")
+    elif ratio < rules["min_demographic_parity_ratio"]:
+        reasons.append(f"demographic parity ratio {ratio:.3f} < {rules['min_demographic_parity_ratio']}")
+    if rules["max_equalized_odds_difference"] is not None:
+        eod = _number(summary.get("equalized_odds_difference"))
+        if eod is None:
+            undefined.append("equalized odds difference is undefined")
+        elif eod > rules["max_equalized_odds_difference"]:
+            reasons.append(f"equalized odds difference {eod:.3f} > {rules['max_equalized_odds_difference']}")
+    if rules["four_fifths"]:
+        screen = summary.get("four_fifths") or {}
+        if screen.get("passed") is False:
+            reasons.append(f"four-fifths screen failed (lowest impact ratio {screen.get('min_impact_ratio', float('nan')):.3f}, "
+                           f"group {screen.get('worst_group')})")
+        elif screen.get("passed") is None:
+            undefined.append("four-fifths screen could not judge: " + str(screen.get("reason")))
+    if reasons:
+        return "fail", rules, reasons + undefined
+    return ("review", rules, undefined) if undefined else ("pass", rules, [])
