@@ -92,3 +92,21 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     assert migrated["payload"].to_list() == ['{"by":"' + wb.__version__ + '","from":1,"to":2}']
     assert op.verify_audit().ok
     assert op.users()["name"].to_list() == ["dana"]  # nothing lost
+
+
+def test_explanation_is_stored_with_its_row_values(ws, op, credit_version, capsys):
+    mv, model, test = credit_version
+    frame = test.head(400).with_columns(pl.format("A{}", pl.int_range(pl.len())).alias("case"))
+    result = ws.explain(mv, frame.drop(["sex", "age_band", "default", "applicant_id", "application_month"]),
+                        row_id="case", progress=True, max_rows=300)
+    assert result.additivity["passed"] and result.feature_space == "original"
+    assert result.sampled["rows_explained"] == 300 and result.sampled["rows_total"] == 400
+    stored = ws.evidence("credit").filter(pl.col("kind") == "explanation")
+    assert stored["verdict"].to_list() == [None]
+    summary, values = ws.evidence_detail(stored["id"].item())
+    assert summary["explainer"] == result.explainer and summary["additivity"]["passed"] is True
+    assert values.height == 300 and values["row_id"].str.starts_with("A").all()
+    top = summary["global_importance"][0]
+    assert top["feature"] == result.global_importance["feature"][0]
+    assert "Explaining credit" in capsys.readouterr().err  # the progress bar was shown
+    assert op.audit_events().filter(pl.col("action") == "evidence.explanation").height == 1

@@ -313,6 +313,36 @@ class Workspace:
         report.verdict, report.reasons, report.policy = verdict, reasons, rules
         return report
 
+    def explain(self, model_version, X, *, y=None, sample=None, max_rows: int | None = 10_000, row_id: str | None = None,
+                progress: bool = False, **options):
+        """SHAP explanation of a version on ``X``, computed once and stored.
+
+        Per-row SHAP values (keyed by row id) go to a Parquet file in the artifact folder;
+        the summary (explainer, output, base value, global importance, additivity check,
+        sampling, permutation importance, partial dependence) goes to the store. Returns
+        the :class:`~workbench.explain.Explanation` with ``evidence_id`` set.
+        """
+        from . import evidence
+        from .datasets import to_polars
+        from .explain import explain_model
+
+        self._require("compute_evidence")
+        name, version = self._version_ref(model_version)
+        model = self.load_model(name, version)
+        bar = _ProgressBar(f"Explaining {name} v{version}") if progress else None
+        try:
+            result = explain_model(model, to_polars(X), y=y, sample=sample, max_rows=max_rows, row_id=row_id,
+                                   progress=bar.update if bar else None, **options)
+        finally:
+            if bar:
+                bar.close()
+        frame = result.to_frame(with_values=True)
+        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(frame))
+        result.evidence_id = self._call(lambda conn: evidence.store(
+            conn, self.user, self.role, name=name, version=version, kind="explanation", summary=result.summary(),
+            artifact_sha256=digest, verdict=None, policy=None))
+        return result
+
     def evidence(self, name: str | None = None) -> pl.DataFrame:
         """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
         from . import evidence
@@ -361,6 +391,23 @@ class Workspace:
             "(select count(*) from registered_models) models, (select count(*) from model_versions) versions, "
             "(select count(*) from users) users, (select count(*) from audit_events) audit_events").row(0, named=True)
         return {k: int(v) for k, v in row.items()}
+
+
+class _ProgressBar:
+    """A tqdm bar (a notebook widget or terminal line) fed by ``update(done, total)``."""
+
+    def __init__(self, title: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(desc=title, unit="rows")
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
