@@ -140,7 +140,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _settled(page)
     _sign_in(page, "dana")
     nav = page.get_by_test_id("stSidebarNavLink")
-    expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models"))  # no audit, no users
+    expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness"))  # no audit, no users
     _shoot(page, shots, "1-home")
     expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
     labels = page.get_by_test_id("stMetricLabel")
@@ -207,7 +207,8 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _settled(page)
     _sign_in(page, "riley")
     links = page.get_by_test_id("stSidebarNavLink")
-    expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Audit trail"))
+    expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
+                                  "Audit trail"))
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
     _shoot(page, shots, "5-reviewer-home")
     assert not errors, errors

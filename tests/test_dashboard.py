@@ -340,3 +340,56 @@ def test_organisation_sign_in_is_offered_only_where_oidc_is_configured(demo_env,
     at = AppTest.from_file(str(HOME), default_timeout=60).run()
     assert not at.exception
     assert [b.label for b in at.button] == ["Sign in", "Sign in with your organisation"]
+
+
+@pytest.fixture
+def evidence_store(tmp_path, monkeypatch):
+    """A store with two versions of a credit model, each explained and fairness-checked."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
+
+    path = tmp_path / "evidence.duckdb"
+    op = operator_workspace(path)
+    op.add_user("dana", "data_scientist", "dana-demo-pw")
+    op.add_user("riley", "reviewer", "riley-demo-pw")
+    ws = wb.connect(path, user="dana")
+    data, test = make_credit_applicants(3000, seed=1), make_credit_applicants(600, seed=2)
+    cols = FEATURES_NUMERIC + FEATURES_CATEGORICAL
+    for est in (LogisticRegression(max_iter=300), HistGradientBoostingClassifier(max_iter=30)):
+        pre = ColumnTransformer([("num", StandardScaler(), FEATURES_NUMERIC),
+                                 ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), FEATURES_CATEGORICAL)])
+        model = Pipeline([("prep", pre), ("model", est)]).fit(data.to_pandas()[cols], data[TARGET].to_numpy())
+        with ws.start_run("credit") as run:
+            mv = run.register_model(model, "credit", risk_tier="high")
+        ws.explain(mv, test.select(["applicant_id", *cols]), row_id="applicant_id", max_rows=200)
+        ws.fairness(mv, test, test[TARGET].to_numpy(), sensitive_features=["sex", "age_band"], n_bootstrap=20)
+    ws.close()
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    yield path
+    with _workspace._stores_lock:
+        hit = _workspace._stores.pop(str(path.resolve()), None)
+    if hit is not None:
+        hit[0].close()
+
+
+def test_explanations_and_fairness_pages_draw_stored_evidence(evidence_store):
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["explanations"]), default_timeout=60), "reviewer",
+                    store=str(evidence_store)).run()
+    _assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 5  # importance, beeswarm, dependence, waterfall, two versions
+    assert "additivity holds" in at.caption[0].value
+    at.text_input[0].input("no-such-row").run()
+    assert not at.exception and any("no-such-row" in e.value for e in at.error)
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["fairness"]), default_timeout=60), "reviewer",
+                    store=str(evidence_store)).run()
+    assert not at.exception
+    verdict = [*at.success, *at.error, *at.warning][0].value
+    assert verdict.startswith("Verdict: ")
+    assert [m.label for m in at.metric][:2] == ["demographic parity difference", "demographic parity ratio"]
+    assert any("risk tier high" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2  # group bars, trend across the two versions

@@ -58,6 +58,8 @@ PAGES: dict[str, str] = {
     "experiments": "view",
     "compare": "view",
     "models": "view",
+    "explanations": "view",
+    "fairness": "view",
     "audit": "audit_view",
     "users": "manage_users",
 }
@@ -67,6 +69,6 @@ def pages_for(role: str) -> list[str]:
     """The page keys ``role`` may open, in navigation order.
 
     >>> pages_for("reviewer")
-    ['home', 'experiments', 'compare', 'models', 'audit']
+    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'audit']
     """
     return [page for page, action in PAGES.items() if allowed(role, action)]

@@ -26,6 +26,8 @@ PAGES = {
     "experiments": ("experiments.py", "Experiments", ":material/science:"),
     "compare": ("compare.py", "Compare runs", ":material/compare_arrows:"),
     "models": ("models.py", "Models", ":material/inventory_2:"),
+    "explanations": ("explanations.py", "Explanations", ":material/insights:"),
+    "fairness": ("fairness.py", "Fairness", ":material/balance:"),
     "audit": ("audit.py", "Audit trail", ":material/policy:"),
     "users": ("users.py", "Users", ":material/group:"),
 }

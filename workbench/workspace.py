@@ -305,7 +305,10 @@ class Workspace:
                                  min_group_size=min_group_size, n_bootstrap=n_bootstrap)
         tier = self.models().filter(pl.col("name") == name)["risk_tier"].item()
         verdict, rules, reasons = policy.fairness_verdict(report.summary, tier) if task == "binary" else (None, None, [])
-        summary = dict(report.to_dict(), verdict=verdict, reasons=reasons, threshold=threshold)
+        stored = report.to_dict()  # JSON-safe; the per-group rows go to Parquet, not here
+        stored.pop("by_group")
+        numbers = stored.pop("summary")
+        summary = {**stored, **numbers, "verdict": verdict, "reasons": reasons, "threshold": threshold}
         digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(report.by_group))
         report.evidence_id = self._call(lambda conn: evidence.store(
             conn, self.user, self.role, name=name, version=version, kind="fairness", summary=summary,
@@ -350,6 +353,24 @@ class Workspace:
         if name is not None:
             self._model_exists(name)
         return self._read(evidence.LATEST_SQL, [name, name])
+
+    def evidence_policy(self, evidence_id: int) -> dict | None:
+        """The thresholds a stored verdict was reached with (None where no policy judged it)."""
+        value = self.store.scalar("select policy from evidence where id = ?", [evidence_id])
+        return json.loads(value) if value else None
+
+    def evidence_history(self, name: str, kind: str) -> pl.DataFrame:
+        """The latest evidence of ``kind`` per version of ``name``, with its summary's numbers."""
+        rows = self.evidence(name).filter(pl.col("kind") == kind)
+        out = []
+        for evidence_id, version, verdict in rows.select(["id", "version", "verdict"]).iter_rows():
+            summary, _ = self.evidence_detail(evidence_id)
+            numbers = {k: (float(v) if v is not None else None) for k, v in summary.items()
+                       if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
+            out.append({"version": version, "verdict": verdict, **numbers})
+        if not out:
+            return pl.DataFrame(schema={"version": pl.Int64, "verdict": pl.String})
+        return pl.DataFrame(out, infer_schema_length=None)
 
     def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
         """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
