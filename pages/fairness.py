@@ -19,8 +19,10 @@ with ui.shown_errors():
     row = stored.row(labels.index(chosen), named=True)
     summary, by_group = ws.evidence_detail(row["id"])
     verdict = summary.get("verdict")
-    show = {"pass": st.success, "fail": st.error}.get(verdict, st.warning)
-    show(f"Verdict: {verdict or 'not judged'}" + (": " + "; ".join(summary["reasons"]) if summary.get("reasons") else ""))
+    # A verdict is a finding, not an error of the page: a badge, with its reasons.
+    st.badge(f"Verdict: {verdict or 'not judged'}", color={"pass": "green", "fail": "red"}.get(verdict, "orange"))
+    for reason in summary.get("reasons") or []:
+        st.caption(f"- {reason}")
     policy = ws.evidence_policy(row["id"])
     if policy:
         st.caption("Judged by the policy for risk tier " + f"{policy.pop('risk_tier')}: "

@@ -110,3 +110,17 @@ def test_explanation_is_stored_with_its_row_values(ws, op, credit_version, capsy
     assert top["feature"] == result.global_importance["feature"][0]
     assert "Explaining credit" in capsys.readouterr().err  # the progress bar was shown
     assert op.audit_events().filter(pl.col("action") == "evidence.explanation").height == 1
+
+
+def test_favorable_label_zero_measures_approval_rates(ws, credit_version):
+    mv, _, test = credit_version
+    y = test[TARGET].to_numpy()
+    harm = ws.fairness(mv, test, y, sensitive_features=["sex"], n_bootstrap=0)
+    good = ws.fairness(mv, test, y, sensitive_features=["sex"], n_bootstrap=0, favorable_label=0)
+    a = harm.by_group.sort("group")["selection_rate"].to_numpy()
+    b = good.by_group.sort("group")["selection_rate"].to_numpy()
+    assert np.allclose(a + b, 1.0)  # approval rate = 1 - predicted default rate, per group
+    summary, _ = ws.evidence_detail(ws.evidence("credit")["id"].item())
+    assert summary["favorable_label"] == 0
+    with pytest.raises(wb.ValidationError, match="favorable_label"):
+        ws.fairness(mv, test, y, sensitive_features=["sex"], favorable_label=2)

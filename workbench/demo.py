@@ -91,8 +91,9 @@ def _seed_credit(ws: Workspace, tick) -> None:
     raw = make_credit_applicants(20_000, month="2026-01", seed=7)
     later = make_credit_applicants(5_000, month="2026-02", drifted=True, seed=7)
     train, test = train_test_split_frame(raw, test_size=0.25, seed=7)
-    X_train, y_train = train.to_pandas(), train[TARGET].to_numpy()
-    X_test, y_test = test.to_pandas(), test[TARGET].to_numpy()
+    cols = FEATURES_NUMERIC + FEATURES_CATEGORICAL  # never the sensitive attributes or the id
+    X_train, y_train = train.select(cols).to_pandas(), train[TARGET].to_numpy()
+    X_test, y_test = test.select(cols).to_pandas(), test[TARGET].to_numpy()
     best: dict[str, tuple[float, object, str]] = {}
     for family, grid in SWEEPS.items():
         with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-sweep", tags={"family": family, "kind": "sweep"}) as parent:
@@ -113,7 +114,7 @@ def _seed_credit(ws: Workspace, tick) -> None:
                         for step, (tr, va) in enumerate(zip(-est.train_score_, -est.validation_score_)):
                             run.log_metrics({"train_log_loss": float(tr), "val_log_loss": float(va)}, step=step)
                     metrics = _classification_metrics(y_test, model.predict_proba(X_test)[:, 1])
-                    drift_proba = model.predict_proba(later.to_pandas())[:, 1]
+                    drift_proba = model.predict_proba(later.select(cols).to_pandas())[:, 1]
                     metrics["roc_auc_2026_02"] = roc_auc_score(later[TARGET].to_numpy(), drift_proba)
                     run.log_metrics(metrics)
                     aucs.append(metrics["roc_auc"])
@@ -136,6 +137,12 @@ def _seed_credit(ws: Workspace, tick) -> None:
     _seed_production(ws, CREDIT_MODEL, versions["hist_gradient_boosting"])
     ws.set_alias(CREDIT_MODEL, "champion", versions["hist_gradient_boosting"])
     ws.set_alias(CREDIT_MODEL, "challenger", versions["random_forest"])
+    # Evidence for every version on the held-out applicants: SHAP explanations, and fairness
+    # by sex and age band with approval (no predicted default) as the favourable outcome.
+    for family in order:
+        ref = (CREDIT_MODEL, versions[family])
+        ws.explain(ref, test.select(["applicant_id", *cols]), row_id="applicant_id", max_rows=1000)
+        ws.fairness(ref, test, y_test, sensitive_features=["sex", "age_band"], favorable_label=0, n_bootstrap=100)
 
 
 def _seed_production(ws: Workspace, name: str, version: int) -> None:

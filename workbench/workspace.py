@@ -9,6 +9,7 @@ import os
 import threading
 from typing import Any
 
+import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
@@ -272,10 +273,14 @@ class Workspace:
         raise ValidationError("Give a ModelVersion (from register_model or get_model_version) or (name, version).")
 
     def fairness(self, model_version, X, y_true, *, sensitive_features, y_pred=None, threshold: float = 0.5,
-                 reference_group=None, min_group_size: int = 30, n_bootstrap: int = 200, task: str | None = None):
+                 reference_group=None, min_group_size: int = 30, n_bootstrap: int = 200, task: str | None = None,
+                 favorable_label: int = 1):
         """Fairness of a version's predictions across sensitive groups, judged and stored.
 
         ``sensitive_features`` names columns of ``X`` (they need not be model inputs).
+        ``favorable_label``: the class that benefits the person (selection). For a model of
+        default risk where 1 means "will default", pass 0: selection rates are then approval
+        rates, as the four-fifths rule intends.
         Returns the :class:`~workbench.fairness.FairnessReport` with ``verdict``, ``reasons``,
         ``policy`` and ``evidence_id`` set.
         """
@@ -301,6 +306,11 @@ class Workspace:
                 y_pred = (y_score >= threshold).astype(int)
             else:
                 y_pred = model.predict(inputs)
+        if task == "binary" and favorable_label not in (0, 1):
+            raise ValidationError(f"favorable_label must be 0 or 1, got {favorable_label!r}.")
+        if task == "binary" and favorable_label == 0:  # measure the favourable outcome as "selected"
+            y_true = 1 - np.asarray(y_true, dtype=float)
+            y_pred = 1 - np.asarray(y_pred)
         report = fairness_report(y_true, y_pred, frame.select(features), task=task, reference_group=reference_group,
                                  min_group_size=min_group_size, n_bootstrap=n_bootstrap)
         tier = self.models().filter(pl.col("name") == name)["risk_tier"].item()
@@ -308,7 +318,8 @@ class Workspace:
         stored = report.to_dict()  # JSON-safe; the per-group rows go to Parquet, not here
         stored.pop("by_group")
         numbers = stored.pop("summary")
-        summary = {**stored, **numbers, "verdict": verdict, "reasons": reasons, "threshold": threshold}
+        summary = {**stored, **numbers, "verdict": verdict, "reasons": reasons, "threshold": threshold,
+                   "favorable_label": favorable_label}
         digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(report.by_group))
         report.evidence_id = self._call(lambda conn: evidence.store(
             conn, self.user, self.role, name=name, version=version, kind="fairness", summary=summary,
