@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -144,19 +146,30 @@ def test_filter_matching_nothing_shows_empty_state(demo_env):
     assert any("No run matches" in i.value for i in at.info)
 
 
+@contextlib.contextmanager
+def _tmp_store(path, monkeypatch, users: dict[str, str]):
+    """A fresh store at ``path`` with ``users`` (name -> role, password '<name>-demo-pw'),
+    set as the dashboard's store; closed and forgotten afterwards."""
+    op = operator_workspace(path)
+    for name, role in users.items():
+        op.add_user(name, role, f"{name}-demo-pw")
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    try:
+        yield op
+    finally:
+        with _workspace._stores_lock:
+            hit = _workspace._stores.pop(str(path.resolve()), None)
+        if hit is not None:
+            hit[0].close()
+
+
 @pytest.fixture
 def empty_store(tmp_path, monkeypatch):
     path = tmp_path / "empty.duckdb"
-    op = operator_workspace(path)
-    op.add_user("dana", "data_scientist", "dana-demo-pw")  # someone must be able to sign in
-    op.close()
-    monkeypatch.setenv("WORKBENCH_STORE", str(path))
-    monkeypatch.delenv("WORKBENCH_USER", raising=False)
-    yield path
-    with _workspace._stores_lock:
-        hit = _workspace._stores.pop(str(path.resolve()), None)
-    if hit is not None:
-        hit[0].close()
+    with _tmp_store(path, monkeypatch, {"dana": "data_scientist"}) as op:  # someone must be able to sign in
+        op.close()
+        yield path
 
 
 def test_empty_store_shows_empty_states(empty_store):
@@ -288,16 +301,9 @@ def test_html_in_user_text_is_shown_as_text(demo_env, demo_path):
 @pytest.fixture
 def admin_store(tmp_path, monkeypatch):
     path = tmp_path / "admin.duckdb"
-    op = operator_workspace(path)
-    op.add_user("ada", "admin", "ada-demo-pw")
-    op.add_user("dana", "data_scientist", "dana-demo-pw")
-    op.close()
-    monkeypatch.setenv("WORKBENCH_STORE", str(path))
-    yield path
-    with _workspace._stores_lock:
-        hit = _workspace._stores.pop(str(path.resolve()), None)
-    if hit is not None:
-        hit[0].close()
+    with _tmp_store(path, monkeypatch, {"ada": "admin", "dana": "data_scientist"}) as op:
+        op.close()
+        yield path
 
 
 def test_admin_adds_and_disables_users_and_the_policy_is_enforced(admin_store):
@@ -345,6 +351,13 @@ def test_organisation_sign_in_is_offered_only_where_oidc_is_configured(demo_env,
 @pytest.fixture
 def evidence_store(tmp_path, monkeypatch):
     """A store with two versions of a credit model, each explained and fairness-checked."""
+    path = tmp_path / "evidence.duckdb"
+    with _tmp_store(path, monkeypatch, {"dana": "data_scientist", "riley": "reviewer"}):
+        _store_evidence(path)
+        yield path
+
+
+def _store_evidence(path) -> None:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -353,10 +366,6 @@ def evidence_store(tmp_path, monkeypatch):
 
     from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
 
-    path = tmp_path / "evidence.duckdb"
-    op = operator_workspace(path)
-    op.add_user("dana", "data_scientist", "dana-demo-pw")
-    op.add_user("riley", "reviewer", "riley-demo-pw")
     ws = wb.connect(path, user="dana")
     data, test = make_credit_applicants(3000, seed=1), make_credit_applicants(600, seed=2)
     cols = FEATURES_NUMERIC + FEATURES_CATEGORICAL
@@ -369,12 +378,6 @@ def evidence_store(tmp_path, monkeypatch):
         ws.explain(mv, test.select(["applicant_id", *cols]), row_id="applicant_id", max_rows=200)
         ws.fairness(mv, test, test[TARGET].to_numpy(), sensitive_features=["sex", "age_band"], n_bootstrap=20)
     ws.close()
-    monkeypatch.setenv("WORKBENCH_STORE", str(path))
-    yield path
-    with _workspace._stores_lock:
-        hit = _workspace._stores.pop(str(path.resolve()), None)
-    if hit is not None:
-        hit[0].close()
 
 
 def test_explanations_and_fairness_pages_draw_stored_evidence(evidence_store):
