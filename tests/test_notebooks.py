@@ -115,8 +115,21 @@ def _check_track_and_register(ws: wb.Workspace) -> None:
     assert set(ws.users().filter(name="nb-user")["role"]) == {"data_scientist"}
 
 
+def _check_evidence(ws: wb.Workspace) -> None:
+    ev = ws.evidence("notebook-evidence-credit").filter(version=1)
+    assert sorted(ev["kind"]) == ["explanation", "fairness"], ev
+    (fair,) = ev.filter(kind="fairness").iter_rows(named=True)
+    assert fair["verdict"] in {"pass", "fail", "review"}, fair
+
+    (explanation_id,) = ev.filter(kind="explanation")["id"]
+    summary, table = ws.evidence_detail(explanation_id)
+    assert summary["additivity"]["passed"] is True, summary["additivity"]
+    assert table is not None and table.height == 1_000, table
+
+
 STORE_CHECKS: dict[str, Callable[[wb.Workspace], None]] = {
     "01_track_and_register.ipynb": _check_track_and_register,
+    "02_evidence.ipynb": _check_evidence,
 }
 
 
