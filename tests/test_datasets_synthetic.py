@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-try:
-    import workbench.datasets_synthetic as ds
-
-    _PACKAGE_IMPORT_OK = True
-except Exception:  # workbench/__init__.py missing or broken: load the file directly
-    _PATH = Path(__file__).resolve().parents[1] / "workbench" / "datasets_synthetic.py"
-    _spec = importlib.util.spec_from_file_location("_wb_datasets_synthetic", _PATH)
-    ds = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = ds
-    _spec.loader.exec_module(ds)
-    _PACKAGE_IMPORT_OK = False
+import workbench.datasets_synthetic as ds
 
 # Expected label-rate properties (documented in the module docstring).
 DEFAULT_RATE_BAND = (0.15, 0.25)  # overall default rate, reference month
@@ -235,7 +222,6 @@ def test_postcode_is_a_proxy_for_sex(ref):
 
 
 def test_model_without_sex_shows_selection_gap():
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -401,8 +387,6 @@ def test_generation_is_fast():
 
 
 def test_module_docstring_example():
-    if not _PACKAGE_IMPORT_OK:
-        pytest.skip("workbench package not importable; doctest imports it")
     assert ds.__doc__ and ">>>" in ds.__doc__
     result = doctest.testmod(ds, verbose=False)
     assert result.attempted > 0 and result.failed == 0

@@ -1,27 +1,17 @@
 """Tests for workbench.filterlang: parsing, errors, SQL compilation and DuckDB execution."""
 
 import doctest
-import importlib.util
 import math
 import random
 import re
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-try:
-    from workbench import filterlang as fl
-except Exception:  # no/broken workbench/__init__.py: load the file on its own
-    _spec = importlib.util.spec_from_file_location(
-        "filterlang", Path(__file__).resolve().parents[1] / "workbench" / "filterlang.py")
-    fl = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = fl  # dataclasses look their module up here
-    _spec.loader.exec_module(fl)
+from workbench import filterlang as fl
 
 Operand, Predicate, And, Or, Not = fl.Operand, fl.Predicate, fl.And, fl.Or, fl.Not
 FilterSyntaxError, compile_filter, parse_filter = (

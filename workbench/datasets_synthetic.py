@@ -230,7 +230,6 @@ def make_credit_applicants(
     employed = emp_idx == 0
     self_emp = emp_idx == 1
     unemployed = emp_idx == 2
-    retired = emp_idx == 3
     student = emp_idx == 4
     working = employed | self_emp
     no_job = unemployed | student
