@@ -11,13 +11,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import sqlalchemy as sa
 
 from . import artifacts, audit, registry, roles, users
 from .errors import NotFoundError, PermissionDenied, ValidationError
 from .registry import ModelVersion
 from .search import search_runs as _search_runs
-from .store import schema
 from .store.connection import Store, resolve_store, store_path
 from .store.writer import Writer
 from .tracking import Run, check_key, ensure_experiment
@@ -459,4 +457,4 @@ def operator_workspace(store=None) -> Workspace:
     return Workspace(s, w, None, operator=True)
 
 
-__all__ = ["connect", "Workspace", "operator_workspace", "sa", "schema"]
+__all__ = ["connect", "Workspace", "operator_workspace"]
