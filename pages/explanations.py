@@ -50,6 +50,6 @@ with ui.shown_errors():
     if others:
         st.subheader("Against another version")
         other = st.selectbox("Compare with", others)
-        other_summary, _ = ws.evidence_detail(stored.row(labels.index(other), named=True)["id"])
+        other_summary = ws.evidence_summary(stored.row(labels.index(other), named=True)["id"])
         st.plotly_chart(charts.importance_pair(summary["global_importance"], other_summary["global_importance"],
                                                chosen, other), width="stretch")

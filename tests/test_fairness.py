@@ -389,3 +389,15 @@ def test_pandas_nullable_and_object_labels():
     y[7] = pd.NA
     with pytest.raises(ValidationError, match=r"y_true has NaN.*1 of 100 rows.*7"):
         fairness_report(y, p, {"g": g})
+
+
+def test_favorable_label_zero_is_the_report_of_the_flipped_labels():
+    rng = np.random.default_rng(5)
+    y, p = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
+    groups = {"g": rng.choice(["a", "b"], 500)}
+    flipped = fairness_report(1 - y, 1 - p, groups, n_bootstrap=0)
+    favourable = fairness_report(y, p, groups, n_bootstrap=0, favorable_label=0)
+    assert favourable.by_group.equals(flipped.by_group)
+    assert favourable.params["favorable_label"] == 0
+    with pytest.raises(ValidationError, match="favorable_label"):
+        fairness_report(y, p, groups, favorable_label=2)

@@ -340,7 +340,7 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 
 
-def _esc(text) -> str:
+def plotly_text(text) -> str:
     """User text for plotly: its pseudo-HTML (<b>, <a href>, <br>) must show as typed."""
     return html.escape(str(text), quote=False)
 
@@ -362,8 +362,8 @@ def _finite_array(series: pl.Series) -> np.ndarray:
 
 def _empty_figure(title: str, message: str) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=_esc(title), xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": _esc(message), "showarrow": False, "xref": "paper", "yref": "paper",
+    fig.update_layout(title=plotly_text(title), xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": plotly_text(message), "showarrow": False, "xref": "paper", "yref": "paper",
                                     "x": 0.5, "y": 0.5, "font": {"size": 14}}])
     return fig
 
@@ -454,13 +454,13 @@ def parallel_coordinates(frame: pl.DataFrame, color: str | None = None,
     dims = []
     for c in chosen:
         label = c.split(".", 1)[-1] if bare[c.split(".", 1)[-1]] == 1 else c
-        dims.append({"label": _esc(_short(label)), **_axis_values(frame.get_column(c), kinds[c])})
+        dims.append({"label": plotly_text(_short(label)), **_axis_values(frame.get_column(c), kinds[c])})
     line: dict = {}
     if color is not None:
         cv = _axis_values(frame.get_column(color), kinds[color])
-        bar = {"title": {"text": _esc(_short(color.split(".", 1)[-1], 20))}}
+        bar = {"title": {"text": plotly_text(_short(color.split(".", 1)[-1], 20))}}
         if kinds[color] == "category":
-            bar.update(tickvals=cv["tickvals"], ticktext=[_esc(t) for t in cv["ticktext"]])  # markup here
+            bar.update(tickvals=cv["tickvals"], ticktext=[plotly_text(t) for t in cv["ticktext"]])  # markup here
         line = {"color": cv["values"], "colorscale": "Viridis", "showscale": True, "colorbar": bar}
         line.update(_grey_for_missing(cv["values"]))
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
@@ -488,12 +488,12 @@ def curves_figure(curves: pl.DataFrame, webgl: bool | None = None) -> go.Figure:
     for part in curves.partition_by(["run_id", "key"], maintain_order=True):
         rid, key = part["run_id"][0], part["key"][0]
         name = label[rid] if one_key else f"{label[rid]} \u00b7 {key}"
-        traces.append(trace(x=part["step"].to_numpy(), y=_finite_array(part["value"]), mode="lines", name=_esc(name),
+        traces.append(trace(x=part["step"].to_numpy(), y=_finite_array(part["value"]), mode="lines", name=plotly_text(name),
                             legendgroup=rid, line={"color": colour[rid], "dash": dash[key]},
                             hovertemplate="%{fullData.name}<br>step %{x}<br>value %{y}<extra></extra>"))
     fig = go.Figure(data=traces)
-    fig.update_layout(title=_esc(f"{keys[0]} by step" if one_key else "Metric curves by step"),
-                      xaxis_title="step", yaxis_title=_esc(keys[0]) if one_key else "value",
+    fig.update_layout(title=plotly_text(f"{keys[0]} by step" if one_key else "Metric curves by step"),
+                      xaxis_title="step", yaxis_title=plotly_text(keys[0]) if one_key else "value",
                       legend_title_text="run" if one_key else "run \u00b7 metric", hovermode="closest")
     return fig
 
@@ -512,20 +512,20 @@ def scatter_figure(frame: pl.DataFrame, x: str, y: str, color: str | None = None
         col = frame.get_column(name)
         if col.dtype.is_numeric() and col.dtype != pl.Boolean:
             return _finite(col)
-        return [None if v is None else _esc(v) for v in col.to_list()]
+        return [None if v is None else plotly_text(v) for v in col.to_list()]
 
-    labels = [_esc(lab) for lab in _frame_labels(frame)]
+    labels = [plotly_text(lab) for lab in _frame_labels(frame)]
     marker: dict = {"size": 10}
     if color:
         cc = frame.get_column(color)
         if cc.dtype.is_numeric() and cc.dtype != pl.Boolean:
             marker.update(color=_finite_array(cc), colorscale="Viridis", showscale=True,
-                          colorbar={"title": {"text": _esc(_short(color, 20))}})
+                          colorbar={"title": {"text": plotly_text(_short(color, 20))}})
     fig = go.Figure(go.Scatter(x=axis(x), y=axis(y), mode="markers", text=labels, marker=marker,
                                # Axis titles by reference: user text never enters the template.
                                hovertemplate="%{text}<br>%{xaxis.title.text}: %{x}<br>"
                                              "%{yaxis.title.text}: %{y}<extra></extra>"))
-    fig.update_layout(title=_esc(f"{y} vs {x}"), xaxis_title=_esc(x), yaxis_title=_esc(y))
+    fig.update_layout(title=plotly_text(f"{y} vs {x}"), xaxis_title=plotly_text(x), yaxis_title=plotly_text(y))
     return fig
 
 

@@ -8,7 +8,6 @@ transaction. Reports are never recomputed by a page.
 from __future__ import annotations
 
 import io
-import json
 
 import polars as pl
 import sqlalchemy as sa
@@ -17,9 +16,6 @@ from . import artifacts
 from .audit import Event, canonical_json
 from .errors import NotFoundError
 from .store import schema
-
-KINDS = ("explanation", "fairness", "drift")
-
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
@@ -54,6 +50,3 @@ qualify row_number() over (partition by e.model_id, e.version, e.kind order by e
 order by m.name, e.version, e.kind
 """
 
-
-def summary_of(row: dict) -> dict:
-    return json.loads(row["summary"])

@@ -432,6 +432,7 @@ def fairness_report(
     seed: int = 0,
     confidence: float = 0.95,
     data: Any = None,
+    favorable_label: int = 1,
 ) -> FairnessReport:
     """Per-group metrics and disparity summary of predictions (see the module docstring).
 
@@ -450,6 +451,10 @@ def fairness_report(
         Groups with fewer rows are flagged and not judged by the four-fifths screen.
     n_bootstrap, seed, confidence:
         Percentile bootstrap of the impact ratios (0 skips it).
+    favorable_label:
+        Binary task: the class that benefits the person, counted as "selected" (and as
+        the positive class for TPR, FPR, precision). For a default-risk model where 1
+        means "will default", pass 0: selection rates are then approval rates.
     """
     if task not in _TASKS:
         raise ValidationError(f"task must be one of {_TASKS}, got {task!r}")
@@ -486,8 +491,12 @@ def fairness_report(
     _check_no_nan(yt, "y_true")
     _check_no_nan(yp, "y_pred")
     if task == "binary":
+        if favorable_label not in (0, 1):
+            raise ValidationError(f"favorable_label must be 0 or 1, got {favorable_label!r}")
         yt = _as_binary(yt, "y_true")
         yp = _as_binary(yp, "y_pred")
+        if favorable_label == 0:  # the favourable outcome becomes the "selected" class
+            yt, yp = ~yt, ~yp
     else:
         try:
             yt = yt.astype(np.float64)
@@ -660,6 +669,6 @@ def fairness_report(
     params = {"threshold": float(threshold) if y_pred is None else None,
               "min_group_size": int(min_group_size), "n_bootstrap": int(n_bootstrap),
               "seed": int(seed), "confidence": float(confidence),
-              "four_fifths_threshold": FOUR_FIFTHS}
+              "four_fifths_threshold": FOUR_FIFTHS, "favorable_label": int(favorable_label)}
     return FairnessReport(task=task, by_group=by_group, summary=summary, reference_group=ref,
                           sensitive_features=names, n_rows=n_rows, params=params)

@@ -19,8 +19,6 @@ import polars as pl
 from .filterlang import Operand, compile_filter
 from .store.connection import frame
 
-BASE_COLUMNS = ["run_id", "experiment", "run_name", "status", "user_name", "start_time", "end_time",
-                "parent_run_id", "git_commit"]
 _ATTRIBUTE_COLUMNS = {"run_id": "run_id", "name": "run_name", "status": "status", "user": "user_name",
                       "start_time": "start_time", "end_time": "end_time", "experiment": "experiment",
                       "experiment_id": "experiment_id", "git_commit": "git_commit", "parent_run_id": "parent_run_id"}

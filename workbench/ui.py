@@ -108,12 +108,6 @@ def sign_in_form() -> None:
             st.rerun()
 
 
-def may(action: str) -> bool:
-    """Whether the signed-in user's role may perform ``action`` (to hide write controls)."""
-    signed = signed_in()
-    return signed is not None and roles.allowed(signed.role, action)
-
-
 @contextmanager
 def shown_errors():
     """Show a workbench error as a message, never as a traceback."""

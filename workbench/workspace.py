@@ -9,7 +9,6 @@ import os
 import threading
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from . import artifacts, audit, registry, roles, users
@@ -304,14 +303,10 @@ class Workspace:
                 y_pred = (y_score >= threshold).astype(int)
             else:
                 y_pred = model.predict(inputs)
-        if task == "binary" and favorable_label not in (0, 1):
-            raise ValidationError(f"favorable_label must be 0 or 1, got {favorable_label!r}.")
-        if task == "binary" and favorable_label == 0:  # measure the favourable outcome as "selected"
-            y_true = 1 - np.asarray(y_true, dtype=float)
-            y_pred = 1 - np.asarray(y_pred)
         report = fairness_report(y_true, y_pred, frame.select(features), task=task, reference_group=reference_group,
-                                 min_group_size=min_group_size, n_bootstrap=n_bootstrap)
-        tier = self.models().filter(pl.col("name") == name)["risk_tier"].item()
+                                 min_group_size=min_group_size, n_bootstrap=n_bootstrap,
+                                 favorable_label=favorable_label)
+        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
         verdict, rules, reasons = policy.fairness_verdict(report.summary, tier) if task == "binary" else (None, None, [])
         stored = report.to_dict()  # JSON-safe; the per-group rows go to Parquet, not here
         stored.pop("by_group")
@@ -373,7 +368,7 @@ class Workspace:
         rows = self.evidence(name).filter(pl.col("kind") == kind)
         out = []
         for evidence_id, version, verdict in rows.select(["id", "version", "verdict"]).iter_rows():
-            summary, _ = self.evidence_detail(evidence_id)
+            summary = self.evidence_summary(evidence_id)  # the numbers only: no Parquet read
             numbers = {k: (float(v) if v is not None else None) for k, v in summary.items()
                        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
             out.append({"version": version, "verdict": verdict, **numbers})
@@ -381,12 +376,19 @@ class Workspace:
             return pl.DataFrame(schema={"version": pl.Int64, "verdict": pl.String})
         return pl.DataFrame(out, infer_schema_length=None)
 
-    def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
-        """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
-        rows = self._read("select * from evidence where id = ?", [evidence_id])
+    def _evidence_row(self, evidence_id: int, columns: str) -> dict:
+        rows = self._read(f"select {columns} from evidence where id = ?", [evidence_id])
         if rows.is_empty():
             raise NotFoundError(f"No evidence with id {evidence_id}.")
-        row = rows.row(0, named=True)
+        return rows.row(0, named=True)
+
+    def evidence_summary(self, evidence_id: int) -> dict:
+        """The stored summary of one piece of evidence (without reading its table)."""
+        return json.loads(self._evidence_row(evidence_id, "summary")["summary"])
+
+    def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
+        """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
+        row = self._evidence_row(evidence_id, "summary, artifact_sha256")
         table = None
         if row["artifact_sha256"]:
             table = pl.read_parquet(io.BytesIO(artifacts.get_bytes(self.store.artifact_root, row["artifact_sha256"])))

@@ -127,10 +127,10 @@ class Store:
         self._lock = threading.RLock()
         self._conn: sa.Connection | None = None
         self._last_use = 0.0
-        self._held_since = 0.0
         self._releaser: threading.Thread | None = None
         self._closed = False
         self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
+        self._run_index = None  # search.RunIndex of this process, kept current by search.run_index
         self._ensure_schema()
 
     @property
@@ -179,7 +179,6 @@ class Store:
                 raise StoreError("This workspace was closed.")
             if self._conn is None:
                 self._conn = self._open()
-                self._held_since = time.monotonic()
                 self._start_releaser()
             try:
                 yield self._conn

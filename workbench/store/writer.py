@@ -195,13 +195,9 @@ class Writer:
         return results
 
 
-def _raw(conn: sa.Connection):
-    return conn.connection.dbapi_connection
-
-
-def _append(conn: sa.Connection, table: str, data: pa.Table, sql: str) -> None:
+def _append(conn: sa.Connection, data: pa.Table, sql: str) -> None:
     """Insert an Arrow table through DuckDB's zero-copy scan (``sql`` reads from ``batch``)."""
-    raw = _raw(conn)
+    raw = conn.connection.dbapi_connection
     raw.register("batch", data)
     try:
         raw.execute(sql).fetchall()  # DuckDB 2 wants every result finished before the next statement
@@ -215,19 +211,19 @@ def _append(conn: sa.Connection, table: str, data: pa.Table, sql: str) -> None:
 def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
     inserts = [b.insert for b in batches if b.insert]
     if inserts:
-        _append(conn, "runs", pa.Table.from_pylist(inserts),
+        _append(conn, pa.Table.from_pylist(inserts),
                 "insert into runs (run_id, experiment_id, name, status, user_name, start_time, "
                 "parent_run_id, git_commit, source) select run_id, experiment_id, name, status, user_name, "
                 "start_time, parent_run_id, git_commit, source from batch")
     params = [(b.run_id, k, v) for b in batches for k, v in b.params]
     if params:
         r, k, v = zip(*params)
-        _append(conn, "params", pa.table({"run_id": r, "key": k, "value": v}),
+        _append(conn, pa.table({"run_id": r, "key": k, "value": v}),
                 "insert into params select run_id, key, value from batch")
     tags = [(b.run_id, k, v) for b in batches for k, v in b.tags.items()]
     if tags:
         r, k, v = zip(*tags)
-        _append(conn, "tags", pa.table({"run_id": r, "key": k, "value": v}),
+        _append(conn, pa.table({"run_id": r, "key": k, "value": v}),
                 "insert into tags select run_id, key, value from batch "
                 "on conflict (run_id, key) do update set value = excluded.value")
     n = sum(b.n_points for b in batches)
@@ -252,16 +248,16 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
             "ts": pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             "seq": pa.array(range(n), pa.int64()),  # log order breaks ties between equal steps
         })
-        _append(conn, "metrics", data, "insert into metrics select run_id, key, value, step, ts from batch")
+        _append(conn, data, "insert into metrics select run_id, key, value, step, ts from batch")
         # A run's first flush has no latest values yet: a plain insert skips the conflict
         # checks of the upsert, which only runs for runs flushed before.
         if all(b.insert is not None for b in batches if b.n_points):
-            _append(conn, "latest_metrics", data, _INSERT_LATEST)
+            _append(conn, data, _INSERT_LATEST)
         else:
-            _append(conn, "latest_metrics", data, _UPSERT_LATEST)
+            _append(conn, data, _UPSERT_LATEST)
     updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update]
     if updates:
-        _append(conn, "runs", pa.Table.from_pylist(updates),
+        _append(conn, pa.Table.from_pylist(updates),
                 "update runs set status = batch.status, end_time = batch.end_time, error = batch.error "
                 "from batch where runs.run_id = batch.run_id")
     events = [e for b in batches for e in b.events]
