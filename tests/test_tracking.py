@@ -169,6 +169,27 @@ def test_run_that_raises_ends_failed_with_its_data_kept(ws):
     assert failed["run_id"].to_list() == [run.run_id]
 
 
+def test_script_that_dies_inside_a_run_keeps_the_failed_run(ws, store_path, tmp_path):
+    # The last batch is written by the exit hook, which must run before DuckDB's own.
+    ws.close()
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""\
+        import sys
+        import workbench as wb
+        ws = wb.connect(store=sys.argv[1], user="dana")
+        with ws.start_run("exp", name="dies") as run:
+            run.log_params({"model": "rf"})
+            run.log_metrics({"auc": 0.5})
+            raise RuntimeError("boom")
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    out = subprocess.run([sys.executable, str(script), str(store_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "RuntimeError: boom" in out.stderr
+    assert "could not save" not in out.stderr, out.stderr
+    runs = ws.search_runs("attributes.run_name = 'dies'")
+    assert runs.select(["status", "params.model", "metrics.auc"]).rows() == [("FAILED", "rf", 0.5)]
+
+
 def test_logging_after_the_run_ended_is_refused(ws, tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("x")
@@ -204,6 +225,26 @@ def test_nested_runs_record_their_parent(ws):
     assert sorted(children["run_name"].to_list()) == ["child-1", "child-2"]
     with pytest.raises(wb.NotFoundError, match="no-such-run"):
         ws.start_run("exp", parent="no-such-run")
+
+
+def test_workspace_reads_see_what_an_open_run_logged(ws):
+    # Values wait in the run's buffer for a group commit; a read in the same process
+    # must still see them, and a model may be registered against the run before it ends.
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    with ws.start_run("exp", name="open") as run:
+        run.log_params({"C": 1.0})
+        run.log_metrics({"auc": 0.75})
+        info = ws.get_run(run.run_id)
+        assert (info["status"], info["params"], info["metrics"]) == ("RUNNING", {"C": "1.0"}, {"auc": 0.75})
+        assert ws.search_runs("metrics.auc = 0.75")["run_id"].to_list() == [run.run_id]
+        with ws.start_run("exp", name="child", parent=run.run_id) as child:
+            pass
+        mv = ws.register_model(model, "open-run-model", run_id=run.run_id)
+    assert mv.run_id == run.run_id
+    assert ws.get_run(child.run_id)["parent_run_id"] == run.run_id
+    assert ws.get_run(run.run_id)["status"] == "FINISHED"
 
 
 def test_unknown_run_is_a_clear_not_found_error(ws):

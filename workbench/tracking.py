@@ -276,6 +276,7 @@ class Run:
         self._batch.events.append(self._event("run.end", {"status": status, "error": error}))
         self._ended = True
         self._submit()
+        self._ws._open_runs.pop(self.run_id, None)
 
     def __enter__(self) -> "Run":
         return self

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import threading
+import weakref
 from typing import Any
 
 import polars as pl
@@ -63,6 +64,7 @@ class Workspace:
     def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:
         self.store = store
         self._writer = writer
+        self._open_runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
         if operator:  # the local CLI operator: may bootstrap users on a store it can write
             self.user, self.role = f"os:{getpass.getuser()}", roles.OPERATOR
         elif user is None:
@@ -101,8 +103,14 @@ class Workspace:
         self.flush()
         self.store.release()
 
+    def _sync(self) -> None:
+        """Read your own writes: values buffered in open runs too, not only queued ones."""
+        for run in list(self._open_runs.values()):
+            run._submit()
+        self._writer.flush()
+
     def _read(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        self._writer.flush()  # read your own writes
+        self._sync()
         return self.store.read(sql, params)
 
     # -- experiments and runs ------------------------------------------------------------
@@ -126,10 +134,9 @@ class Workspace:
         self._require("log_runs")
         parent_id = parent.run_id if isinstance(parent, Run) else parent
         if parent_id is not None:
-            if isinstance(parent, Run):
-                parent.flush()
             self.get_run(parent_id)  # raises NotFoundError for an unknown parent
         run = Run(self, self._experiment_id(experiment, create=True), experiment, name, parent_id)
+        self._open_runs[run.run_id] = run
         if tags:
             run.set_tags(tags)
         return run
@@ -148,7 +155,7 @@ class Workspace:
             ws.search_runs("metrics.auc > 0.8 AND (params.model = 'rf' OR params.model = 'gbm')")
         """
         exp_id = self._experiment_id(experiment, create=False) if experiment else None
-        self._writer.flush()
+        self._sync()
         return _search_runs(self.store, filter, exp_id, max_results)
 
     def get_run(self, run_id: str) -> dict:

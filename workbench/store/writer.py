@@ -56,9 +56,17 @@ class RunBatch:
 
 
 _live: "weakref.WeakSet[Writer]" = weakref.WeakSet()
+_exit_hook: list[bool] = []
 
 
-@atexit.register
+def _register_exit_hook() -> None:
+    # Exit hooks run last-registered first. DuckDB's own hook refuses queries from then
+    # on, so ours is registered once DuckDB is loaded (a writer exists), not at import.
+    if not _exit_hook:
+        atexit.register(_flush_all_at_exit)
+        _exit_hook.append(True)
+
+
 def _flush_all_at_exit() -> None:
     for w in list(_live):
         try:
@@ -83,6 +91,7 @@ class Writer:
         self._urgent = False  # a caller waits (call() or flush()): commit without gathering
         self._thread: threading.Thread | None = None
         _live.add(self)
+        _register_exit_hook()
 
     # -- public ------------------------------------------------------------------------
     def submit(self, item: RunBatch | Op) -> Future:
