@@ -131,3 +131,35 @@ def banner(title: str) -> None:
     log(f"{title}")
     log(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; load average now "
         f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (above ~0.5 other work is competing: expect noise)")
+
+
+def time_page(store: Path, page: str, user: str, password: str, reps: int, query: dict | None = None,
+              check: Callable | None = None) -> list[float]:
+    """Script-run times of one dashboard page (Streamlit's AppTest), signed in as ``user``.
+
+    The first time warms the process (imports, caches); the rest are what a reader of
+    an open dashboard waits. Each run must show no exception and no error, and pass
+    ``check(at)`` when given.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    from workbench import auth, ui
+
+    os.environ["WORKBENCH_STORE"] = str(store)
+    signed = auth.sign_in(str(store), user, password)
+    times = []
+    for _ in range(reps + 1):
+        at = AppTest.from_file(str(BENCH_DIR.parent / "pages" / page), default_timeout=120)
+        at.session_state[ui.SIGNED] = signed
+        for k, v in (query or {}).items():
+            at.query_params[k] = v
+        t0 = time.perf_counter()
+        at.run()
+        dt = time.perf_counter() - t0
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        assert at.title and at.title[0].value != "Sign in", "the page did not run signed in"
+        if check is not None:
+            check(at)
+        times.append(dt)
+    return times

@@ -3,9 +3,8 @@
 import polars as pl
 import streamlit as st
 
+from workbench import column_marks, ui
 from workbench import evidence_charts as charts
-from workbench import ui
-from workbench.datasets_synthetic import IDENTIFYING, SENSITIVE
 
 ws = ui.require_page("explanations")
 st.title("Explanations")
@@ -42,7 +41,7 @@ with ui.shown_errors():
     if wanted not in ids:
         st.error(f"Row id {wanted!r} was not explained in this version (ids like {ids[0]!r}).")
     else:
-        masked = {f for f in features if f in SENSITIVE or f in IDENTIFYING}  # never shown per row
+        masked = set(summary.get("masked", column_marks.propose(features)))  # never shown per row
         one = values.row(ids.index(wanted), named=True)
         st.plotly_chart(charts.waterfall(one, features, one["base_value"], masked), width="stretch")
 

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import polars as pl
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -211,6 +212,70 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
                                   "Audit trail"))
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
     _shoot(page, shots, "5-reviewer-home")
+    assert not errors, errors
+    page.close()
+
+
+def _row_where_age_counts(store) -> str:
+    """A row of credit-default v1's explanation whose waterfall lists ``age`` (top 12 by |SHAP|)."""
+    ws = wb.connect(store)
+    try:
+        ev = ws.evidence("credit-default").filter((pl.col("kind") == "explanation") & (pl.col("version") == 1))
+        summary, values = ws.evidence_detail(ev["id"][0])
+    finally:
+        ws.close()
+    assert summary["masked"] == ["age"]
+    features = [r["feature"] for r in summary["global_importance"]]
+    ranks = values.select("row_id", pl.concat_list([pl.col(f).abs() for f in features]).alias("a"))
+    for row_id, contrib in ranks.iter_rows():
+        if sorted(contrib, reverse=True).index(abs(contrib[features.index("age")])) < 12:
+            return str(row_id)
+    raise AssertionError("no row has age among its 12 largest contributions")
+
+
+def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
+    url, store = server
+    row_id = _row_where_age_counts(store)
+    shots = Path(__file__).parent / "artifacts" / "browser"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/explanations")
+    _settled(page)
+    _sign_in(page, "riley")
+    expect(page.get_by_role("heading", name="Explanations")).to_be_visible()
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="additivity holds").first).to_be_visible()
+    charts = page.locator(".js-plotly-plot")
+    expect(charts).to_have_count(5)  # importance, beeswarm, dependence, waterfall, two versions
+    # a row's waterfall: a protected attribute's value is masked, its contribution shown
+    box = page.get_by_test_id("stTextInput").locator("input")
+    box.fill(row_id)
+    box.press("Enter")
+    _settled(page)
+    expect(charts.filter(has_text="age = •••")).to_have_count(1)  # retried until the rerun drew it
+    _settled(page)
+    expect(charts.filter(has_text=re.compile(r"\bage = \d"))).to_have_count(0)
+    box.fill("no-such-row")
+    box.press("Enter")
+    expect(page.get_by_test_id("stAlert").filter(has_text="'no-such-row' was not explained")).to_be_visible()
+    _settled(page)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, shots, "6-explanations")
+
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Fairness").click()
+    _settled(page)
+    expect(page.get_by_role("heading", name="Fairness")).to_be_visible()
+    expect(page.get_by_text("Verdict: pass")).to_be_visible()
+    version = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Model version")
+    version.click()
+    page.get_by_role("option", name="credit-default v5").click()
+    _settled(page)
+    expect(page.get_by_text("Verdict: fail")).to_be_visible()
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="four-fifths screen failed")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(2)  # group bars, trend across versions
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, shots, "7-fairness-fail")
     assert not errors, errors
     page.close()
 

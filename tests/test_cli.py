@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 import typer
 
@@ -188,10 +189,27 @@ def test_demo_content(demo):
         assert len(stages) >= 3, stages
         assert "Production" in stages
         credit_versions = ws.model_versions("credit-default")
-        assert credit_versions.height == 4
+        assert credit_versions.height == 5
         assert dict(zip(credit_versions["version"], credit_versions["stage"]))[4] == "Production"
         roles = set(ws.users()["role"].to_list())
         assert roles == ROLES_EXPECTED == set(wb.ROLES)
+    finally:
+        ws.close()
+
+
+def test_demo_stores_evidence_with_one_fairness_failure(demo):
+    ws = _read(demo.path)
+    try:
+        ev = ws.evidence("credit-default")
+        kinds = {v: set(ev.filter(pl.col("version") == v)["kind"]) for v in range(1, 6)}
+        assert all(k == {"explanation", "fairness"} for k in kinds.values()), kinds
+        verdicts = dict(ev.filter(pl.col("kind") == "fairness").select(["version", "verdict"]).iter_rows())
+        # the form-only scorecard leans on the postcode proxy: the one that fails; the rest pass
+        assert verdicts == {1: "pass", 2: "pass", 3: "pass", 4: "pass", 5: "fail"}, verdicts
+        failed = ws.evidence_summary(ev.filter((pl.col("kind") == "fairness") & (pl.col("version") == 5))["id"][0])
+        assert any("four-fifths" in r for r in failed["reasons"]), failed["reasons"]
+        for eid in ev.filter(pl.col("kind") == "explanation")["id"]:
+            assert ws.evidence_summary(eid)["additivity"]["passed"] is True
     finally:
         ws.close()
 
@@ -203,7 +221,7 @@ def test_demo_users_and_models_via_cli(demo):
     models = run_cli("models", "list", "--store", demo.path)
     assert models.returncode == 0, models.stderr
     credit = next(ln for ln in models.stdout.splitlines() if ln.startswith("credit-default "))
-    assert "versions=4" in credit and "production=v4" in credit
+    assert "versions=5" in credit and "production=v4" in credit
     assert any(ln.startswith("diabetes-progression ") for ln in models.stdout.splitlines())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import polars as pl
 import pytest
@@ -96,7 +97,10 @@ def test_each_page_renders(demo_env, truth):
     assert at.selectbox[0].options == ["credit-default", "diabetes-progression"]
     assert at.selectbox[0].value == "credit-default"
     versions = at.dataframe[1].value
-    assert sorted(versions["version"].tolist()) == [1, 2, 3, 4]
+    assert sorted(versions["version"].tolist()) == [1, 2, 3, 4, 5]
+    # per version, which evidence exists and its verdict: the form-only scorecard fails
+    shown = dict(zip(versions["version"], zip(versions["explanation"], versions["fairness"], versions["drift"])))
+    assert shown == {v: ("stored", "fail" if v == 5 else "pass", "missing") for v in range(1, 6)}, shown
     at.selectbox[0].select("diabetes-progression").run()
     _assert_clean(at)
     assert sorted(at.dataframe[1].value["version"].tolist()) == [1, 2]
@@ -380,12 +384,38 @@ def _store_evidence(path) -> None:
     ws.close()
 
 
+@pytest.mark.parametrize("page", ["explanations", "fairness"])
+def test_a_changed_or_missing_evidence_file_is_a_message_not_a_traceback(evidence_store, page):
+    from workbench import artifacts
+
+    ws = wb.connect(evidence_store)
+    kind = "explanation" if page == "explanations" else "fairness"
+    digest = ws.store.scalar("select artifact_sha256 from evidence where kind = ? order by id limit 1", [kind])
+    path = artifacts.path_for(ws.store.artifact_root, digest)
+    ws.close()
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-10] + b"tampered!!")
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES[page]), default_timeout=60), "reviewer",
+                    store=str(evidence_store)).run()
+    assert not at.exception
+    assert any("does not match its recorded digest" in e.value for e in at.error), [e.value for e in at.error]
+    path.unlink()
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES[page]), default_timeout=60), "reviewer",
+                    store=str(evidence_store)).run()
+    assert not at.exception
+    assert any("is missing from the artifact folder" in e.value for e in at.error), [e.value for e in at.error]
+
+
 def test_explanations_and_fairness_pages_draw_stored_evidence(evidence_store):
     at = _signed_in(AppTest.from_file(str(PAGE_FILES["explanations"]), default_timeout=60), "reviewer",
                     store=str(evidence_store)).run()
     _assert_clean(at)
     assert len(at.get("plotly_chart")) >= 5  # importance, beeswarm, dependence, waterfall, two versions
     assert "additivity holds" in at.caption[0].value
+    # the row's waterfall names every feature but shows no value of a masked one ("age")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    labels = next(s["data"][0]["y"] for s in specs if s["data"][0]["type"] == "waterfall")
+    assert "age = •••" in labels and not any(lab.startswith("age = ") and "•••" not in lab for lab in labels), labels
     at.text_input[0].input("no-such-row").run()
     assert not at.exception and any("no-such-row" in e.value for e in at.error)
     at = _signed_in(AppTest.from_file(str(PAGE_FILES["fairness"]), default_timeout=60), "reviewer",

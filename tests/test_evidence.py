@@ -112,6 +112,21 @@ def test_explanation_is_stored_with_its_row_values(ws, op, credit_version, capsy
     assert op.audit_events().filter(pl.col("action") == "evidence.explanation").height == 1
 
 
+def test_explanation_masks_protected_and_identifying_features_per_row(ws, credit_version):
+    mv, _, test = credit_version
+    frame = test.head(100).with_columns(pl.format("C{}", pl.int_range(pl.len())).alias("customer_id"))
+    cols = FEATURES_NUMERIC + FEATURES_CATEGORICAL  # the model's inputs: age among them
+    default = ws.explain(mv, frame.select(["customer_id", *cols]), row_id="customer_id")
+    assert ws.evidence_summary(default.evidence_id)["masked"] == ["age"]
+    chosen = ws.explain(mv, frame.select(cols), masked=["income"])
+    assert ws.evidence_summary(chosen.evidence_id)["masked"] == ["income"]
+    with pytest.raises(wb.ValidationError, match="'salary'"):
+        ws.explain(mv, frame.select(cols), masked=["salary"])
+    for read in (ws.evidence_summary, ws.evidence_detail, ws.evidence_policy):
+        with pytest.raises(wb.ValidationError, match="'credit'"):
+            read("credit")  # a model name where an evidence id belongs
+
+
 def test_favorable_label_zero_measures_approval_rates(ws, credit_version):
     mv, _, test = credit_version
     y = test[TARGET].to_numpy()

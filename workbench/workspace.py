@@ -328,15 +328,18 @@ class Workspace:
         return report
 
     def explain(self, model_version, X, *, y=None, sample=None, max_rows: int | None = 10_000, row_id: str | None = None,
-                progress: bool = False, **options):
+                masked: list[str] | None = None, progress: bool = False, **options):
         """SHAP explanation of a version on ``X``, computed once and stored.
 
         Per-row SHAP values (keyed by row id) go to a Parquet file in the artifact folder;
         the summary (explainer, output, base value, global importance, additivity check,
         sampling, permutation importance, partial dependence) goes to the store. Returns
         the :class:`~workbench.explain.Explanation` with ``evidence_id`` set.
+
+        ``masked``: features whose values per-row views never show (protected attributes,
+        identifiers); default: those :func:`workbench.column_marks.propose` finds by name.
         """
-        from . import evidence
+        from . import column_marks, evidence
         from .datasets import to_polars
         from .explain import explain_model
 
@@ -350,10 +353,17 @@ class Workspace:
         finally:
             if bar:
                 bar.close()
+        summary = result.summary()
+        features = [r["feature"] for r in summary["global_importance"]]
+        if masked is None:
+            masked = list(column_marks.propose(features))
+        elif unknown := [c for c in masked if c not in features]:
+            raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
+        summary["masked"] = sorted(masked)
         frame = result.to_frame(with_values=True)
         digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(frame))
         result.evidence_id = self._call(lambda conn: evidence.store(
-            conn, self.user, self.role, name=name, version=version, kind="explanation", summary=result.summary(),
+            conn, self.user, self.role, name=name, version=version, kind="explanation", summary=summary,
             artifact_sha256=digest, verdict=None, policy=None))
         return result
 
@@ -367,6 +377,7 @@ class Workspace:
 
     def evidence_policy(self, evidence_id: int) -> dict | None:
         """The thresholds a stored verdict was reached with (None where no policy judged it)."""
+        _check_evidence_id(evidence_id)
         value = self.store.scalar("select policy from evidence where id = ?", [evidence_id])
         return json.loads(value) if value else None
 
@@ -384,6 +395,7 @@ class Workspace:
         return pl.DataFrame(out, infer_schema_length=None)
 
     def _evidence_row(self, evidence_id: int, columns: str) -> dict:
+        _check_evidence_id(evidence_id)
         rows = self._read(f"select {columns} from evidence where id = ?", [evidence_id])
         if rows.is_empty():
             raise NotFoundError(f"No evidence with id {evidence_id}.")
@@ -458,6 +470,11 @@ def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
     if missing:
         raise ValidationError(f"X lacks the model's input column(s) {missing[:8]}.")
     return frame.select(list(names)).to_pandas()
+
+
+def _check_evidence_id(evidence_id) -> None:
+    if isinstance(evidence_id, bool) or not isinstance(evidence_id, int) and not hasattr(evidence_id, "__index__"):
+        raise ValidationError(f"An evidence id is the integer in ws.evidence()['id'], got {evidence_id!r}.")
 
 
 def operator_workspace(store=None) -> Workspace:
