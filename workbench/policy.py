@@ -21,6 +21,31 @@ FAIRNESS = {
 }
 
 
+#: risk tier -> drift thresholds: the share of drifted columns a version may show, and
+#: whether drift of the target or the prediction alone fails it.
+DRIFT = {
+    "high": {"max_drift_share": 0.25, "prediction_drift_fails": True},
+    "medium": {"max_drift_share": 0.5, "prediction_drift_fails": False},
+    "low": {"max_drift_share": 0.5, "prediction_drift_fails": False},
+}
+
+
+def drift_verdict(summary: dict, risk_tier: str) -> tuple[str, dict, list[str]]:
+    """('pass' | 'fail', the thresholds used, reasons) for a drift report's summary.
+
+    >>> drift_verdict({"drift_share": 0.3, "n_drifted": 3, "n_tested": 10, "prediction_drift": None}, "high")[::2]
+    ('fail', ['3 of 10 columns drifted (share 0.300 >= 0.25)'])
+    """
+    rules = dict(DRIFT[risk_tier], risk_tier=risk_tier)
+    reasons = []
+    if summary["drift_share"] >= rules["max_drift_share"]:
+        reasons.append(f"{summary['n_drifted']} of {summary['n_tested']} columns drifted "
+                       f"(share {summary['drift_share']:.3f} >= {rules['max_drift_share']})")
+    if rules["prediction_drift_fails"] and summary.get("prediction_drift"):
+        reasons.append("the prediction drifted")
+    return ("fail" if reasons else "pass"), rules, reasons
+
+
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 

@@ -288,7 +288,7 @@ class Workspace:
         Returns the :class:`~workbench.fairness.FairnessReport` with ``verdict``, ``reasons``,
         ``policy`` and ``evidence_id`` set.
         """
-        from . import evidence, policy
+        from . import policy
         from .datasets import to_polars
         from .fairness import fairness_report
 
@@ -320,10 +320,7 @@ class Workspace:
         numbers = stored.pop("summary")
         summary = {**stored, **numbers, "verdict": verdict, "reasons": reasons, "threshold": threshold,
                    "favorable_label": favorable_label}
-        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(report.by_group))
-        report.evidence_id = self._call(lambda conn: evidence.store(
-            conn, self.user, self.role, name=name, version=version, kind="fairness", summary=summary,
-            artifact_sha256=digest, verdict=verdict, policy=rules))
+        report.evidence_id = self._store_evidence(name, version, "fairness", summary, report.by_group, verdict, rules)
         report.verdict, report.reasons, report.policy = verdict, reasons, rules
         return report
 
@@ -339,7 +336,7 @@ class Workspace:
         ``masked``: features whose values per-row views never show (protected attributes,
         identifiers); default: those :func:`workbench.column_marks.propose` finds by name.
         """
-        from . import column_marks, evidence
+        from . import column_marks
         from .datasets import to_polars
         from .explain import explain_model
 
@@ -360,12 +357,63 @@ class Workspace:
         elif unknown := [c for c in masked if c not in features]:
             raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
         summary["masked"] = sorted(masked)
-        frame = result.to_frame(with_values=True)
-        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(frame))
-        result.evidence_id = self._call(lambda conn: evidence.store(
-            conn, self.user, self.role, name=name, version=version, kind="explanation", summary=summary,
-            artifact_sha256=digest, verdict=None, policy=None))
+        result.evidence_id = self._store_evidence(name, version, "explanation", summary,
+                                                  result.to_frame(with_values=True), None, None)
         return result
+
+    def drift(self, reference, current, *, columns: list[str] | None = None, column_kinds: dict | None = None,
+              model_version=None, target: str | None = None, prediction: str | None = None,
+              engine: str = "workbench", progress: bool = False):
+        """Data drift of ``current`` against ``reference``, with Evidently 0.7's defaults.
+
+        ``reference`` and ``current``: polars or pandas DataFrames or Parquet path(s), read a
+        column at a time; ``reference`` may also be a :class:`~workbench.drift.ReferenceProfile`
+        prepared once for many windows. With ``model_version`` the report is judged by the
+        drift policy of the model's risk tier and stored. ``engine="evidently"`` runs
+        Evidently itself and keeps its HTML report too.
+        Returns the :class:`~workbench.drift.DriftReport`.
+        """
+        from . import drift, policy
+
+        if engine not in ("workbench", "evidently"):
+            raise ValidationError(f"engine must be 'workbench' or 'evidently', got {engine!r}.")
+        if model_version is not None:
+            self._require("compute_evidence")
+            name, version = self._version_ref(model_version)
+            self.get_model_version(name, version)  # refuse an unknown version before the work
+        options = dict(columns=columns, column_kinds=column_kinds, target=target, prediction=prediction)
+        if engine == "evidently":
+            from .drift_evidently import evidently_report
+
+            report = evidently_report(reference, current, **options)
+        else:
+            bar = _ProgressBar("Drift", unit="columns") if progress else None
+            try:
+                report = drift.drift_report(reference, current, progress=bar.update if bar else None, **options)
+            finally:
+                if bar:
+                    bar.close()
+        if model_version is None:
+            return report
+        summary = report.summary()
+        if report.html is not None:
+            summary["evidently_html_sha256"] = artifacts.put_bytes(self.store.artifact_root, report.html.encode())[0]
+        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
+        report.verdict, report.policy, report.reasons = policy.drift_verdict(summary, tier)
+        summary.update(verdict=report.verdict, reasons=report.reasons)
+        report.evidence_id = self._store_evidence(name, version, "drift", summary, report.columns,
+                                                  report.verdict, report.policy)
+        return report
+
+    def _store_evidence(self, name: str, version: int, kind: str, summary: dict, table: pl.DataFrame,
+                        verdict: str | None, rules: dict | None) -> int:
+        """The table as a Parquet artifact, the summary and verdict as an evidence row (audited)."""
+        from . import evidence
+
+        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(table))
+        return self._call(lambda conn: evidence.store(
+            conn, self.user, self.role, name=name, version=version, kind=kind, summary=summary,
+            artifact_sha256=digest, verdict=verdict, policy=rules))
 
     def evidence(self, name: str | None = None) -> pl.DataFrame:
         """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
@@ -447,10 +495,10 @@ class Workspace:
 class _ProgressBar:
     """A tqdm bar (a notebook widget or terminal line) fed by ``update(done, total)``."""
 
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, unit: str = "rows") -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(desc=title, unit="rows")
+        self._bar = tqdm(desc=title, unit=unit)
 
     def update(self, done: int, total: int) -> None:
         self._bar.total = total
