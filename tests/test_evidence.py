@@ -15,6 +15,7 @@ import workbench as wb
 from workbench import workspace as _workspace
 from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
 from workbench.fairness import fairness_report
+from workbench.store import schema
 from workbench.workspace import operator_workspace
 
 
@@ -80,16 +81,19 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     with _workspace._stores_lock:
         store, _ = _workspace._stores.pop(str(path.resolve()))
     store.close()
-    c = duckdb.connect(str(path))  # make it a version-1 store: no evidence table
-    c.execute("drop table evidence")
-    c.execute("drop sequence evidence_id_seq")
+    c = duckdb.connect(str(path))  # make it a version-1 store: none of the tables added since
+    for table, seq in [("evidence", "evidence_id_seq"), ("prediction_batches", "prediction_batch_id_seq"),
+                       ("alerts", "alert_id_seq"), ("monitor_policies", None)]:
+        c.execute(f"drop table {table}")
+        if seq:
+            c.execute(f"drop sequence {seq}")
     c.execute("update store_info set schema_version = 1")
     c.close()
     op = operator_workspace(path)
-    assert op.store.scalar("select schema_version from store_info") == 2
+    assert op.store.scalar("select schema_version from store_info") == schema.SCHEMA_VERSION == 3
     assert op.evidence().is_empty()
     migrated = op.audit_events().filter(pl.col("action") == "store.migrate")
-    assert migrated["payload"].to_list() == ['{"by":"' + wb.__version__ + '","from":1,"to":2}']
+    assert migrated["payload"].to_list() == ['{"by":"' + wb.__version__ + '","from":1,"to":3}']
     assert op.verify_audit().ok
     assert op.users()["name"].to_list() == ["dana"]  # nothing lost
 

@@ -15,8 +15,8 @@ from sqlmodel import Field, SQLModel
 
 #: Bumped whenever a table changes; a store written by a newer version is refused, an
 #: older one is migrated on open (see MIGRATIONS in store/connection.py).
-#: 1: tracking, registry, users, audit. 2: evidence.
-SCHEMA_VERSION = 2
+#: 1: tracking, registry, users, audit. 2: evidence. 3: prediction logs, monitor policies, alerts.
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -222,5 +222,53 @@ class Evidence(SQLModel, table=True):
     artifact_sha256: str | None = None
     verdict: str | None = None  # pass, fail, review; None where no policy applies
     policy: str | None = None  # canonical JSON of the thresholds the verdict used
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class PredictionBatch(SQLModel, table=True):
+    """One logged batch of a version's predictions, or of labels that arrived later: a
+    Parquet file in the artifact folder, named by its sha256 (checked before every read)."""
+
+    __tablename__ = "prediction_batches"
+    id: int | None = Field(default=None, sa_column=_id("prediction_batch_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    kind: str  # predictions, labels
+    sha256: str
+    rows: int
+    first_ts: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_ts: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class MonitorPolicy(SQLModel, table=True):
+    """A model's monitoring thresholds and the command an alert may run (no row: defaults)."""
+
+    __tablename__ = "monitor_policies"
+    model_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    thresholds: str  # canonical JSON
+    retrain_command: str | None = None  # canonical JSON list of arguments, run without a shell
+    updated_by: str
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class Alert(SQLModel, table=True):
+    """A monitoring window that breached a threshold; at most one per version, window and metric."""
+
+    __tablename__ = "alerts"
+    id: int | None = Field(default=None, sa_column=_id("alert_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    window_start: datetime = Field(sa_column=_ts())
+    window_end: datetime = Field(sa_column=_ts())
+    metric: str
+    value: float | None = None
+    threshold: float
+    rule: str  # e.g. "drift_share >= 0.5"
+    command: str | None = None  # the retraining command run, canonical JSON list
+    exit_code: int | None = None
+    output: str | None = None  # its output, the tail
     created_by: str
     created_at: datetime = Field(sa_column=_ts())
