@@ -141,7 +141,8 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _settled(page)
     _sign_in(page, "dana")
     nav = page.get_by_test_id("stSidebarNavLink")
-    expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness"))  # no audit, no users
+    expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
+                                     "Drift & monitoring"))  # no audit, no users
     _shoot(page, shots, "1-home")
     expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
     labels = page.get_by_test_id("stMetricLabel")
@@ -209,7 +210,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _sign_in(page, "riley")
     links = page.get_by_test_id("stSidebarNavLink")
     expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
-                                  "Audit trail"))
+                                       "Drift & monitoring", "Audit trail"))
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
     _shoot(page, shots, "5-reviewer-home")
     assert not errors, errors
@@ -276,6 +277,15 @@ def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
     expect(page.locator(".js-plotly-plot")).to_have_count(2)  # group bars, trend across versions
     expect(page.get_by_test_id("stException")).to_have_count(0)
     _shoot(page, shots, "7-fairness-fail")
+
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Drift & monitoring").click()
+    _settled(page)
+    expect(page.get_by_role("heading", name="Drift & monitoring")).to_be_visible()
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="1 breach the monitor policy")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(2)  # timelines with the alert marker, distributions
+    expect(page.locator(".js-plotly-plot").first).to_contain_text("drift share")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, shots, "8-drift")
     assert not errors, errors
     page.close()
 

@@ -202,7 +202,7 @@ def test_demo_stores_evidence_with_one_fairness_failure(demo):
     try:
         ev = ws.evidence("credit-default")
         kinds = {v: set(ev.filter(pl.col("version") == v)["kind"]) for v in range(1, 6)}
-        assert all(k == {"explanation", "fairness"} for k in kinds.values()), kinds
+        assert kinds == {v: {"explanation", "fairness"} | ({"drift"} if v == 4 else set()) for v in range(1, 6)}, kinds
         verdicts = dict(ev.filter(pl.col("kind") == "fairness").select(["version", "verdict"]).iter_rows())
         # the form-only scorecard leans on the postcode proxy: the one that fails; the rest pass
         assert verdicts == {1: "pass", 2: "pass", 3: "pass", 4: "pass", 5: "fail"}, verdicts
@@ -210,6 +210,23 @@ def test_demo_stores_evidence_with_one_fairness_failure(demo):
         assert any("four-fifths" in r for r in failed["reasons"]), failed["reasons"]
         for eid in ev.filter(pl.col("kind") == "explanation")["id"]:
             assert ws.evidence_summary(eid)["additivity"]["passed"] is True
+    finally:
+        ws.close()
+
+
+def test_demo_logs_months_of_predictions_with_labels_and_one_alert(demo):
+    ws = _read(demo.path)
+    try:
+        monitored = ws.monitored_versions()
+        assert monitored.select(["name", "version", "predictions"]).rows() == [("credit-default", 4, 17 * 700)]
+        report = ws.monitor(("credit-default", 4), "1w", alerts=False)
+        assert report.windows.height == 17 and report.reference and report.task == "classification"
+        labelled = report.windows["labelled"].to_list()
+        assert labelled[-2:] == [0, 0] and all(400 < n < 700 for n in labelled[:-2])  # most, but not the newest
+        alerts = ws.alerts("credit-default")
+        assert alerts.select(["version", "metric"]).rows() == [(4, "drift_share")]
+        assert alerts["window_start"][0] == report.windows["window_start"][-1]  # the drifted last week
+        assert ws.monitor_policy("credit-default")["thresholds"]["max_drift_share"] == 0.3
     finally:
         ws.close()
 

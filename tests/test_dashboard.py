@@ -100,7 +100,9 @@ def test_each_page_renders(demo_env, truth):
     assert sorted(versions["version"].tolist()) == [1, 2, 3, 4, 5]
     # per version, which evidence exists and its verdict: the form-only scorecard fails
     shown = dict(zip(versions["version"], zip(versions["explanation"], versions["fairness"], versions["drift"])))
-    assert shown == {v: ("stored", "fail" if v == 5 else "pass", "missing") for v in range(1, 6)}, shown
+    # and the champion's drift against the later, drifted month
+    assert shown == {v: ("stored", "fail" if v == 5 else "pass", "fail" if v == 4 else "missing")
+                     for v in range(1, 6)}, shown
     at.selectbox[0].select("diabetes-progression").run()
     _assert_clean(at)
     assert sorted(at.dataframe[1].value["version"].tolist()) == [1, 2]
@@ -201,6 +203,29 @@ def test_deeply_nested_filter_shows_an_error_not_a_traceback(demo_env):
 
 # -- sign-in, roles, sessions ------------------------------------------------------------
 PAGE_FILES = {key: ui.PAGES_DIR / script for key, (script, _, _) in ui.PAGES.items()}
+
+
+def test_drift_page_shows_windows_features_and_the_alert(demo_env, truth):
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["drift"]), default_timeout=60), "reviewer").run()
+    _assert_clean(at)
+    assert at.selectbox[0].value == "credit-default v4" and at.radio[0].value == "1w"
+    windows = truth.monitor(("credit-default", 4), "1w", alerts=False).windows
+    assert f"{windows.height} windows of 1w; 1 breach the monitor policy." in at.caption[0].value
+    features = at.dataframe[0].value
+    assert list(features["severity"]) == sorted(features["severity"], reverse=True)  # worst first
+    assert at.selectbox[1].value == windows.sort("drift_share")["window_start"][-1]  # the most drifted window
+    assert len(at.get("plotly_chart")) == 2  # timelines, distribution overlay
+    alerts = at.dataframe[1].value
+    assert list(alerts["metric"]) == ["drift_share"] and list(alerts["rule"]) == ["drift_share >= 0.3"]
+    at.radio[0].set_value("1d").run()
+    _assert_clean(at)
+    assert "windows of 1d" in at.caption[0].value
+
+
+def test_drift_page_on_a_store_without_logs_says_what_to_do(evidence_store):
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["drift"]), default_timeout=60), "reviewer",
+                    store=str(evidence_store)).run()
+    assert not at.exception and "No predictions logged yet" in at.info[0].value
 
 
 def test_sign_in_form_signs_in_and_wrong_password_is_refused(demo_env):

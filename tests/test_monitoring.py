@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 import workbench as wb
 from workbench import artifacts, monitoring
@@ -59,7 +59,11 @@ def test_windows_report_volume_latency_errors_performance_and_drift(ws, version)
     # the realized performance of day 3 equals sklearn's on the same labelled rows
     last = days[3].join(labels, on="request_id")
     row = w.row(3, named=True)
-    assert row["accuracy"] == pytest.approx(accuracy_score(last["label"], last["prediction"] >= 0.5))
+    y, hit = last["label"].to_numpy(), (last["prediction"] >= 0.5).to_numpy()
+    assert row["accuracy"] == pytest.approx(accuracy_score(y, hit))
+    assert row["precision"] == pytest.approx(precision_score(y, hit))
+    assert row["recall"] == pytest.approx(recall_score(y, hit))
+    assert row["f1"] == pytest.approx(f1_score(y, hit))
     assert row["auc"] == pytest.approx(roc_auc_score(last["label"], last["prediction"]))
     assert row["latency_p95_ms"] == pytest.approx(np.quantile(days[3]["latency_ms"].to_numpy(), 0.95))
     assert row["error_rate"] == pytest.approx(days[3]["error"].mean())

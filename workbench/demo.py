@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -143,6 +144,7 @@ def _seed_credit(ws: Workspace, tick) -> None:
     ws.set_alias(CREDIT_MODEL, "champion", versions["hist_gradient_boosting"])
     ws.set_alias(CREDIT_MODEL, "challenger", versions["random_forest"])
     versions["form_scorecard"] = _seed_form_scorecard(ws, train, test, meta)
+    _seed_monitoring(ws, (CREDIT_MODEL, versions["hist_gradient_boosting"]), train.select(cols), later)
     # Evidence for every version on the held-out applicants: SHAP explanations, and fairness
     # by sex with approval (no predicted default) as the favourable outcome.
     for family in [*order, "form_scorecard"]:
@@ -166,6 +168,55 @@ def _seed_form_scorecard(ws: Workspace, train: pl.DataFrame, test: pl.DataFrame,
         proba = model.predict_proba(test.select(FORM_FEATURES).to_pandas())[:, 1]
         run.log_metrics(_classification_metrics(test[TARGET].to_numpy(), proba))
         return ws.register_model(model, CREDIT_MODEL, run_id=run.run_id, **meta).version
+
+
+#: Months of logged production traffic; the last one drifts, a little more each week.
+MONITOR_MONTHS = ["2026-03", "2026-04", "2026-05", "2026-06"]
+MONITOR_PER_MONTH = 2_800
+
+
+def _seed_monitoring(ws: Workspace, version: tuple[str, int], train_features: pl.DataFrame,
+                     drifted_month: pl.DataFrame) -> None:
+    """Four months of the champion's predictions, labels for most of them, one alert.
+
+    Labels arrive for 80 % of the requests, except the last two weeks (not due yet). The last
+    month's applicants come more and more from the drifted population: only its final week
+    moves enough of the features to breach the monitor policy, which records the alert.
+    """
+    model = ws.load_model(*version)
+    features = train_features.columns
+    # the reference: the training features and the model's scores on them (prediction drift)
+    ws.log_reference(version, train_features.with_columns(
+        pl.Series("prediction", model.predict_proba(train_features.to_pandas())[:, 1])))
+    # what the lead set for this high-risk model (a data scientist may not)
+    connect(ws.store.path, user="lee").set_monitor_policy(
+        version[0], max_drift_share=0.3, max_error_rate=0.02, min_auc=0.65, max_latency_p95_ms=80.0)
+    rng = np.random.default_rng(21)
+    start = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday: weekly windows line up
+    days = 7 * 17
+    logged = []
+    for week in range(days // 7):
+        late = week >= 13  # the last month, weeks 13-16
+        share = {13: 0.05, 14: 0.15, 15: 0.3, 16: 1.0}.get(week, 0.0)
+        n = MONITOR_PER_MONTH // 4
+        base = make_credit_applicants(n, month=MONITOR_MONTHS[min(week // 4, 3)], seed=100 + week)
+        shifted = make_credit_applicants(n, month="2026-06", drifted=True, seed=200 + week)
+        take = rng.random(n) < share if late else np.zeros(n, dtype=bool)
+        batch = pl.concat([base.filter(pl.Series(~take)), shifted.filter(pl.Series(take))])
+        proba = model.predict_proba(batch.select(features).to_pandas())[:, 1]
+        stamps = [start + timedelta(days=7 * week, seconds=int(s)) for s in np.sort(rng.uniform(0, 7 * 86_400, batch.height))]
+        frame = batch.select(features).with_columns(
+            pl.Series("timestamp", stamps), pl.Series("request_id", [f"w{week:02d}-{i:04d}" for i in range(batch.height)]),
+            pl.Series("prediction", proba), pl.Series("latency_ms", rng.gamma(2.0, 9.0, batch.height)),
+            pl.Series("error", rng.random(batch.height) < 0.004))
+        ws.log_predictions(version, frame)
+        if week < 15:  # outcomes known for most applications older than two weeks
+            known = rng.random(batch.height) < 0.8
+            logged.append(pl.DataFrame({"request_id": frame["request_id"].filter(pl.Series(known)),
+                                        "label": batch[TARGET].filter(pl.Series(known))}))
+    ws.log_labels(version, pl.concat(logged))
+    ws.monitor(version, window="1w")  # records the alert of the drifted week
+    ws.drift(train_features, drifted_month.select(features), model_version=version)
 
 
 def _seed_production(ws: Workspace, name: str, version: int) -> None:

@@ -98,3 +98,12 @@ select a.id, m.name, a.version, a.window_start, a.window_end, a.metric, a.value,
 from alerts a join registered_models m on m.id = a.model_id
 where (? is null or m.name = ?) order by a.window_start desc, a.id desc
 """
+
+
+MONITORED_SQL = """
+select m.name, b.version, count(*) as batches, sum(b.rows) as predictions,
+       (select max(x.id) from prediction_batches x where x.model_id = b.model_id and x.version = b.version) as last_batch,
+       min(b.first_ts) as first_prediction, max(b.last_ts) as last_prediction
+from prediction_batches b join registered_models m on m.id = b.model_id
+where b.kind = 'predictions' group by m.name, b.model_id, b.version order by m.name, b.version
+"""

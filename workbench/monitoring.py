@@ -224,6 +224,12 @@ class MonitorReport:
     reference: bool
     alerts: pl.DataFrame = field(default_factory=pl.DataFrame)
     notes: list[str] = field(default_factory=list)
+    logs: pl.DataFrame | None = field(default=None, repr=False)  # with window_start: for distributions
+    reference_data: pl.DataFrame | None = field(default=None, repr=False)
+
+    def window_values(self, feature: str, window_start) -> pl.Series:
+        """One feature's logged values in the window starting at ``window_start``."""
+        return self.logs.filter(pl.col("window_start") == window_start).get_column(feature)
 
     @property
     def breaching(self) -> pl.DataFrame:
@@ -237,12 +243,13 @@ def _performance(task: str, y: np.ndarray, p: np.ndarray) -> dict:
         return {}
     if task == "regression":
         return {"rmse": float(np.sqrt(np.mean((y - p) ** 2))), "mae": float(np.mean(np.abs(y - p)))}
-    pred = (p >= 0.5).astype(int)
-    y = y.astype(int)
-    out = {"accuracy": metrics.accuracy_score(y, pred), "precision": metrics.precision_score(y, pred, zero_division=0),
-           "recall": metrics.recall_score(y, pred, zero_division=0), "f1": metrics.f1_score(y, pred, zero_division=0)}
-    out["auc"] = float(metrics.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
-    return {k: (float(v) if v is not None else None) for k, v in out.items()}
+    pred, y = p >= 0.5, y.astype(bool)
+    tp, fp, fn = int(np.sum(pred & y)), int(np.sum(pred & ~y)), int(np.sum(~pred & y))
+    precision = tp / (tp + fp) if tp + fp else 0.0  # sklearn's zero_division=0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {"accuracy": float(np.mean(pred == y)), "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "auc": float(metrics.roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None}
 
 
 def _breaches(row: dict, thresholds: dict) -> list[dict]:
@@ -311,7 +318,8 @@ def monitor(logs: pl.DataFrame, *, window: str, task: str, thresholds: dict, ref
         if col not in windows.columns:
             windows = windows.with_columns(pl.lit(None, dtype=pl.Float64).alias(col))
     drift = pl.concat(drift_rows, how="diagonal_relaxed") if drift_rows else pl.DataFrame()
-    return MonitorReport(windows, drift, thresholds, window, task, profile is not None, notes=notes)
+    return MonitorReport(windows, drift, thresholds, window, task, profile is not None, notes=notes, logs=logs,
+                         reference_data=reference if isinstance(reference, pl.DataFrame) else None)
 
 
 def window_bounds(start, end) -> tuple[datetime | None, datetime | None]:

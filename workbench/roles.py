@@ -63,6 +63,7 @@ PAGES: dict[str, str] = {
     "models": "view",
     "explanations": "view",
     "fairness": "view",
+    "drift": "view",
     "audit": "audit_view",
     "users": "manage_users",
 }
@@ -72,6 +73,6 @@ def pages_for(role: str) -> list[str]:
     """The page keys ``role`` may open, in navigation order.
 
     >>> pages_for("reviewer")
-    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'audit']
+    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'drift', 'audit']
     """
     return [page for page, action in PAGES.items() if allowed(role, action)]

@@ -28,6 +28,7 @@ PAGES = {
     "models": ("models.py", "Models", ":material/inventory_2:"),
     "explanations": ("explanations.py", "Explanations", ":material/insights:"),
     "fairness": ("fairness.py", "Fairness", ":material/balance:"),
+    "drift": ("drift.py", "Drift & monitoring", ":material/monitoring:"),
     "audit": ("audit.py", "Audit trail", ":material/policy:"),
     "users": ("users.py", "Users", ":material/group:"),
 }

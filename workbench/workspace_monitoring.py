@@ -139,6 +139,10 @@ class MonitoringMethods:
             self._call(lambda conn: monitor_store.record_command(conn, self.user, self.role, name, version, new[-1],
                                                                  command, exit_code, output))
 
+    def monitored_versions(self) -> pl.DataFrame:
+        """Versions with logged predictions: how many batches and rows, over which time span."""
+        return self._read(monitor_store.MONITORED_SQL)
+
     def alerts(self, name: str | None = None) -> pl.DataFrame:
         """Recorded alerts, newest window first (with the command each ran and its exit status)."""
         if name is not None:

@@ -264,8 +264,8 @@ class Alert(SQLModel, table=True):
     window_start: datetime = Field(sa_column=_ts())
     window_end: datetime = Field(sa_column=_ts())
     metric: str
-    value: float | None = None
-    threshold: float
+    value: float | None = Field(default=None, sa_column=sa.Column(sa.Double, nullable=True))
+    threshold: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
     rule: str  # e.g. "drift_share >= 0.5"
     command: str | None = None  # the retraining command run, canonical JSON list
     exit_code: int | None = None
