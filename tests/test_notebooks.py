@@ -127,9 +127,24 @@ def _check_evidence(ws: wb.Workspace) -> None:
     assert table is not None and table.height == 1_000, table
 
 
+def _check_monitor(ws: wb.Workspace) -> None:
+    name = "notebook-monitored-credit"
+    ev = ws.evidence(name).filter(kind="drift")
+    assert ev["verdict"].to_list() == ["fail"], ev  # the shifted month drifts past the high tier's share
+    assert ws.monitored_versions().filter(name=name)["predictions"].to_list() == [3_600]
+    report = ws.monitor((name, 1), "1w", alerts=False)
+    assert report.windows["labelled"].to_list() == [600, 600, 600, 600, 0, 0]
+    alerts = ws.alerts(name)
+    assert alerts.height >= 1 and set(alerts["metric"]) <= {"drift_share", "auc", "error_rate"}
+    assert alerts["window_start"].min() >= report.windows["window_start"][4]  # only the shifted weeks
+    labels = ws.audit_events().filter(action="labels.log")
+    assert '"unknown":2' in labels["payload"][0]
+
+
 STORE_CHECKS: dict[str, Callable[[wb.Workspace], None]] = {
     "01_track_and_register.ipynb": _check_track_and_register,
     "02_evidence.ipynb": _check_evidence,
+    "03_monitor.ipynb": _check_monitor,
 }
 
 
