@@ -36,3 +36,6 @@ bench: $(BIN)/python
 	$(BIN)/python bench/w1_logging.py
 	$(BIN)/python bench/w2_search.py
 	$(BIN)/python bench/w5_pages.py
+	$(BIN)/python bench/w6_shap.py
+	$(BIN)/python bench/w7_fairness.py
+	$(BIN)/python bench/w3_w4_drift.py
