@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 import workbench as wb
 from workbench import audit
@@ -225,3 +227,136 @@ def test_data_scientist_may_not_read_the_audit_trail(ws):
         ws.audit_events()
     with pytest.raises(wb.PermissionDenied):
         ws.verify_audit()
+
+
+def test_reordered_events_are_found(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    ev = _events(cora)
+    a, b = ev.filter(pl.col("action") == "run.start")["seq"][0], ev.filter(pl.col("action") == "model.create")["seq"][0]
+    # swap the two events' content, each keeping the other's seq
+    _tamper(ws, store_path, f"""
+        update audit_events set seq = -1 where seq = {a};
+        update audit_events set seq = {a} where seq = {b};
+        update audit_events set seq = {b} where seq = -1""")
+    check = cora.verify_audit()
+    assert not check.ok and check.first_broken_seq == min(a, b)
+
+
+def test_a_truncated_tail_is_found_by_the_head(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    n = cora.verify_audit().n_events
+    _tamper(ws, store_path, "delete from audit_events where seq > ?", [n - 3])
+    check = cora.verify_audit()
+    assert not check.ok and check.first_broken_seq == n - 2
+    assert f"ends at event {n - 3} but its head is event {n}" in check.reason
+
+
+def _rewrite_whole_chain(store_path, new_actor: str) -> None:
+    """The strongest attacker: rewrites every event and rehashes the chain and its head."""
+    rows = _duck(store_path, "select seq, ts, actor, role, action, entity_type, entity_id, payload from audit_events order by seq")
+    prev = audit.GENESIS
+    con = duckdb.connect(str(store_path))
+    try:
+        for seq, ts, actor, role, action, et, eid, payload in rows:
+            e = audit.Event(new_actor, role, action, et, eid, {})
+            h = audit.event_hash(prev, seq, ts, e, payload)
+            con.execute("update audit_events set actor = ?, prev_hash = ?, hash = ? where seq = ?", [new_actor, prev, h, seq])
+            prev = h
+        con.execute("update audit_head set seq = ?, hash = ?", [len(rows), prev])
+    finally:
+        con.close()
+
+
+def test_a_rewritten_and_rehashed_chain_is_found_only_with_an_anchor(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    mark = cora.audit_anchor()
+    assert mark["seq"] == cora.verify_audit().n_events
+    ws.close()
+    _rewrite_whole_chain(store_path, "mallory")
+    assert cora.verify_audit().ok  # consistent in itself: without the anchor nothing shows
+    check = cora.verify_audit(mark)
+    assert not check.ok and check.first_broken_seq == mark["seq"] and "no longer passes through the anchor" in check.reason
+
+
+def test_anchor_also_finds_truncation_below_it(ws, cora, store_path, tmp_path):
+    _do_everything(ws, tmp_path)
+    mark = cora.audit_anchor()
+    ws.close()
+    # cut the tail and move the head back: consistent, but shorter than the anchor
+    rows = _duck(store_path, "select seq, hash from audit_events where seq = ?", [mark["seq"] - 2])
+    _duck(store_path, "delete from audit_events where seq > ?", [mark["seq"] - 2])
+    _duck(store_path, "update audit_head set seq = ?, hash = ?", [rows[0][0], rows[0][1]])
+    assert cora.verify_audit().ok
+    check = cora.verify_audit(mark)
+    assert not check.ok and "before the anchor's event" in check.reason
+
+
+def test_cli_anchor_verify_and_export(ws, cora, store_path, tmp_path):
+    import subprocess
+    import sys
+
+    _do_everything(ws, tmp_path)
+    ws.close()
+    cli = [sys.executable, "-m", "workbench.cli"]
+    anchor_file = tmp_path / "head.json"
+    out = subprocess.run([*cli, "audit", "anchor", "--out", str(anchor_file), "--store", str(store_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ok = subprocess.run([*cli, "audit", "verify", "--anchor", str(anchor_file), "--store", str(store_path)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "passes through the anchor" in ok.stdout
+    _rewrite_whole_chain(store_path, "mallory")
+    bad = subprocess.run([*cli, "audit", "verify", "--anchor", str(anchor_file), "--store", str(store_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no longer passes through the anchor" in bad.stderr
+    anchor_file.write_text("{not json")
+    garbled = subprocess.run([*cli, "audit", "verify", "--anchor", str(anchor_file), "--store", str(store_path)],
+                             capture_output=True, text=True)
+    assert garbled.returncode == 1 and "not an audit anchor file" in garbled.stderr and "Traceback" not in garbled.stderr
+
+    csv_file, json_file = tmp_path / "events.csv", tmp_path / "events.json"
+    for fmt, f in (("csv", csv_file), ("json", json_file)):
+        res = subprocess.run([*cli, "audit", "export", "--format", fmt, "--out", str(f), "--action", "run.*",
+                              "--store", str(store_path)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    exported = json.loads(json_file.read_text())
+    assert exported and all(e["action"].startswith("run.") for e in exported)
+    assert list(exported[0]) == sorted(exported[0])  # stable keys
+    assert pl.read_csv(csv_file)["seq"].to_list() == [e["seq"] for e in exported]
+    bad_fmt = subprocess.run([*cli, "audit", "export", "--format", "xml", "--out", str(tmp_path / "x"),
+                              "--store", str(store_path)], capture_output=True, text=True)
+    assert bad_fmt.returncode == 1 and "format must be 'csv' or 'json'" in bad_fmt.stderr
+
+
+def test_filters_and_the_audited_export(ws, cora, op, store_path, tmp_path):
+    run, _, mv = _do_everything(ws, tmp_path)
+    assert set(cora.audit_events(actor="dana")["actor"]) == {"dana"}
+    assert set(cora.audit_events(action="model.*")["action"]) <= {"model.create", "model.update", "model.register",
+                                                                  "model.stage", "model.alias", "model_version.stage"}
+    assert set(cora.audit_events(entity=run.run_id)["entity_id"]) == {run.run_id}
+    assert cora.audit_events(since="2999-01-01").is_empty()
+    with pytest.raises(wb.ValidationError, match="Not an ISO date"):
+        cora.audit_events(since="last tuesday")
+    data = cora.audit_export("json", actor="dana")
+    assert {e["actor"] for e in json.loads(data)} == {"dana"}
+    export = cora.audit_events(action="audit.export").row(0, named=True)
+    assert json.loads(export["payload"])["sha256"] == audit.hashlib.sha256(data).hexdigest()
+    with pytest.raises(wb.PermissionDenied):
+        wb.connect(store_path, user="dana").audit_export("csv")
+
+
+@settings(max_examples=200, deadline=None)
+@given(seq=hs.integers(1, 2**53), micro=hs.integers(0, 999_999), secs=hs.integers(0, 3_000_000_000),
+       text=hs.lists(hs.text(), min_size=6, max_size=6))
+def test_the_fast_hash_is_the_canonical_json_of_the_event(seq, micro, secs, text):
+    import hashlib
+    from datetime import datetime, timezone
+
+    ts = datetime.fromtimestamp(secs, timezone.utc).replace(microsecond=micro)
+    actor, role, action, et, eid, payload = text
+    body = audit.canonical_json({"seq": seq, "ts": ts.isoformat(), "actor": actor, "role": role, "action": action,
+                                 "entity_type": et, "entity_id": eid, "payload": payload})
+    expected = hashlib.sha256((audit.GENESIS + body).encode()).hexdigest()
+    assert audit.event_hash(audit.GENESIS, seq, ts, audit.Event(actor, role, action, et, eid, {}), payload) == expected
+    # and the column-at-a-time ISO text that verify uses is Python's isoformat
+    assert pl.select(audit._iso(pl.lit(ts).cast(pl.Datetime("us", "UTC")))).item() == ts.isoformat()

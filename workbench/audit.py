@@ -17,7 +17,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import sqlalchemy as sa
 
-from .store.schema import AuditEvent, utcnow
+from .errors import ValidationError
+from .store.schema import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
 
@@ -66,18 +67,24 @@ def canonical_json(value: Any) -> str:
 
 
 def event_hash(prev_hash: str, seq: int, ts: datetime, e: Event, payload_json: str) -> str:
-    body = canonical_json(
-        {
-            "seq": seq,
-            "ts": ts.astimezone(timezone.utc).isoformat(),  # DuckDB may hand back another zone
-            "actor": e.actor,
-            "role": e.role,
-            "action": e.action,
-            "entity_type": e.entity_type,
-            "entity_id": e.entity_id,
-            "payload": payload_json,
-        }
-    )
+    return _hash(prev_hash, seq, ts.astimezone(timezone.utc).isoformat(), e.actor, e.role, e.action,
+                 e.entity_type, e.entity_id, payload_json)
+
+
+_quote = json.encoder.encode_basestring  # what json.dumps(str, ensure_ascii=False) writes
+
+
+def _hash(prev_hash: str, seq: int, ts_iso: str, actor: str, role: str, action: str, entity_type: str,
+          entity_id: str, payload_json: str) -> str:
+    """sha256(prev_hash + the event's canonical JSON), the JSON written out by hand.
+
+    Byte for byte ``canonical_json`` of {seq, ts, actor, role, action, entity_type,
+    entity_id, payload} (keys sorted); spelled out because verifying a million events
+    spends most of its time here (tests compare the two).
+    """
+    body = (f'{{"action":{_quote(action)},"actor":{_quote(actor)},"entity_id":{_quote(entity_id)},'
+            f'"entity_type":{_quote(entity_type)},"payload":{_quote(payload_json)},"role":{_quote(role)},'
+            f'"seq":{int(seq)},"ts":{_quote(ts_iso)}}}')
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
@@ -107,6 +114,9 @@ def append(conn: sa.Connection, events: Iterable[Event]) -> list[int]:
         rel.insert_into("audit_events")
     else:
         conn.execute(sa.insert(AuditEvent.__table__), rows)
+    head = AuditHead.__table__
+    if conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=prev)).rowcount == 0:
+        conn.execute(sa.insert(head).values(id=1, seq=seq, hash=prev))
     return seqs
 
 
@@ -117,25 +127,131 @@ class ChainCheck:
     head_hash: str
     first_broken_seq: int | None = None
     reason: str = ""
+    anchor_checked: bool = False
 
 
-def verify(conn: sa.Connection) -> ChainCheck:
-    """Recompute every hash; name the first event whose stored hash or link is wrong."""
-    result = conn.execute(
-        sa.text(
-            "select seq, ts, actor, role, action, entity_type, entity_id, payload, prev_hash, hash "
-            "from audit_events order by seq"
-        )
-    )
+_COLUMNS = "seq, ts, actor, role, action, entity_type, entity_id, payload, prev_hash, hash"
+
+
+def _iso(ts):
+    """Python's ``isoformat()`` of UTC times, for a whole column at once (no fraction when it is 0)."""
+    import polars as pl
+
+    utc = ts.dt.convert_time_zone("UTC")
+    frac = pl.when(utc.dt.microsecond() != 0).then(utc.dt.strftime("%.6f")).otherwise(pl.lit(""))
+    return utc.dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + pl.lit("+00:00")
+
+
+def _rows(conn: sa.Connection, batch: int = 100_000):
+    """The chain in seq order with ``ts`` as ISO text, read in column batches."""
+    import polars as pl
+
+    sql = f"select {_COLUMNS} from audit_events order by seq"
+    if conn.dialect.name != "duckdb":
+        for seq, ts, *rest in conn.execute(sa.text(sql)):
+            yield (seq, ts.astimezone(timezone.utc).isoformat(), *rest)
+        return
+    reader = conn.connection.dbapi_connection.sql(sql).to_arrow_reader(batch)
+    for b in reader:
+        frame = pl.from_arrow(b).with_columns(_iso(pl.col("ts")).alias("ts"))
+        yield from zip(*(frame.get_column(c).to_list() for c in frame.columns))
+
+
+def verify(conn: sa.Connection, anchor: dict | None = None) -> ChainCheck:
+    """Recompute every hash; name the first event whose stored hash or link is wrong.
+
+    The last event must also be the recorded head (a chain cut short at its end is found),
+    and, given an ``anchor`` from :func:`anchor`, the chain must still pass through it (a
+    chain rewritten and rehashed whole is found only this way).
+    """
     prev, expected_seq, n = GENESIS, 1, 0
-    for row in result:
-        seq, ts, actor, role, action, et, eid, payload, prev_hash, h = row
-        e = Event(actor, role, action, et, eid, {})
+    for seq, ts_iso, actor, role, action, et, eid, payload, prev_hash, h in _rows(conn):
         if seq != expected_seq:
             return ChainCheck(False, n, prev, seq, f"expected seq {expected_seq}, found {seq} (event missing)")
         if prev_hash != prev:
             return ChainCheck(False, n, prev, seq, "prev_hash does not match the previous event's hash")
-        if event_hash(prev, seq, ts, e, payload) != h:
+        if _hash(prev, seq, ts_iso, actor, role, action, et, eid, payload) != h:
             return ChainCheck(False, n, prev, seq, "hash does not match the event's content (event altered)")
+        if anchor is not None and seq == anchor["seq"] and h != anchor["hash"]:
+            return ChainCheck(False, n, prev, seq, f"the chain no longer passes through the anchor (event {seq}'s hash "
+                                                   "differs): it or events before it were rewritten")
         prev, expected_seq, n = h, seq + 1, n + 1
-    return ChainCheck(True, n, prev)
+    head = conn.execute(sa.select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
+    if head is not None and (head[0], head[1]) != (n, prev):
+        return ChainCheck(False, n, prev, n + 1, f"the chain ends at event {n} but its head is event {head[0]}: "
+                                                 "events were removed from the end")
+    if anchor is not None and anchor["seq"] > n:
+        return ChainCheck(False, n, prev, n + 1, f"the chain ends at event {n}, before the anchor's event "
+                                                 f"{anchor['seq']}: events were removed")
+    return ChainCheck(True, n, prev, anchor_checked=anchor is not None)
+
+
+def anchor(check: ChainCheck, store: str) -> dict:
+    """The head digest to keep outside the store (a verified chain only)."""
+    if not check.ok:
+        raise ValueError("refusing to anchor a broken chain")
+    return {"store": store, "seq": check.n_events, "hash": check.head_hash, "created_at": utcnow().isoformat()}
+
+
+def read_anchor(text: str) -> dict:
+    """An anchor file's content, checked for its two fields."""
+    try:
+        data = json.loads(text)
+        seq, digest = int(data["seq"]), str(data["hash"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not an audit anchor file ({exc})") from None
+    if len(digest) != 64 or seq < 0:
+        raise ValueError("not an audit anchor file (seq or hash malformed)")
+    return {**data, "seq": seq, "hash": digest}
+
+
+def filter_sql(*, actor=None, action=None, entity=None, since=None, until=None) -> tuple[str, list]:
+    """A WHERE clause (bound values) for the audit filters."""
+    where, params = [], []
+    if actor:
+        where.append("actor = ?")
+        params.append(actor)
+    if action:
+        if action.endswith("*"):
+            where.append("starts_with(action, ?)")
+            params.append(action[:-1])
+        else:
+            where.append("action = ?")
+            params.append(action)
+    if entity:
+        if "/" in entity and entity.split("/", 1)[0] in _ENTITY_TYPES:
+            kind, ident = entity.split("/", 1)
+            where.append("entity_type = ? and entity_id = ?")
+            params += [kind, ident]
+        else:
+            where.append("(entity_id = ? or starts_with(entity_id, ? || '/'))")
+            params += [entity, entity]
+    for bound, op in ((since, ">="), (until, "<")):
+        if bound is not None:
+            where.append(f"ts {op} ?")
+            params.append(_utc(bound))
+    return ("where " + " and ".join(where)) if where else "", params
+
+
+_ENTITY_TYPES = {"run", "experiment", "model", "model_version", "dataset", "user", "store", "audit", "request"}
+
+
+def _utc(value) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"Not an ISO date or time: {value!r} (e.g. 2026-06-01 or 2026-06-01T12:00).") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)  # a date
+
+
+def export_bytes(events, fmt: str) -> bytes:
+    """CSV, or JSON with stable keys (one object per event, in seq order)."""
+    import polars as pl
+
+    frame = events.with_columns(pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    if fmt == "csv":
+        return frame.write_csv().encode()
+    return (json.dumps(frame.to_dicts(), sort_keys=True, ensure_ascii=False, indent=1) + "\n").encode()

@@ -6,6 +6,7 @@ Every command takes ``--store`` (default ``$WORKBENCH_STORE``, else
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,13 +123,56 @@ def models_list(store: Optional[str] = StoreOpt) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(store: Optional[str] = StoreOpt) -> None:
+def audit_verify(store: Optional[str] = StoreOpt,
+                 anchor: Optional[Path] = typer.Option(None, help="An anchor file from `audit anchor`: "
+                                                       "also prove the chain still passes through it.")) -> None:
     """Recompute the hash chain; exit non-zero and name the first broken event if any."""
-    check = _operator(store).verify_audit()
+    from . import audit
+
+    mark = None
+    if anchor is not None:
+        try:
+            mark = audit.read_anchor(anchor.read_text())
+        except OSError as exc:
+            _fail(f"cannot read the anchor file {anchor}: {exc.strerror}")
+        except ValueError as exc:
+            _fail(f"{anchor}: {exc}")
+    check = _operator(store).verify_audit(mark)
     if check.ok:
-        typer.echo(f"OK: {check.n_events} events, head {check.head_hash}")
+        extra = f"; passes through the anchor at event {mark['seq']}" if mark else ""
+        typer.echo(f"OK: {check.n_events} events, head {check.head_hash}{extra}")
     else:
         _fail(f"audit chain broken at event {check.first_broken_seq}: {check.reason}", code=2)
+
+
+@audit_app.command("anchor")
+def audit_anchor(out: Path = typer.Option(..., help="File to write the head digest to; keep it outside the store."),
+                 store: Optional[str] = StoreOpt) -> None:
+    """Verify the chain and write its head digest (seq and hash) as JSON."""
+    mark = _operator(store).audit_anchor()
+    try:
+        out.write_text(json.dumps(mark, indent=1) + "\n")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror}")
+    typer.echo(f"Anchored event {mark['seq']} ({mark['hash']}) in {out}")
+
+
+@audit_app.command("export")
+def audit_export(fmt: str = typer.Option("csv", "--format", help="csv or json"),
+                 out: Path = typer.Option(..., help="File to write"),
+                 actor: Optional[str] = typer.Option(None), action: Optional[str] = typer.Option(
+                     None, help="An action, or a prefix ending in * (request.*)"),
+                 entity: Optional[str] = typer.Option(None, help="An entity id, or type/id"),
+                 since: Optional[str] = typer.Option(None, help="ISO date or time (UTC)"),
+                 until: Optional[str] = typer.Option(None, help="ISO date or time (UTC), exclusive"),
+                 store: Optional[str] = StoreOpt) -> None:
+    """Write the audit events (filtered) as CSV or JSON; the export is itself audited."""
+    data = _operator(store).audit_export(fmt, actor=actor, action=action, entity=entity, since=since, until=until)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror}")
+    typer.echo(f"Wrote {out} ({len(data):,} bytes)")
 
 
 def main() -> None:

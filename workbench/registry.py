@@ -122,13 +122,32 @@ def transition_stage(conn, actor: str, role: str, name: str, version: int, stage
                                                                 v.c.version != version)).all():
             conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == old)
                          .values(stage="Archived", stage_changed_at=now))
+            _record_change(conn, model["id"], old, "Production", "Archived", actor, approval,
+                           f"v{version} promoted", now)
             events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{old}",
                                 {"from": "Production", "to": "Archived", "because": f"v{version} promoted"}))
     conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == version)
                  .values(stage=stage, stage_changed_at=now))
+    _record_change(conn, model["id"], version, current[0], stage, actor, approval, reason, now)
     events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{version}",
                         {"from": current[0], "to": stage, "approval": approval, "reason": reason}))
     return stage, events
+
+
+def _record_change(conn, model_id: int, version: int, from_stage: str, to_stage: str, actor: str,
+                   approval: str | None, reason: str | None, now) -> None:
+    request_id = int(approval) if approval and str(approval).isdigit() else None
+    note = reason if request_id is not None or not approval else f"{reason or ''} ({approval})".strip()
+    conn.execute(sa.insert(schema.StageChange.__table__).values(
+        model_id=model_id, version=version, from_stage=from_stage, to_stage=to_stage, actor=actor,
+        request_id=request_id, reason=note, created_at=now))
+
+
+STAGE_HISTORY_SQL = """
+select m.name, c.version, c.from_stage, c.to_stage, c.actor, c.request_id, c.reason, c.created_at
+from stage_changes c join registered_models m on m.id = c.model_id
+where (? is null or m.name = ?) order by c.created_at desc, c.id desc
+"""
 
 
 def set_alias(conn, actor: str, role: str, name: str, alias: str, version: int | None):

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from . import artifacts, audit, registry, roles, users
-from .errors import NotFoundError, PermissionDenied, ValidationError
+from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .registry import ModelVersion
 from .search import search_runs as _search_runs
 from .store.connection import Store, resolve_store, store_path
@@ -470,19 +470,51 @@ class Workspace(MonitoringMethods):
         self._require("manage_users")
         return self._call(lambda conn: users.add(conn, self.user, self.role, name, role, password))
 
-    def audit_events(self, limit: int | None = None) -> pl.DataFrame:
+    def audit_events(self, limit: int | None = None, *, actor: str | None = None, action: str | None = None,
+                     entity: str | None = None, since=None, until=None) -> pl.DataFrame:
+        """Events newest first, filtered: ``action`` may end in ``*`` (a prefix, e.g. "request.*"),
+        ``entity`` is an entity id or "type/id"; ``since``/``until`` bound the UTC time."""
         self._require("audit_view")
+        sql, params = audit.filter_sql(actor=actor, action=action, entity=entity, since=since, until=until)
         lim = f" limit {int(limit)}" if limit else ""
-        return self._read(f"select * from audit_events order by seq desc{lim}")
+        return self._read(f"select * from audit_events {sql} order by seq desc{lim}", params)
 
-    def verify_audit(self) -> audit.ChainCheck:
+    def verify_audit(self, anchor: dict | None = None) -> audit.ChainCheck:
+        """Recompute the chain (and check it passes through ``anchor``, from :meth:`audit_anchor`)."""
         self._require("audit_view")
         self._writer.flush()
         with self.store.connection() as conn:
             try:
-                return audit.verify(conn)
+                return audit.verify(conn, anchor)
             finally:
                 conn.commit()
+
+    def audit_head(self) -> dict:
+        """The recorded head of the chain (seq, hash), without verifying it."""
+        self._require("audit_view")
+        row = self._read("select seq, hash from audit_head")
+        return row.row(0, named=True) if row.height else {"seq": 0, "hash": audit.GENESIS}
+
+    def audit_anchor(self) -> dict:
+        """Verify, then the head digest to keep outside the store (compliance officers)."""
+        self._require("audit_export")
+        check = self.verify_audit()
+        if not check.ok:
+            raise IntegrityError(f"The audit chain is broken at event {check.first_broken_seq} ({check.reason}): "
+                                 "refusing to anchor it.")
+        return audit.anchor(check, str(self.store.path))
+
+    def audit_export(self, fmt: str = "csv", **filters) -> bytes:
+        """The filtered events as CSV or JSON (compliance officers); the export itself is audited."""
+        self._require("audit_export")
+        if fmt not in ("csv", "json"):
+            raise ValidationError(f"format must be 'csv' or 'json', got {fmt!r}.")
+        events = self.audit_events(**filters).sort("seq")
+        data = audit.export_bytes(events, fmt)
+        self._call(lambda conn: (None, [audit.Event(self.user, self.role, "audit.export", "audit", fmt, {
+            "filters": {k: str(v) for k, v in filters.items() if v is not None}, "events": events.height,
+            "sha256": artifacts.sha256_bytes(data)})]))
+        return data
 
     def counts(self) -> dict[str, int]:
         """How many experiments, runs, models, versions, users and audit events the store holds."""

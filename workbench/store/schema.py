@@ -16,7 +16,8 @@ from sqlmodel import Field, SQLModel
 #: Bumped whenever a table changes; a store written by a newer version is refused, an
 #: older one is migrated on open (see MIGRATIONS in store/connection.py).
 #: 1: tracking, registry, users, audit. 2: evidence. 3: prediction logs, monitor policies, alerts.
-SCHEMA_VERSION = 3
+#: 4: the audit head; promotion requests, decisions, comments, gate policies, stage changes, rollouts.
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -208,6 +209,16 @@ class AuditEvent(SQLModel, table=True):
     hash: str
 
 
+class AuditHead(SQLModel, table=True):
+    """One row: the last event's seq and hash, moved in the same transaction as every append.
+    A chain cut short at its end still verifies link by link; against its head it does not."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    hash: str
+
+
 class Evidence(SQLModel, table=True):
     """A stored piece of evidence about one model version: an explanation, a fairness or
     drift report. Bulky parts (per-row SHAP values, per-group tables) are Parquet files in
@@ -272,3 +283,85 @@ class Alert(SQLModel, table=True):
     output: str | None = None  # its output, the tail
     created_by: str
     created_at: datetime = Field(sa_column=_ts())
+
+
+class PromotionRequest(SQLModel, table=True):
+    """A request to move a version to a stage, bound to the evidence it was made on (by sha256)."""
+
+    __tablename__ = "promotion_requests"
+    id: int | None = Field(default=None, sa_column=_id("promotion_requests_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    from_stage: str
+    to_stage: str  # Staging, Production
+    justification: str
+    status: str  # pending, approved, rejected, withdrawn
+    evidence_sha256: str  # of the canonical JSON snapshot below
+    evidence: str  # canonical JSON: metrics, explanation, fairness, drift, model card fields
+    gates: str  # canonical JSON: each gate's result when the snapshot was taken
+    requested_by: str
+    requested_at: datetime = Field(sa_column=_ts())
+    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    row_version: int = 1  # bumped by every change: two deciders at once, exactly one wins
+
+
+class RequestDecision(SQLModel, table=True):
+    """One sign-off or rejection of a request (high risk needs two sign-offs)."""
+
+    __tablename__ = "request_decisions"
+    id: int | None = Field(default=None, sa_column=_id("request_decisions_id_seq"))
+    request_id: int = Field(index=True)
+    actor: str
+    role: str
+    approve: bool
+    comment: str
+    override_reason: str | None = None  # set when a lead approved past a failing gate
+    evidence_sha256: str  # what the decider saw
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RequestComment(SQLModel, table=True):
+    __tablename__ = "request_comments"
+    id: int | None = Field(default=None, sa_column=_id("request_comments_id_seq"))
+    request_id: int = Field(index=True)
+    actor: str
+    role: str
+    text: str
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class GatePolicy(SQLModel, table=True):
+    """The approval gates of one risk tier, as edited by an admin (no row: the defaults)."""
+
+    __tablename__ = "gate_policies"
+    risk_tier: str = Field(primary_key=True)
+    gates: str  # canonical JSON
+    updated_by: str
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+class StageChange(SQLModel, table=True):
+    """Every stage change of a version: the history a reviewer reads, with the request or reason."""
+
+    __tablename__ = "stage_changes"
+    id: int | None = Field(default=None, sa_column=_id("stage_changes_id_seq"))
+    model_id: int = Field(index=True)
+    version: int
+    from_stage: str
+    to_stage: str
+    actor: str
+    request_id: int | None = None
+    reason: str | None = None
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class Rollout(SQLModel, table=True):
+    """A staged (canary) rollout: the challenger version and its share of traffic."""
+
+    __tablename__ = "rollouts"
+    model_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    champion_version: int
+    challenger_version: int
+    traffic_share: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
+    set_by: str
+    set_at: datetime = Field(sa_column=_ts())
