@@ -13,6 +13,7 @@ Example::
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
+    ConflictError,
     IntegrityError,
     NotFoundError,
     PermissionDenied,
@@ -31,5 +32,6 @@ from .workspace import Workspace, connect  # noqa: E402
 __all__ = [
     "connect", "Workspace", "Run", "ModelVersion", "DatasetRef", "ROLES", "WorkbenchError", "StoreError",
     "StoreLockedError", "NotFoundError", "ValidationError", "PermissionDenied", "IntegrityError",
+    "ConflictError",
     "FilterSyntaxError", "__version__",
 ]

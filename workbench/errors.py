@@ -31,3 +31,7 @@ class PermissionDenied(WorkbenchError, PermissionError):
 
 class IntegrityError(WorkbenchError):
     """A file whose content does not match the digest the store recorded for it."""
+
+
+class ConflictError(WorkbenchError):
+    """Someone else changed the object first (e.g. decided the request): reload and look again."""

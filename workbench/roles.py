@@ -19,6 +19,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "log_predictions": frozenset({"data_scientist", "lead"}),
     "record_alerts": frozenset({"data_scientist", "lead"}),
     "manage_policies": frozenset({"lead", "admin"}),
+    "manage_gates": frozenset({"admin"}),
     "request_promotion": frozenset({"data_scientist", "lead"}),
     "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
     "decide": frozenset({"compliance_officer", "lead"}),

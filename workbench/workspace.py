@@ -19,6 +19,7 @@ from .search import search_runs as _search_runs
 from .store.connection import Store, resolve_store, store_path
 from .store.writer import Writer
 from .tracking import Run, check_key, ensure_experiment
+from .workspace_governance import GovernanceMethods
 from .workspace_monitoring import MonitoringMethods
 
 _stores: dict[str, tuple[Store, Writer]] = {}
@@ -59,7 +60,7 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
 
 
-class Workspace(MonitoringMethods):
+class Workspace(MonitoringMethods, GovernanceMethods):
     """A store seen by one user: log runs, search them, manage the registry, keep evidence."""
 
     def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:
