@@ -84,6 +84,17 @@ def demo_store() -> DemoStore:
     return DemoStore(path, seconds, cpu, result)
 
 
+def demo_copy() -> Path:
+    """A private copy of the demo store (file and artifact folder), for tests that change it."""
+    source = demo_store().path
+    target = Path(tempfile.mkdtemp(prefix="demo-copy-", dir=_SCRATCH)) / "demo.duckdb"
+    shutil.copy2(source, target)
+    if source.with_suffix(".duckdb.wal").exists():
+        shutil.copy2(source.with_suffix(".duckdb.wal"), target.with_suffix(".duckdb.wal"))
+    shutil.copytree(source.with_suffix(".artifacts"), target.with_suffix(".artifacts"))
+    return target
+
+
 def scratch_dir(prefix: str) -> Path:
     """A new empty folder that lives as long as the test session."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH))

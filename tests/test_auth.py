@@ -214,7 +214,7 @@ def test_unlock_and_accounts(op, store_path, dana, admin):
 
 
 def test_pages_for_each_role_follow_the_roles_table():
-    base = ["home", "experiments", "compare", "models", "explanations", "fairness", "drift"]
+    base = ["home", "experiments", "compare", "models", "explanations", "fairness", "drift", "approvals"]
     assert roles.pages_for("data_scientist") == base
     assert roles.pages_for("reviewer") == base + ["audit"]
     assert roles.pages_for("compliance_officer") == base + ["audit"]

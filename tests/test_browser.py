@@ -73,7 +73,7 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    store = _demo_store.demo_store().path
+    store = _demo_store.demo_copy()  # the browser tests approve a request: a store of their own
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
@@ -142,7 +142,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _sign_in(page, "dana")
     nav = page.get_by_test_id("stSidebarNavLink")
     expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
-                                     "Drift & monitoring"))  # no audit, no users
+                                     "Drift & monitoring", "Approvals"))  # no audit, no users
     _shoot(page, shots, "1-home")
     expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
     labels = page.get_by_test_id("stMetricLabel")
@@ -210,7 +210,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _sign_in(page, "riley")
     links = page.get_by_test_id("stSidebarNavLink")
     expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
-                                       "Drift & monitoring", "Audit trail"))
+                                       "Drift & monitoring", "Approvals", "Audit trail"))
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
     _shoot(page, shots, "5-reviewer-home")
     assert not errors, errors
@@ -288,6 +288,65 @@ def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
     _shoot(page, shots, "8-drift")
     assert not errors, errors
     page.close()
+
+
+def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, browser):
+    url, store = server
+    ws = wb.connect(store, user="casey")
+    try:
+        pending = ws.requests(status="pending").filter(pl.col("name") == "diabetes-progression").row(0, named=True)
+    finally:
+        ws.close()
+    assert pending["requested_by"] == "dana" and not pending["stale"] and pending["failing_gates"] == []
+    shots = Path(__file__).parent / "artifacts" / "browser"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    link = f"{url}/approvals?request={pending['id']}"
+
+    # the requester sees her request but no way to approve it
+    page.goto(link)
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(page.get_by_role("heading", name="Approvals")).to_be_visible()
+    expect(page.get_by_text("nobody decides their own request")).to_be_visible()
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    page.get_by_role("button", name="Sign out").click()
+    _settled(page)
+
+    # a lead opens the same link, approves
+    page.goto(link)
+    _settled(page)
+    _sign_in(page, "lee")
+    expect(page.get_by_test_id("stHeading").filter(has_text=f"#{pending['id']} diabetes-progression")).to_be_visible()
+    page.get_by_role("textbox", name="Comment (a rejection needs one)").fill("Checked the MAE and the explanation.")
+    page.get_by_role("button", name="Approve").click()
+    _settled(page)
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)  # decided: nothing left to approve
+    expect(page.get_by_role("radio", name=re.compile(r"Awaiting me \(\d+\)"))).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, shots, "9-approved")
+
+    # the audit trail shows the approval
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Audit trail").click()
+    _settled(page)
+    expect(page.get_by_text(re.compile(r"Chain intact: [\d,]+ events"))).to_be_visible()
+    page.get_by_role("textbox", name="Action").fill("request.approve")
+    page.get_by_role("textbox", name="Entity").fill(f"request/{pending['id']}")
+    page.get_by_role("textbox", name="Entity").press("Enter")
+    _settled(page)
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="1 event shown")).to_be_visible()
+    _shoot(page, shots, "10-audit-approval")
+    assert not errors, errors
+    page.close()
+    ws = wb.connect(store, user="casey")
+    try:
+        assert ws.request(pending["id"]).status == "approved"
+        event = ws.audit_events(action="request.approve", entity=f"request/{pending['id']}").row(0, named=True)
+        assert event["actor"] == "lee"
+    finally:
+        ws.close()
 
 
 def _titles(*names: str) -> list:

@@ -202,7 +202,9 @@ def test_demo_stores_evidence_with_one_fairness_failure(demo):
     try:
         ev = ws.evidence("credit-default")
         kinds = {v: set(ev.filter(pl.col("version") == v)["kind"]) for v in range(1, 6)}
-        assert kinds == {v: {"explanation", "fairness"} | ({"drift"} if v == 4 else set()) for v in range(1, 6)}, kinds
+        # drift against the later month: the champion's, and the two versions asked for promotion
+        assert kinds == {v: {"explanation", "fairness"} | ({"drift"} if v in (2, 3, 4) else set())
+                         for v in range(1, 6)}, kinds
         verdicts = dict(ev.filter(pl.col("kind") == "fairness").select(["version", "verdict"]).iter_rows())
         # the form-only scorecard leans on the postcode proxy: the one that fails; the rest pass
         assert verdicts == {1: "pass", 2: "pass", 3: "pass", 4: "pass", 5: "fail"}, verdicts
@@ -227,6 +229,28 @@ def test_demo_logs_months_of_predictions_with_labels_and_one_alert(demo):
         assert alerts.select(["version", "metric"]).rows() == [(4, "drift_share")]
         assert alerts["window_start"][0] == report.windows["window_start"][-1]  # the drifted last week
         assert ws.monitor_policy("credit-default")["thresholds"]["max_drift_share"] == 0.3
+    finally:
+        ws.close()
+
+
+def test_demo_has_requests_in_every_state_a_rollback_and_a_sound_audit_trail(demo):
+    from workbench.workspace import operator_workspace
+
+    ws = operator_workspace(demo.path)
+    try:
+        reqs = ws.requests()
+        assert sorted(reqs["status"].to_list()) == ["approved", "approved", "pending", "pending", "rejected"]
+        stale = reqs.filter(pl.col("stale"))
+        assert stale.select(["name", "version", "status"]).rows() == [("credit-default", 2, "pending")]
+        rejected = ws.request(reqs.filter(pl.col("status") == "rejected")["id"][0])
+        assert rejected.version == 5 and "four-fifths" in rejected.decisions[0]["comment"]
+        overridden = ws.request(reqs.filter((pl.col("name") == "credit-default") & (pl.col("status") == "approved"))["id"][0])
+        assert [d["role"] for d in overridden.decisions] == ["lead", "compliance_officer"]
+        assert overridden.decisions[0]["override_reason"]
+        stages = dict(ws.model_versions("credit-default").select(["version", "stage"]).rows())
+        assert (stages[3], stages[4]) == ("Archived", "Production")  # v3 approved, then rolled back
+        assert ws.audit_events(action="model.rollback").height == 1
+        assert ws.verify_audit().ok
     finally:
         ws.close()
 

@@ -141,10 +141,21 @@ def _check_monitor(ws: wb.Workspace) -> None:
     assert '"unknown":2' in labels["payload"][0]
 
 
+def _check_governance(ws: wb.Workspace) -> None:
+    (req,) = ws.requests(name="notebook-governed").iter_rows(named=True)
+    assert (req["status"], req["to_stage"], req["requested_by"]) == ("approved", "Production", "nb-user")
+    full = ws.request(req["id"])
+    assert [d["actor"] for d in full.decisions] == ["nb-lead"] and full.evidence["explanation"] is not None
+    assert ws.get_model_version("notebook-governed", 1).stage == "Production"
+    refused = ws.audit_events(action="refused")
+    assert refused["actor"].to_list() == ["nb-user"] and "own" in refused["payload"][0]
+
+
 STORE_CHECKS: dict[str, Callable[[wb.Workspace], None]] = {
     "01_track_and_register.ipynb": _check_track_and_register,
     "02_evidence.ipynb": _check_evidence,
     "03_monitor.ipynb": _check_monitor,
+    "04_governance.ipynb": _check_governance,
 }
 
 

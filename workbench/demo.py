@@ -219,6 +219,38 @@ def _seed_monitoring(ws: Workspace, version: tuple[str, int], train_features: pl
     ws.drift(train_features, drifted_month.select(features), model_version=version)
 
 
+def _seed_governance(store) -> None:
+    """A promotion queue in every state: approved, rejected, pending, stale, and one rollback."""
+    dana, lee, casey, ada = (connect(store, user=u) for u in ("dana", "lee", "casey", "ada"))
+    ada.set_gate_policy("high", required_evidence=["explanation", "fairness", "drift"], min_metrics={"roc_auc": 0.7},
+                        max_demographic_parity_difference=0.1, max_equalized_odds_difference=0.1, max_drift_share=0.3)
+    # approved: the best diabetes model to Production (medium risk: one lead)
+    r = dana.request_promotion((DIABETES_MODEL, 1), "Production", "Lowest MAE on the held-out patients.")
+    lee.decide(r.id, True, "MAE and explanation reviewed.")
+    # rejected: the form-only scorecard fails the fairness screen
+    r = dana.request_promotion((CREDIT_MODEL, 5), "Staging", "Cheap to run: needs only the application form.")
+    lee.decide(r.id, False, "Fails the four-fifths screen for women: it leans on postcode_area. Retrain without it.")
+    # approved past a failing gate by a lead's override and a compliance officer, then rolled back
+    dana.drift(*_drift_frames(), model_version=(CREDIT_MODEL, 3))
+    r = dana.request_promotion((CREDIT_MODEL, 3), "Production", "The random forest challenger beats the champion on AUC.")
+    lee.decide(r.id, True, "Approve.", override_reason="February drift is seasonal; re-checked weekly by the monitor.")
+    casey.decide(r.id, True, "Validation pack reviewed; fairness by sex passes.")
+    lee.rollback(CREDIT_MODEL, "v3 declined far more young applicants in its first week; back to v4 while we look.")
+    # stale: evidence recomputed after the request
+    r = dana.request_promotion((CREDIT_MODEL, 2), "Staging", "A simple tree the underwriters can read.")
+    casey.comment(r.id, "Please add the drift report before anyone signs.")
+    dana.drift(*_drift_frames(), model_version=(CREDIT_MODEL, 2))
+    # pending, gates passing, awaiting one lead: the next diabetes version to Staging
+    dana.request_promotion((DIABETES_MODEL, 2), "Staging", "Second-best MAE; a spare for the canary.")
+
+
+def _drift_frames():
+    raw = make_credit_applicants(20_000, month="2026-01", seed=7)
+    later = make_credit_applicants(5_000, month="2026-02", drifted=True, seed=7)
+    cols = FEATURES_NUMERIC + FEATURES_CATEGORICAL
+    return raw.select(cols), later.select(cols)
+
+
 def _seed_production(ws: Workspace, name: str, version: int) -> None:
     ws._call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
                                                     approval="demo-seed", reason="seeded by workbench demo"))
@@ -253,8 +285,10 @@ def _seed_diabetes(ws: Workspace, tick) -> None:
     meta = dict(owner_team="Clinical Analytics", use_case="Disease progression estimate one year after baseline",
                 risk_tier="medium", description="Regression on scikit-learn's bundled diabetes data.")
     v_best = ws.register_model(made[0][1], DIABETES_MODEL, run_id=made[0][2], **meta).version
-    ws.register_model(made[1][1], DIABETES_MODEL, run_id=made[1][2], **meta)
+    v_next = ws.register_model(made[1][1], DIABETES_MODEL, run_id=made[1][2], **meta).version
     ws.set_stage(DIABETES_MODEL, v_best, "Staging", reason="best MAE")
+    for version in (v_best, v_next):  # the medium tier's gates ask for an explanation
+        ws.explain((DIABETES_MODEL, version), test.select(features), max_rows=200)
 
 
 def seed(store=None, *, progress: bool = True) -> dict:
@@ -273,6 +307,7 @@ def seed(store=None, *, progress: bool = True) -> dict:
         try:
             _seed_credit(ws, bar.update)
             _seed_diabetes(ws, bar.update)
+            _seed_governance(ws.store.path)
         finally:
             bar.close()
     ws.flush()

@@ -142,21 +142,19 @@ def evaluate_gates(snapshot: dict, gates: dict) -> list[dict]:
         value = snapshot["metrics"].get(metric)
         add(f"{metric} >= {minimum}", value is not None and value >= minimum,
             "not logged by the source run" if value is None else f"{value:.4g}")
+    # thresholds judge the evidence that exists; missing evidence is the required_evidence gate's finding
     fairness = snapshot.get("fairness")
     for key, label in (("max_demographic_parity_difference", "demographic_parity_difference"),
                        ("max_equalized_odds_difference", "equalized_odds_difference")):
         limit = gates.get(key)
-        if limit is None:
+        if limit is None or fairness is None:
             continue
-        value = (fairness or {}).get(label)
-        add(f"{label} <= {limit}", value is not None and value <= limit,
-            "no fairness report" if fairness is None else "undefined" if value is None else f"{value:.4g}")
-    limit = gates.get("max_drift_share")
-    if limit is not None:
-        drift = snapshot.get("drift")
-        value = (drift or {}).get("drift_share")
-        add(f"drift share < {limit}", value is not None and value < limit,
-            "no drift report" if drift is None else f"{value:.4g}")
+        value = fairness.get(label)
+        add(f"{label} <= {limit}", value is not None and value <= limit, "undefined" if value is None else f"{value:.4g}")
+    drift = snapshot.get("drift")
+    if gates.get("max_drift_share") is not None and drift is not None:
+        limit, value = gates["max_drift_share"], drift.get("drift_share")
+        add(f"drift share < {limit}", value is not None and value < limit, f"{value:.4g}" if value is not None else "undefined")
     return results
 
 
@@ -238,15 +236,28 @@ def _bump(conn, req: dict, **values) -> None:
         raise ConflictError(f"Request {req['id']} was changed by someone else just now: reload it and look again.")
 
 
-def _check_decidable(conn, req: dict, actor: str) -> str:
+def why_not_decide(role: str, actor: str, requested_by: str, risk_tier: str) -> str | None:
+    """Why ``actor`` (``role``) may not decide a request, or None: the rule the page shows too."""
+    if requested_by == actor:
+        return f"This request is {actor}'s own: nobody decides their own request (four eyes)."
+    if role not in ("lead", "compliance_officer"):
+        return f"User {actor!r} ({role}) may not decide; allowed roles: compliance_officer, lead."
+    if role == "compliance_officer" and risk_tier != "high":
+        return ("Compliance officers give the second sign-off on high-risk models; "
+                f"this model is {risk_tier} risk, so a lead decides it.")
+    return None
+
+
+def _check_decidable(conn, req: dict, actor: str, role: str) -> str:
     """The current evidence digest, if ``actor`` may decide ``req`` at all; else a clear refusal."""
+    refusal_ = why_not_decide(role, actor, req["requested_by"], req["risk_tier"])
+    if refusal_:
+        raise PermissionDenied(f"Request {req['id']}: {refusal_}")
     if req["status"] != "pending":
         last = conn.execute(sa.text("select actor, created_at from request_decisions where request_id = :i "
                                     "order by id desc limit 1"), {"i": req["id"]}).first()
         by = f" by {last[0]} at {last[1]:%Y-%m-%d %H:%M} UTC" if last and req["status"] in ("approved", "rejected") else ""
         raise ConflictError(f"Request {req['id']} is already {req['status']}{by}: nothing left to decide.")
-    if req["requested_by"] == actor:
-        raise PermissionDenied(f"Request {req['id']} is {actor}'s own: nobody decides their own request (four eyes).")
     current = digest(snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])])
     if current != req["evidence_sha256"]:
         raise ValidationError(f"Request {req['id']} is stale: the evidence of {req['name']} v{req['version']} changed "
@@ -256,12 +267,9 @@ def _check_decidable(conn, req: dict, actor: str) -> str:
 
 def decide(conn, actor: str, role: str, request_id: int, approve: bool, comment: str, override_reason: str | None):
     req = _request(conn, request_id)
-    sha = _check_decidable(conn, req, actor)
+    sha = _check_decidable(conn, req, actor, role)
     comment = (comment or "").strip()
     tier = req["risk_tier"]
-    if role == "compliance_officer" and tier != "high":
-        raise PermissionDenied("Compliance officers give the second sign-off on high-risk models; "
-                               f"{req['name']} is {tier} risk, so a lead decides it.")
     if not approve:
         if not comment:
             raise ValidationError("A rejection needs a reason: say what must change.")

@@ -65,6 +65,7 @@ PAGES: dict[str, str] = {
     "explanations": "view",
     "fairness": "view",
     "drift": "view",
+    "approvals": "view",
     "audit": "audit_view",
     "users": "manage_users",
 }
@@ -74,6 +75,6 @@ def pages_for(role: str) -> list[str]:
     """The page keys ``role`` may open, in navigation order.
 
     >>> pages_for("reviewer")
-    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'drift', 'audit']
+    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'drift', 'approvals', 'audit']
     """
     return [page for page, action in PAGES.items() if allowed(role, action)]

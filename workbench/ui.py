@@ -29,6 +29,7 @@ PAGES = {
     "explanations": ("explanations.py", "Explanations", ":material/insights:"),
     "fairness": ("fairness.py", "Fairness", ":material/balance:"),
     "drift": ("drift.py", "Drift & monitoring", ":material/monitoring:"),
+    "approvals": ("approvals.py", "Approvals", ":material/approval:"),
     "audit": ("audit.py", "Audit trail", ":material/policy:"),
     "users": ("users.py", "Users", ":material/group:"),
 }

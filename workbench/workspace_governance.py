@@ -68,7 +68,8 @@ class GovernanceMethods:
         """Approve or reject a request (never one's own); a rejection needs a reason in ``comment``."""
         if not isinstance(approve, bool):
             raise ValidationError(f"approve must be True or False, got {approve!r}.")
-        self._governed("decide", str(request_id), "decide", lambda conn: governance.decide(
+        # who may decide is checked inside the op (own request first, then role), with the request in hand
+        self._governed("decide", str(request_id), None, lambda conn: governance.decide(
             conn, self.user, self.role, request_id, approve, comment, override_reason))
         return self.request(request_id)
 
