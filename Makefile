@@ -39,3 +39,5 @@ bench: $(BIN)/python
 	$(BIN)/python bench/w6_shap.py
 	$(BIN)/python bench/w7_fairness.py
 	$(BIN)/python bench/w3_w4_drift.py
+	$(BIN)/python bench/w8_audit_verify.py
+	$(BIN)/python bench/w9_approvals.py

@@ -22,9 +22,11 @@ with ui.shown_errors():
         ui.empty("No predictions logged yet: log them from a service or notebook with "
                  "`ws.log_predictions(version, frame)`.")
         st.stop()
-    labels = [f"{n} v{v}" for n, v in monitored.select(["name", "version"]).iter_rows()]
+    labels = [f"{n} v{v} ({stage})" for n, v, stage in monitored.select(["name", "version", "stage"]).iter_rows()]
+    production = [i for i, stage in enumerate(monitored["stage"]) if stage == "Production"]
     left, right = st.columns([3, 1])
-    chosen = left.selectbox("Model version", labels)
+    chosen = left.selectbox("Model version", labels, index=production[0] if production else 0,
+                            help="Versions with logged predictions; Production first chosen.")
     window = right.radio("Window", ["1w", "1d", "1h"], horizontal=True, help="Weeks start on Monday, days at 00:00 UTC.")
     row = monitored.row(labels.index(chosen), named=True)
     report = _monitor(ws, str(ws.store.path), row["name"], row["version"], window, row["last_batch"])
@@ -35,6 +37,18 @@ with ui.shown_errors():
     for note in report.notes[:3]:
         st.info(note, icon=":material/info:")
     st.plotly_chart(charts.timelines(w, report.task, report.thresholds), width="stretch")
+
+    rollout = ws.rollout(row["name"])
+    pair = (rollout["champion_version"], rollout["challenger_version"]) if rollout else ()
+    if row["version"] in pair:
+        other = monitored.filter((pl.col("name") == row["name"]) & (pl.col("version") == sum(pair) - row["version"]))
+        if other.height:
+            st.subheader(f"Canary: v{pair[0]} (champion) beside v{pair[1]} (challenger, "
+                         f"{rollout['traffic_share']:.0%} of traffic)")
+            reports = {v: report if v == row["version"] else
+                       _monitor(ws, str(ws.store.path), row["name"], v, window, other["last_batch"][0]) for v in pair}
+            st.plotly_chart(charts.side_by_side({f"v{v}": r.windows for v, r in reports.items()}, report.task),
+                            width="stretch")
 
     if report.reference and not report.drift_by_window.is_empty():
         st.subheader("Drift per feature")

@@ -131,10 +131,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     assert 0 < n_good < n_total
 
     shots = Path(__file__).parent / "artifacts" / "browser"
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(UI_TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = _new_page(browser)
 
     # Sign in as a data scientist; Home then shows the store's real counts.
     page.goto(url + "/")
@@ -238,10 +235,7 @@ def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
     url, store = server
     row_id = _row_where_age_counts(store)
     shots = Path(__file__).parent / "artifacts" / "browser"
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(UI_TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = _new_page(browser)
     page.goto(url + "/explanations")
     _settled(page)
     _sign_in(page, "riley")
@@ -282,7 +276,7 @@ def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
     _settled(page)
     expect(page.get_by_role("heading", name="Drift & monitoring")).to_be_visible()
     expect(page.get_by_test_id("stCaptionContainer").filter(has_text="1 breach the monitor policy")).to_be_visible()
-    expect(page.locator(".js-plotly-plot")).to_have_count(2)  # timelines with the alert marker, distributions
+    expect(page.locator(".js-plotly-plot")).to_have_count(3)  # timelines with the alert marker, canary, distributions
     expect(page.locator(".js-plotly-plot").first).to_contain_text("drift share")
     expect(page.get_by_test_id("stException")).to_have_count(0)
     _shoot(page, shots, "8-drift")
@@ -299,10 +293,7 @@ def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, 
         ws.close()
     assert pending["requested_by"] == "dana" and not pending["stale"] and pending["failing_gates"] == []
     shots = Path(__file__).parent / "artifacts" / "browser"
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(UI_TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = _new_page(browser)
     link = f"{url}/approvals?request={pending['id']}"
 
     # the requester sees her request but no way to approve it
@@ -347,6 +338,15 @@ def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, 
         assert event["actor"] == "lee"
     finally:
         ws.close()
+
+
+def _new_page(browser) -> tuple[Page, list[str]]:
+    """A page of the dashboard's size, and the list its uncaught script errors land in."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
 
 
 def _titles(*names: str) -> list:

@@ -220,7 +220,10 @@ def test_demo_logs_months_of_predictions_with_labels_and_one_alert(demo):
     ws = _read(demo.path)
     try:
         monitored = ws.monitored_versions()
-        assert monitored.select(["name", "version", "predictions"]).rows() == [("credit-default", 4, 17 * 700)]
+        # the champion for 17 weeks; the canary (v2, a quarter of the traffic) for the last six
+        assert monitored.select(["name", "version", "predictions"]).rows() == [("credit-default", 2, 6 * 175),
+                                                                               ("credit-default", 4, 17 * 700)]
+        assert ws.rollout("credit-default")["challenger_version"] == 2
         report = ws.monitor(("credit-default", 4), "1w", alerts=False)
         assert report.windows.height == 17 and report.reference and report.task == "classification"
         labelled = report.windows["labelled"].to_list()

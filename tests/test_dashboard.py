@@ -208,13 +208,14 @@ PAGE_FILES = {key: ui.PAGES_DIR / script for key, (script, _, _) in ui.PAGES.ite
 def test_drift_page_shows_windows_features_and_the_alert(demo_env, truth):
     at = _signed_in(AppTest.from_file(str(PAGE_FILES["drift"]), default_timeout=60), "reviewer").run()
     _assert_clean(at)
-    assert at.selectbox[0].value == "credit-default v4" and at.radio[0].value == "1w"
+    assert at.selectbox[0].value == "credit-default v4 (Production)" and at.radio[0].value == "1w"
     windows = truth.monitor(("credit-default", 4), "1w", alerts=False).windows
     assert f"{windows.height} windows of 1w; 1 breach the monitor policy." in at.caption[0].value
     features = at.dataframe[0].value
     assert list(features["severity"]) == sorted(features["severity"], reverse=True)  # worst first
     assert at.selectbox[1].value == windows.sort("drift_share")["window_start"][-1]  # the most drifted window
-    assert len(at.get("plotly_chart")) == 2  # timelines, distribution overlay
+    assert len(at.get("plotly_chart")) == 3  # timelines, the canary beside the champion, distribution overlay
+    assert any(h.value.startswith("Canary: v4 (champion) beside v2 (challenger, 25% of traffic)") for h in at.subheader)
     alerts = at.dataframe[1].value
     assert list(alerts["metric"]) == ["drift_share"] and list(alerts["rule"]) == ["drift_share >= 0.3"]
     at.radio[0].set_value("1d").run()

@@ -191,22 +191,32 @@ def _seed_monitoring(ws: Workspace, version: tuple[str, int], train_features: pl
     # what the lead set for this high-risk model (a data scientist may not)
     connect(ws.store.path, user="lee").set_monitor_policy(
         version[0], max_drift_share=0.3, max_error_rate=0.02, min_auc=0.65, max_latency_p95_ms=80.0)
-    rng = np.random.default_rng(21)
+    _log_traffic(ws, version, model, features, range(17), MONITOR_PER_MONTH // 4, seed=21)
+    ws.monitor(version, window="1w")  # records the alert of the drifted week
+    ws.drift(train_features, drifted_month.select(features), model_version=version)
+
+
+#: The last month drifts, a little more each week (share of applicants from the drifted population).
+DRIFT_BY_WEEK = {13: 0.05, 14: 0.15, 15: 0.3, 16: 1.0}
+
+
+def _log_traffic(ws: Workspace, version: tuple[str, int], model, features: list[str], weeks, per_week: int,
+                 seed: int) -> None:
+    """Weekly batches of scored applicants from 2 March 2026; labels for all but the last two weeks."""
+    rng = np.random.default_rng(seed)
     start = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday: weekly windows line up
-    days = 7 * 17
     logged = []
-    for week in range(days // 7):
-        late = week >= 13  # the last month, weeks 13-16
-        share = {13: 0.05, 14: 0.15, 15: 0.3, 16: 1.0}.get(week, 0.0)
-        n = MONITOR_PER_MONTH // 4
-        base = make_credit_applicants(n, month=MONITOR_MONTHS[min(week // 4, 3)], seed=100 + week)
-        shifted = make_credit_applicants(n, month="2026-06", drifted=True, seed=200 + week)
-        take = rng.random(n) < share if late else np.zeros(n, dtype=bool)
+    for week in weeks:
+        share = DRIFT_BY_WEEK.get(week, 0.0)
+        base = make_credit_applicants(per_week, month=MONITOR_MONTHS[min(week // 4, 3)], seed=seed * 1000 + week)
+        shifted = make_credit_applicants(per_week, month="2026-06", drifted=True, seed=seed * 1000 + 500 + week)
+        take = rng.random(per_week) < share
         batch = pl.concat([base.filter(pl.Series(~take)), shifted.filter(pl.Series(take))])
         proba = model.predict_proba(batch.select(features).to_pandas())[:, 1]
         stamps = [start + timedelta(days=7 * week, seconds=int(s)) for s in np.sort(rng.uniform(0, 7 * 86_400, batch.height))]
         frame = batch.select(features).with_columns(
-            pl.Series("timestamp", stamps), pl.Series("request_id", [f"w{week:02d}-{i:04d}" for i in range(batch.height)]),
+            pl.Series("timestamp", stamps),
+            pl.Series("request_id", [f"v{version[1]}-w{week:02d}-{i:04d}" for i in range(batch.height)]),
             pl.Series("prediction", proba), pl.Series("latency_ms", rng.gamma(2.0, 9.0, batch.height)),
             pl.Series("error", rng.random(batch.height) < 0.004))
         ws.log_predictions(version, frame)
@@ -215,10 +225,16 @@ def _seed_monitoring(ws: Workspace, version: tuple[str, int], train_features: pl
             logged.append(pl.DataFrame({"request_id": frame["request_id"].filter(pl.Series(known)),
                                         "label": batch[TARGET].filter(pl.Series(known))}))
     ws.log_labels(version, pl.concat(logged))
-    ws.monitor(version, window="1w")  # records the alert of the drifted week
-    ws.drift(train_features, drifted_month.select(features), model_version=version)
 
 
+def _seed_canary(dana: Workspace, lee: Workspace, version: tuple[str, int]) -> None:
+    """v2 in Staging serves a quarter of the traffic for the last six weeks, monitored beside the champion."""
+    dana.set_stage(*version, "Staging", reason="canary beside the champion")
+    lee.set_rollout(version[0], version[1], 0.25)
+    model = dana.load_model(*version)
+    train, _ = _drift_frames()
+    dana.log_reference(version, train.with_columns(pl.Series("prediction", model.predict_proba(train.to_pandas())[:, 1])))
+    _log_traffic(dana, version, model, train.columns, range(11, 17), 175, seed=22)
 def _seed_governance(store) -> None:
     """A promotion queue in every state: approved, rejected, pending, stale, and one rollback."""
     dana, lee, casey, ada = (connect(store, user=u) for u in ("dana", "lee", "casey", "ada"))
@@ -236,8 +252,9 @@ def _seed_governance(store) -> None:
     lee.decide(r.id, True, "Approve.", override_reason="February drift is seasonal; re-checked weekly by the monitor.")
     casey.decide(r.id, True, "Validation pack reviewed; fairness by sex passes.")
     lee.rollback(CREDIT_MODEL, "v3 declined far more young applicants in its first week; back to v4 while we look.")
-    # stale: evidence recomputed after the request
-    r = dana.request_promotion((CREDIT_MODEL, 2), "Staging", "A simple tree the underwriters can read.")
+    # a canary, then a stale request: evidence recomputed after the request
+    _seed_canary(dana, lee, (CREDIT_MODEL, 2))
+    r = dana.request_promotion((CREDIT_MODEL, 2), "Production", "A simple tree the underwriters can read; the canary holds up.")
     casey.comment(r.id, "Please add the drift report before anyone signs.")
     dana.drift(*_drift_frames(), model_version=(CREDIT_MODEL, 2))
     # pending, gates passing, awaiting one lead: the next diabetes version to Staging

@@ -65,3 +65,20 @@ def overlay(reference: pl.Series, current: pl.Series, feature: str, kind: str) -
     fig.update_layout(title=f"{name}: reference against the chosen window", template="plotly_white",
                       margin=dict(l=10, r=10, t=50, b=10), xaxis_title=name)
     return fig
+
+
+def side_by_side(windows: dict[str, pl.DataFrame], task: str) -> go.Figure:
+    """Two (or more) versions' windows on shared axes: performance, drift share, latency p95, error rate."""
+    perf = _PERFORMANCE[task][0]
+    panels = ((perf, perf.upper() if perf == "auc" else perf), ("drift_share", "drift share"),
+              ("latency_p95_ms", "latency p95 (ms)"), ("error_rate", "error rate"))
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels], shared_xaxes=True)
+    colors = ["#1f4e79", "#c55a11", "#548235", "#7030a0"]
+    for i, (label, frame) in enumerate(windows.items()):
+        for j, (column, _) in enumerate(panels):
+            if column in frame.columns:
+                fig.add_trace(go.Scatter(x=frame["window_start"].to_list(), y=frame[column].to_list(), mode="lines+markers",
+                                         name=plotly_text(label), legendgroup=label, showlegend=j == 0,
+                                         line=dict(color=colors[i % len(colors)])), j // 2 + 1, j % 2 + 1)
+    fig.update_layout(height=520, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
+    return fig

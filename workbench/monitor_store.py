@@ -101,9 +101,10 @@ where (? is null or m.name = ?) order by a.window_start desc, a.id desc
 
 
 MONITORED_SQL = """
-select m.name, b.version, count(*) as batches, sum(b.rows) as predictions,
+select m.name, b.version, min(v.stage) as stage, count(*) as batches, cast(sum(b.rows) as bigint) as predictions,
        (select max(x.id) from prediction_batches x where x.model_id = b.model_id and x.version = b.version) as last_batch,
        min(b.first_ts) as first_prediction, max(b.last_ts) as last_prediction
 from prediction_batches b join registered_models m on m.id = b.model_id
+join model_versions v on v.model_id = b.model_id and v.version = b.version
 where b.kind = 'predictions' group by m.name, b.model_id, b.version order by m.name, b.version
 """
