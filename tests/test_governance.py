@@ -109,6 +109,9 @@ def test_failing_gates_need_a_leads_override_with_a_reason(team):
         casey.decide(req.id, True, "fine")
     with pytest.raises(wb.ValidationError, match="needs override_reason"):
         lee.decide(req.id, True, "fine")
+    assert [r["reason"] for r in _refusals(casey)][:2] == [
+        "Gate(s) ['drift evidence'] fail: approving past them needs override_reason (why the version may go ahead anyway).",
+        "Gate(s) ['drift evidence'] fail: only a lead may approve past them, with an override reason."]
     assert lee.decide(req.id, True, "fine", override_reason="drift is checked weekly after release").status == "pending"
     assert casey.decide(req.id, True, "agree with the override").status == "approved"
     decisions = dana.request(req.id).decisions
@@ -136,6 +139,7 @@ def test_changed_evidence_makes_a_request_stale_until_refreshed(team):
         lee.decide(req.id, True, "ok")
     fresh = dana.refresh_request(req.id)
     assert not fresh.stale and fresh.evidence_sha256 != req.evidence_sha256
+    assert "stale" in _refusals(team["casey"])[0]["reason"]  # the refused decision is on record
     assert lee.decide(req.id, True, "ok on the new evidence").status == "approved"
 
 
