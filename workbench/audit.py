@@ -233,7 +233,8 @@ def filter_sql(*, actor=None, action=None, entity=None, since=None, until=None) 
     return ("where " + " and ".join(where)) if where else "", params
 
 
-_ENTITY_TYPES = {"run", "experiment", "model", "model_version", "dataset", "user", "store", "audit", "request"}
+_ENTITY_TYPES = {"run", "experiment", "model", "model_version", "dataset", "user", "store", "audit", "request", "report",
+                 "risk_tier"}
 
 
 def _utc(value) -> datetime:

@@ -22,9 +22,11 @@ app = typer.Typer(help="Workbench: track, register and govern machine-learning m
 users_app = typer.Typer(help="Local accounts and their roles.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+report_app = typer.Typer(help="Model cards, validation packs and audit extracts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
 
 StoreOpt = typer.Option(None, "--store", help="Store file (default: $WORKBENCH_STORE, else data/workbench.duckdb).")
 
@@ -173,6 +175,23 @@ def audit_export(fmt: str = typer.Option("csv", "--format", help="csv or json"),
     except OSError as exc:
         _fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"Wrote {out} ({len(data):,} bytes)")
+
+
+@report_app.command("export")
+def report_export(kind: str = typer.Option(..., help="model-card, validation or audit"),
+                  model: Optional[str] = typer.Option(None, help="Registered model name (audit: optional)"),
+                  version: Optional[int] = typer.Option(None, help="Version (default: Production, else the latest)"),
+                  fmt: str = typer.Option("html", "--format", help="html, pdf, json or md"),
+                  out: Path = typer.Option(..., help="An existing, writable folder"),
+                  since: Optional[str] = typer.Option(None, help="audit: ISO date or time (UTC)"),
+                  until: Optional[str] = typer.Option(None, help="audit: ISO date or time (UTC), exclusive"),
+                  store: Optional[str] = StoreOpt) -> None:
+    """Write one report; the export is audited with the file's sha256."""
+    from . import reports
+
+    options = {"since": since, "until": until} if kind == "audit" else {}
+    path = reports.export(_operator(store), kind, model, version, fmt, out, **options)
+    typer.echo(str(path))
 
 
 def main() -> None:
