@@ -134,3 +134,19 @@ def test_cli_report_export(demo, tmp_path):
     bad = run_cli("report", "export", "--kind", "validation", "--model", "credit-default", "--format", "json",
                   "--out", tmp_path / "nowhere", "--store", path)
     assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_card_text_written_by_the_owner_appears_and_is_audited(demo):
+    path, ws = demo
+    dana = wb.connect(path, user="dana")
+    dana.set_card_text("diabetes-progression", "limitations", "Trained on 442 patients from one study; <not> general.")
+    card = reports.model_card(ws, "diabetes-progression", 1)
+    assert card["considerations"]["limitations"].startswith("Trained on 442 patients")
+    assert "limitations (not written yet)" not in card["missing"]
+    assert "&lt;not&gt; general" in reports.to_html(card)
+    event = ws.audit_events(action="model_card.text").row(0, named=True)
+    assert event["actor"] == "dana" and json.loads(event["payload"])["field"] == "limitations"
+    with pytest.raises(wb.ValidationError, match="field must be one of"):
+        dana.set_card_text("diabetes-progression", "colour", "blue")
+    with pytest.raises(wb.PermissionDenied):
+        wb.connect(path, user="riley").set_card_text("diabetes-progression", "limitations", "none")

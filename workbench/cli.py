@@ -23,10 +23,12 @@ users_app = typer.Typer(help="Local accounts and their roles.", no_args_is_help=
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 report_app = typer.Typer(help="Model cards, validation packs and audit extracts.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Reports exported on a cron schedule.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
+app.add_typer(schedule_app, name="schedule")
 
 StoreOpt = typer.Option(None, "--store", help="Store file (default: $WORKBENCH_STORE, else data/workbench.duckdb).")
 
@@ -192,6 +194,73 @@ def report_export(kind: str = typer.Option(..., help="model-card, validation or 
     options = {"since": since, "until": until} if kind == "audit" else {}
     path = reports.export(_operator(store), kind, model, version, fmt, out, **options)
     typer.echo(str(path))
+
+
+@schedule_app.command("add")
+def schedule_add(name: str = typer.Option(..., help="A name for the schedule"),
+                 cron: str = typer.Option(..., help="Five fields, UTC: '0 6 * * MON' is Mondays at 06:00"),
+                 kind: str = typer.Option(..., help="model-card, validation or audit"),
+                 model: Optional[str] = typer.Option(None), version: Optional[int] = typer.Option(None),
+                 fmt: str = typer.Option("html", "--format", help="html, pdf, json or md"),
+                 out: Path = typer.Option(..., help="An existing, writable folder"),
+                 store: Optional[str] = StoreOpt) -> None:
+    """Export a report on a schedule (run by `schedule run-due` from cron, or by `workbench scheduler`)."""
+    ws = _operator(store)
+    ws.add_schedule(name, cron, kind, model, fmt, out, version=version)
+    nxt = ws.schedules().filter(name=name)["next_due"][0]
+    typer.echo(f"Added {name}: next due {nxt:%Y-%m-%d %H:%M} UTC")
+
+
+@schedule_app.command("list")
+def schedule_list(store: Optional[str] = StoreOpt) -> None:
+    """One schedule a line: name, cron, report, next due, last run."""
+    rows = _operator(store).schedules()
+    if rows.is_empty():
+        typer.echo("No schedules.")
+    for r in rows.iter_rows(named=True):
+        last = f"{r['last_status']} at {r['last_run_at']:%Y-%m-%d %H:%M}" if r["last_run_at"] else "never run"
+        typer.echo(f"{r['name']}  '{r['cron']}'  {r['kind']} {r['model'] or ''} {r['format']} -> {r['out_dir']}  "
+                   f"next {r['next_due']:%Y-%m-%d %H:%M} UTC  last: {last}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(name: str, store: Optional[str] = StoreOpt) -> None:
+    _operator(store).remove_schedule(name)
+    typer.echo(f"Removed {name}")
+
+
+@schedule_app.command("run-due")
+def schedule_run_due(store: Optional[str] = StoreOpt) -> None:
+    """Export what is due since the last run, each occurrence once; exit 1 if any export failed."""
+    outcomes = _operator(store).run_due_schedules()
+    for o in outcomes:
+        typer.echo(f"{o['schedule']}: {o['status']}" + (f" {o['path']}" if o.get("path") else "")
+                   + (f" ({o['error']})" if o.get("error") else ""))
+    if not outcomes:
+        typer.echo("Nothing due.")
+    if any(o["status"] == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def scheduler(store: Optional[str] = StoreOpt,
+              poll: float = typer.Option(30.0, help="Seconds between checks for due schedules")) -> None:
+    """Run due schedules until stopped (Ctrl+C or SIGTERM); the same as `schedule run-due` in a loop."""
+    import signal
+    import time
+
+    ws = _operator(store)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    typer.echo(f"Scheduler running on {ws.store.path}; checking every {poll:g} s.")
+    while not stop:
+        for o in ws.run_due_schedules():
+            typer.echo(f"{o['schedule']}: {o['status']}" + (f" {o['path']}" if o.get("path") else ""), err=bool(o.get("error")))
+        ws.store.release()  # let other processes have the file between checks
+        deadline = time.monotonic() + poll
+        while not stop and time.monotonic() < deadline:
+            time.sleep(min(0.5, poll))
+    typer.echo("Scheduler stopped.")
 
 
 def main() -> None:

@@ -63,8 +63,9 @@ def model_card(ws, name: str, version: int | None = None) -> dict:
         summary, table = ws.evidence_detail(int(rows["id"][0]))
         evidence[kind] = {"evidence_id": int(rows["id"][0]), "verdict": rows["verdict"][0], "summary": summary,
                           "table": table.to_dicts() if table is not None and kind != "explanation" else None}
-    considerations = {"intended_use": model["use_case"], "out_of_scope_use": None, "limitations": None,
-                      "ethical_considerations": None}
+    written = ws.card_text(name)
+    considerations = {field: written[field] for field in TEXT_FIELDS}
+    considerations["intended_use"] = considerations["intended_use"] or model["use_case"]
     missing += [f"{field.replace('_', ' ')} (not written yet)" for field, text in considerations.items() if not text]
     if not datasets:
         missing.append("training and evaluation data (the source run logged none)")
@@ -382,8 +383,13 @@ def export(ws, kind: str, name: str | None, version: int | None, fmt: str, out_d
         path.write_bytes(data)
     except OSError as exc:
         raise ValidationError(f"Could not write {path}: {exc.strerror or exc} (is the folder writable?).") from None
-    digest = artifacts.sha256_bytes(data)
-    ws._call(lambda conn: (None, [audit.Event(ws.user, ws.role, "report.export", "report", path.name, {
-        "kind": kind, "model": name, "version": doc["report"]["version"], "format": fmt, "sha256": digest,
-        "bytes": len(data), "missing": doc.get("missing", [])})]))
+    record(ws, doc, fmt, path.name, data, folder=str(out.resolve()))
     return path
+
+
+def record(ws, doc: dict, fmt: str, file_name_: str, data: bytes, folder: str | None = None) -> None:
+    """The audit event of an export: which report, and the sha256 of the bytes handed out."""
+    r = doc["report"]
+    ws._call(lambda conn: (None, [audit.Event(ws.user, ws.role, "report.export", "report", file_name_, {
+        "kind": r["kind"], "model": r["model"], "version": r["version"], "format": fmt, "folder": folder,
+        "sha256": artifacts.sha256_bytes(data), "bytes": len(data), "missing": doc.get("missing", [])})]))

@@ -21,6 +21,7 @@ from .store.writer import Writer
 from .tracking import Run, check_key, ensure_experiment
 from .workspace_governance import GovernanceMethods
 from .workspace_monitoring import MonitoringMethods
+from .workspace_reports import ReportMethods
 
 _stores: dict[str, tuple[Store, Writer]] = {}
 _stores_lock = threading.Lock()
@@ -60,7 +61,7 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
 
 
-class Workspace(MonitoringMethods, GovernanceMethods):
+class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
     """A store seen by one user: log runs, search them, manage the registry, keep evidence."""
 
     def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:

@@ -17,7 +17,8 @@ from sqlmodel import Field, SQLModel
 #: older one is migrated on open (see MIGRATIONS in store/connection.py).
 #: 1: tracking, registry, users, audit. 2: evidence. 3: prediction logs, monitor policies, alerts.
 #: 4: the audit head; promotion requests, decisions, comments, gate policies, stage changes, rollouts.
-SCHEMA_VERSION = 4
+#: 5: report schedules and their runs, model card text.
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -365,3 +366,48 @@ class Rollout(SQLModel, table=True):
     traffic_share: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
     set_by: str
     set_at: datetime = Field(sa_column=_ts())
+
+
+class ReportSchedule(SQLModel, table=True):
+    """A report exported on a cron schedule into a folder."""
+
+    __tablename__ = "report_schedules"
+    id: int | None = Field(default=None, sa_column=_id("report_schedules_id_seq"))
+    name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
+    cron: str
+    kind: str
+    model: str | None = None
+    version: int | None = None
+    format: str
+    out_dir: str
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+    last_due_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))  # the last occurrence handled
+
+
+class ReportRun(SQLModel, table=True):
+    """One run of a schedule: for which due time, whether it worked, what it wrote."""
+
+    __tablename__ = "report_runs"
+    id: int | None = Field(default=None, sa_column=_id("report_runs_id_seq"))
+    schedule_id: int = Field(index=True)
+    due_at: datetime = Field(sa_column=_ts())
+    missed: int = 0  # earlier occurrences folded into this run (the scheduler was not running)
+    started_at: datetime = Field(sa_column=_ts())
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    status: str  # running, ok, failed
+    path: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+    runner: str  # host:pid of the process that ran it
+
+
+class ModelCardText(SQLModel, table=True):
+    """What a model's owner wrote for its card: intended use, out-of-scope use, limitations, ethics."""
+
+    __tablename__ = "model_card_text"
+    model_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    field: str = Field(sa_column=sa.Column(sa.String, primary_key=True))
+    text: str
+    updated_by: str
+    updated_at: datetime = Field(sa_column=_ts())

@@ -1,0 +1,157 @@
+"""Scheduled reports: cron arithmetic, each occurrence exported once, failures retried, two schedulers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import workbench as wb
+from workbench import schedules
+
+T0 = datetime(2026, 11, 2, 5, 0, tzinfo=timezone.utc)  # a Monday, before 06:00
+
+
+def test_cron_arithmetic_due_missed_and_refusals():
+    weekly = "0 6 * * MON"
+    assert schedules.due(weekly, last=None, now=T0, created=T0 - timedelta(days=1)) is None  # not yet 06:00
+    assert schedules.due(weekly, last=None, now=T0 + timedelta(hours=2), created=T0) == (T0 + timedelta(hours=1), 0)
+    three_weeks = T0 + timedelta(days=21, hours=2)
+    assert schedules.due(weekly, last=T0 + timedelta(hours=1), now=three_weeks) == (T0 + timedelta(days=21, hours=1), 2)
+    assert schedules.next_due(weekly, T0) == T0 + timedelta(hours=1)
+    for bad in ("every monday", "61 * * * *", "0 6 * *", "0 6 * * MON extra", ""):
+        with pytest.raises(wb.ValidationError, match="Not a cron expression"):
+            schedules.check_cron(bad)
+
+
+@pytest.fixture
+def casey(op, store_path):
+    from sklearn.linear_model import LogisticRegression
+
+    op.add_user("dana", "data_scientist")
+    op.add_user("casey", "compliance_officer")
+    dana = wb.connect(store_path, user="dana")
+    with dana.start_run("s") as run:
+        run.register_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "scorer", risk_tier="low")
+    return wb.connect(store_path, user="casey")
+
+
+def _backdate(ws, store_path, name: str, when: datetime) -> None:
+    ws.close()
+    con = duckdb.connect(str(store_path))
+    try:
+        con.execute("update report_schedules set created_at = ? where name = ?", [when, name])
+    finally:
+        con.close()
+
+
+def test_run_due_twice_exports_once_and_catches_up_missed_weeks(casey, store_path, tmp_path):
+    casey.add_schedule("weekly-card", "0 6 * * MON", "model-card", "scorer", "md", tmp_path)
+    _backdate(casey, store_path, "weekly-card", T0)
+    first = casey.run_due_schedules(now=T0 + timedelta(days=14, hours=2))  # three Mondays passed
+    assert [(o["status"], o["missed"]) for o in first] == [("ok", 2)]
+    assert casey.run_due_schedules(now=T0 + timedelta(days=14, hours=3)) == []  # nothing new: not again
+    assert len(list(tmp_path.glob("model-card-scorer-*.md"))) == 1
+    nxt = casey.run_due_schedules(now=T0 + timedelta(days=21, hours=2))
+    assert [(o["status"], o["missed"]) for o in nxt] == [("ok", 0)]
+    runs = casey.schedule_runs()
+    assert runs["status"].to_list() == ["ok", "ok"] and runs["sha256"].null_count() == 0
+    listed = casey.schedules().row(0, named=True)
+    assert listed["last_status"] == "ok" and listed["next_due"] == T0 + timedelta(days=28, hours=1)
+
+
+def test_a_failed_export_is_recorded_and_retried(casey, store_path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    casey.add_schedule("pack", "0 6 * * *", "validation", "scorer", "json", out)
+    _backdate(casey, store_path, "pack", T0)
+    out.rmdir()  # the folder vanished after the schedule was made
+    now = T0 + timedelta(hours=2)
+    failed = casey.run_due_schedules(now=now)
+    assert failed[0]["status"] == "failed" and "does not exist" in failed[0]["error"]
+    assert casey.schedules()["last_status"].to_list() == ["failed"]
+    out.mkdir()
+    retried = casey.run_due_schedules(now=now)  # the same occurrence, tried again
+    assert [o["status"] for o in retried] == ["ok"] and len(list(out.iterdir())) == 1
+    assert casey.schedule_runs()["status"].to_list() == ["ok", "failed"]
+
+
+def test_bad_schedules_are_refused(casey, tmp_path):
+    with pytest.raises(wb.ValidationError, match="Not a cron expression"):
+        casey.add_schedule("x", "whenever", "model-card", "scorer", "html", tmp_path)
+    with pytest.raises(wb.ValidationError, match="does not exist"):
+        casey.add_schedule("x", "0 6 * * *", "model-card", "scorer", "html", tmp_path / "nope")
+    with pytest.raises(wb.NotFoundError, match="'nobody'"):
+        casey.add_schedule("x", "0 6 * * *", "model-card", "nobody", "html", tmp_path)
+    with pytest.raises(wb.ValidationError, match="format must be"):
+        casey.add_schedule("x", "0 6 * * *", "model-card", "scorer", "xlsx", tmp_path)
+    casey.add_schedule("x", "0 6 * * *", "audit", None, "json", tmp_path)
+    with pytest.raises(wb.ConflictError, match="exists already"):
+        casey.add_schedule("x", "0 7 * * *", "audit", None, "json", tmp_path)
+    casey.remove_schedule("x")
+    assert casey.schedules().is_empty()
+    with pytest.raises(wb.PermissionDenied):
+        wb.connect(casey.store.path, user="dana").add_schedule("y", "0 6 * * *", "audit", None, "json", tmp_path)
+
+
+def test_two_schedulers_at_once_export_each_occurrence_once(casey, store_path, tmp_path):
+    casey.add_schedule("audit-daily", "0 * * * *", "audit", None, "json", tmp_path)
+    _backdate(casey, store_path, "audit-daily", datetime.now(timezone.utc) - timedelta(hours=3))
+    start = time.time() + 2
+    script = (f"import time, sys; time.sleep(max(0, {start} - time.time())); "
+              "from workbench.cli import main; sys.argv = ['workbench', 'schedule', 'run-due', '--store', "
+              f"{str(store_path)!r}]; main()")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WORKBENCH_")}
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len(list(tmp_path.glob("audit-all-*.json"))) == 1, outs
+    ws = wb.connect(store_path, user="casey")
+    assert ws.schedule_runs()["status"].to_list() == ["ok"]
+    said = sorted(o[0].strip() for o in outs)
+    assert said[0] in ("Nothing due.", "audit-daily: skipped") and said[1].startswith("audit-daily: ok"), said
+
+
+def test_cli_schedule_commands(casey, store_path, tmp_path):
+    from _demo_store import run_cli
+
+    casey.close()
+    bad = run_cli("schedule", "add", "--name", "w", "--cron", "61 * * * *", "--kind", "audit", "--format", "json",
+                  "--out", tmp_path, "--store", store_path)
+    assert bad.returncode == 1 and "Not a cron expression" in bad.stderr and "Traceback" not in bad.stderr
+    ok = run_cli("schedule", "add", "--name", "w", "--cron", "0 6 * * MON", "--kind", "model-card", "--model", "scorer",
+                 "--format", "md", "--out", tmp_path, "--store", store_path)
+    assert ok.returncode == 0 and "next due" in ok.stdout, ok.stderr
+    listed = run_cli("schedule", "list", "--store", store_path)
+    assert listed.stdout.startswith("w  '0 6 * * MON'  model-card scorer md") and "never run" in listed.stdout
+    assert run_cli("schedule", "run-due", "--store", store_path).stdout.strip() == "Nothing due."
+    assert run_cli("schedule", "remove", "w", "--store", store_path).returncode == 0
+
+
+def test_the_long_running_scheduler_exports_and_stops_on_sigterm(casey, store_path, tmp_path):
+    import signal
+
+    casey.add_schedule("hourly", "0 * * * *", "model-card", "scorer", "json", tmp_path)
+    _backdate(casey, store_path, "hourly", datetime.now(timezone.utc) - timedelta(hours=2))
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WORKBENCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "scheduler", "--poll", "0.5", "--store",
+                             str(store_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("model-card-scorer-*.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(tmp_path.glob("model-card-scorer-*.json")), "the scheduler exported nothing"
+        time.sleep(1.5)  # a few more polls: nothing new is due
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.count("hourly: ok") == 1 and out.rstrip().endswith("Scheduler stopped.")
+    assert len(list(tmp_path.glob("model-card-scorer-*.json"))) == 1
