@@ -6,10 +6,8 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 import workbench as wb
