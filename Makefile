@@ -41,3 +41,4 @@ bench: $(BIN)/python
 	$(BIN)/python bench/w3_w4_drift.py
 	$(BIN)/python bench/w8_audit_verify.py
 	$(BIN)/python bench/w9_approvals.py
+	$(BIN)/python bench/w10_reports.py

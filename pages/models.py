@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from workbench import ui
+from workbench import reports, roles, ui
 
 ws = ui.require_page("models")
 st.title("Models")
@@ -31,3 +31,19 @@ with ui.shown_errors():
     if evidence.is_empty():
         ui.empty("No evidence stored for this model yet: compute it from a notebook with "
                  "`ws.fairness(version, X, y, sensitive_features=[...])`.")
+
+    # What the card says in words: written by the model's owners, read by everyone, audited.
+    with st.expander("Model card text", icon=":material/edit_note:"):
+        current = ws.card_text(name)
+        if roles.allowed(ws.role, "register_models"):
+            with st.form("card_text"):
+                texts = {f: st.text_area(f.replace("_", " ").capitalize(), value=current[f] or "")
+                         for f in reports.TEXT_FIELDS}
+                if st.form_submit_button("Save", icon=":material/save:"):
+                    for field, text in texts.items():
+                        if (text.strip() or None) != current[field]:
+                            ws.set_card_text(name, field, text)
+                    st.success("Saved; the next model card shows it.")
+        else:
+            for field in reports.TEXT_FIELDS:
+                st.markdown(f"**{field.replace('_', ' ').capitalize()}**: {ui.plain(current[field] or 'not written yet')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -338,6 +339,40 @@ def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, 
         assert event["actor"] == "lee"
     finally:
         ws.close()
+
+
+def test_a_compliance_officer_downloads_a_validation_pack(server, browser, tmp_path):
+    import hashlib
+
+    url, store = server
+    page, errors = _new_page(browser)
+    page.goto(url + "/reports")
+    _settled(page)
+    _sign_in(page, "casey")
+    expect(page.get_by_role("heading", name="Reports")).to_be_visible()
+    kind = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Kind")
+    kind.click()
+    page.get_by_role("option", name="validation").click()
+    _settled(page)
+    page.get_by_role("button", name="Generate").click()
+    _settled(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(r"Download validation-credit-default-v4-.*\.html")).click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    text = saved.read_text()
+    assert "<h1>Validation pack: credit-default v4</h1>" in text and "<script" not in text
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    _shoot(page, Path(__file__).parent / "artifacts" / "browser", "11-reports")
+    assert not errors, errors
+    page.close()
+    ws = wb.connect(store, user="casey")
+    try:
+        event = ws.audit_events(action="report.export", entity=f"report/{saved.name}").row(0, named=True)
+    finally:
+        ws.close()
+    assert event["actor"] == "casey"
+    assert json.loads(event["payload"])["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
 
 
 def _new_page(browser) -> tuple[Page, list[str]]:

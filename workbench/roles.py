@@ -66,6 +66,7 @@ PAGES: dict[str, str] = {
     "fairness": "view",
     "drift": "view",
     "approvals": "view",
+    "reports": "reports",
     "audit": "audit_view",
     "users": "manage_users",
 }

@@ -30,6 +30,7 @@ PAGES = {
     "fairness": ("fairness.py", "Fairness", ":material/balance:"),
     "drift": ("drift.py", "Drift & monitoring", ":material/monitoring:"),
     "approvals": ("approvals.py", "Approvals", ":material/approval:"),
+    "reports": ("reports.py", "Reports", ":material/description:"),
     "audit": ("audit.py", "Audit trail", ":material/policy:"),
     "users": ("users.py", "Users", ":material/group:"),
 }
