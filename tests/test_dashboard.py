@@ -501,3 +501,21 @@ def test_explanations_and_fairness_pages_draw_stored_evidence(evidence_store):
     assert [m.label for m in at.metric][:2] == ["demographic parity difference", "demographic parity ratio"]
     assert any("risk tier high" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # group bars, trend across the two versions
+
+
+def test_reports_page_flags_a_failed_scheduled_run(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    path = tmp_path / "reports.duckdb"
+    out = tmp_path / "out"
+    out.mkdir()
+    with _tmp_store(path, monkeypatch, {"casey": "compliance_officer"}) as op:
+        op.add_schedule("daily-audit", "0 6 * * *", "audit", None, "json", out)
+        out.rmdir()  # the folder is gone by the time the schedule runs
+        outcome = op.run_due_schedules(now=datetime.now(timezone.utc) + timedelta(days=2))
+        assert [o["status"] for o in outcome] == ["failed"]
+        at = _signed_in(AppTest.from_file(str(PAGE_FILES["reports"]), default_timeout=60), "compliance_officer",
+                        store=str(path)).run()
+        assert not at.exception
+        assert [w.value for w in at.warning] == ["1 scheduled run(s) failed; each is retried at the next run."]
+        assert at.dataframe[0].value["last_status"].tolist() == ["failed"]
