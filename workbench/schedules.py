@@ -168,6 +168,8 @@ def run_due(ws, now: datetime | None = None) -> list[dict]:
             path, digest = str(written), artifacts.sha256_file(written)
         except WorkbenchError as exc:
             error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a scheduler records any failure and carries on
+            error = f"{type(exc).__name__}: {exc}"
         ws._call(lambda conn, s=s: finish(conn, ws.user, ws.role, s, run_id, path=path, sha256=digest, error=error))
         outcomes.append({"schedule": s["name"], "status": "failed" if error else "ok", "due_at": due_at,
                          "missed": missed, "path": path, "error": error})
