@@ -519,3 +519,17 @@ def test_reports_page_flags_a_failed_scheduled_run(tmp_path, monkeypatch):
         assert not at.exception
         assert [w.value for w in at.warning] == ["1 scheduled run(s) failed; each is retried at the next run."]
         assert at.dataframe[0].value["last_status"].tolist() == ["failed"]
+
+
+def test_models_page_lets_owners_write_the_card_text(monkeypatch):
+    path = _demo_store.demo_copy()
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["models"]), default_timeout=60), "data_scientist", store=str(path)).run()
+    _assert_clean(at)
+    limitations = next(t for t in at.text_area if t.label == "Limitations")
+    limitations.input("Not validated for applicants under 21.")
+    next(b for b in at.get("form_submit_button") if b.label == "Save").click().run()
+    _assert_clean(at)
+    assert wb.connect(path).card_text("credit-default")["limitations"] == "Not validated for applicants under 21."
+    reviewer = _signed_in(AppTest.from_file(str(PAGE_FILES["models"]), default_timeout=60), "reviewer", store=str(path)).run()
+    assert not reviewer.text_area and any("applicants under 21" in m.value for m in reviewer.markdown)
