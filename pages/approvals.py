@@ -75,7 +75,10 @@ with ui.shown_errors():
                 st.markdown(f"[Open the {ui.PAGES[page][1]} page](/{page})")
     with tabs[5]:
         st.markdown("**Decisions**")
-        st.dataframe(pl.DataFrame(req.decisions), hide_index=True, width="stretch") if req.decisions else ui.empty("None yet.")
+        if req.decisions:
+            st.dataframe(pl.DataFrame(req.decisions), hide_index=True, width="stretch")
+        else:
+            ui.empty("None yet.")
         st.markdown("**Comments**")
         for c in req.comments:
             st.markdown(f"**{ui.plain(c['actor'])}** ({c['role'].replace('_', ' ')}), {c['created_at']:%Y-%m-%d %H:%M}: "
