@@ -163,3 +163,17 @@ def time_page(store: Path, page: str, user: str, password: str, reps: int, query
             check(at)
         times.append(dt)
     return times
+
+
+def cached_store(name: str, build: Callable[[Path], None], rebuild: bool = False) -> Path:
+    """A benchmark store in bench/results/, built once by ``build(path)`` (not timed) and reused."""
+    path = RESULTS_DIR / name
+    if rebuild or not path.exists():
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        for stale in (path, Path(str(path) + ".wal")):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(path.with_suffix(".artifacts"), ignore_errors=True)
+        t = time.perf_counter()
+        build(path)
+        log(f"built {name} in {fmt_s(time.perf_counter() - t)} (not timed)")
+    return path

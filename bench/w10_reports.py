@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, banner, fmt_s, fresh_dir, log, median, write_results  # noqa: E402
+from _common import banner, cached_store, fmt_s, fresh_dir, log, median, write_results  # noqa: E402
 
 BARS = {"html": 5.0, "pdf": 20.0}
 
@@ -30,19 +30,9 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     banner("W10: a validation pack of credit-default (the demo store), HTML and PDF")
-    path = RESULTS_DIR / "w10_demo.duckdb"
-    if args.rebuild or not path.exists():
-        import shutil
+    from workbench import demo
 
-        from workbench import demo
-
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for p in (path, Path(str(path) + ".wal")):
-            p.unlink(missing_ok=True)
-        shutil.rmtree(path.with_suffix(".artifacts"), ignore_errors=True)
-        t = time.perf_counter()
-        demo.seed(path, progress=False)
-        log(f"demo seeded in {fmt_s(time.perf_counter() - t)} (not timed)")
+    path = cached_store("w10_demo.duckdb", lambda p: demo.seed(p, progress=False), args.rebuild)
     import workbench as wb
     from workbench import reports
 

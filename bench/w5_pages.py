@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import time_page, write_results  # noqa: E402
+from _common import cached_store, time_page, write_results  # noqa: E402
 
 N_RUNS, N_CURVE_RUNS, N_KEYS, N_STEPS = 100_000, 5_000, 10, 100
 
@@ -82,12 +82,7 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    store = RESULTS / "w5_store_100k_5M_v2.duckdb"
-    if args.rebuild or not store.exists():
-        for p in (store, Path(str(store) + ".wal")):
-            p.unlink(missing_ok=True)
-        print("building the W5 store ...")
-        build(store)
+    store = cached_store("w5_store_100k_5M_v2.duckdb", build, args.rebuild)
     import workbench as wb
 
     ws = wb.connect(store)

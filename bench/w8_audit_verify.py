@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, banner, fmt_s, log, median, write_results  # noqa: E402
+from _common import banner, cached_store, fmt_s, log, median, write_results  # noqa: E402
 
 BAR_S = 10.0
 ACTIONS = [("run.start", "run"), ("run.log_metrics", "run"), ("run.end", "run"), ("model_version.stage", "model_version"),
@@ -69,14 +69,7 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     banner(f"W8: verify an audit chain of {args.events:,} events")
-    path = RESULTS_DIR / f"w8_audit_{args.events}.duckdb"
-    if args.rebuild or not path.exists():
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for p in (path, Path(str(path) + ".wal")):
-            p.unlink(missing_ok=True)
-        t = time.perf_counter()
-        build(path, args.events)
-        log(f"built in {fmt_s(time.perf_counter() - t)} (not timed)")
+    path = cached_store(f"w8_audit_{args.events}.duckdb", lambda p: build(p, args.events), args.rebuild)
     import workbench as wb
 
     ws = wb.connect(path, user="cora")

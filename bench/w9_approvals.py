@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, banner, fmt_s, log, median, time_page, write_results  # noqa: E402
+from _common import banner, cached_store, fmt_s, log, median, time_page, write_results  # noqa: E402
 
 BAR_S = 1.0
 MODELS, VERSIONS = 100, 10
@@ -61,17 +60,7 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     banner(f"W9: the Approvals page with {MODELS * VERSIONS:,} requests")
-    path = RESULTS_DIR / "w9_approvals.duckdb"
-    if args.rebuild or not path.exists():
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for p in (path, Path(str(path) + ".wal")):
-            p.unlink(missing_ok=True)
-        import shutil
-
-        shutil.rmtree(path.with_suffix(".artifacts"), ignore_errors=True)
-        t = time.perf_counter()
-        build(path)
-        log(f"built in {fmt_s(time.perf_counter() - t)} (not timed)")
+    path = cached_store("w9_approvals.duckdb", build, args.rebuild)
 
     def check(at):
         assert at.radio and at.radio[0].options[0] == "Awaiting me (300)", at.radio[0].options

@@ -16,6 +16,7 @@ Plus one user per role with the passwords printed below. Running it again change
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import warnings
@@ -261,6 +262,7 @@ def _seed_governance(store) -> None:
     dana.request_promotion((DIABETES_MODEL, 2), "Staging", "Second-best MAE; a spare for the canary.")
 
 
+@functools.lru_cache(maxsize=1)
 def _drift_frames():
     raw = make_credit_applicants(20_000, month="2026-01", seed=7)
     later = make_credit_applicants(5_000, month="2026-02", drifted=True, seed=7)

@@ -159,6 +159,12 @@ def evaluate_gates(snapshot: dict, gates: dict) -> list[dict]:
 
 
 # -- reading ----------------------------------------------------------------------------------------
+def current_gates(conn, name: str, version: int, risk_tier: str) -> tuple[dict, list[dict]]:
+    """(the version's evidence snapshot now, each gate's result on it)."""
+    snap = snapshots(conn, [(name, version)])[(name, version)]
+    return snap, evaluate_gates(snap, gate_policy(conn, risk_tier))
+
+
 def gate_policy(conn, risk_tier: str) -> dict:
     t = schema.GatePolicy.__table__
     row = conn.execute(sa.select(t.c.gates).where(t.c.risk_tier == risk_tier)).first()
@@ -214,8 +220,7 @@ def create(conn, actor: str, role: str, name: str, version: int, to_stage: str, 
                                                  r.c.to_stage == to_stage, r.c.status == "pending")).first()
     if open_ is not None:
         raise ConflictError(f"Request {open_[0]} for {name} v{version} to {to_stage} is already pending.")
-    snap = snapshots(conn, [(name, version)])[(name, version)]
-    gates = evaluate_gates(snap, gate_policy(conn, tier))
+    snap, gates = current_gates(conn, name, version, tier)
     sha = digest(snap)
     request_id = conn.execute(sa.insert(r).values(
         model_id=model_id, version=version, from_stage=stage, to_stage=to_stage, justification=justification.strip(),
@@ -336,9 +341,8 @@ def refresh(conn, actor: str, role: str, request_id: int):
         raise ConflictError(f"Request {request_id} is already {req['status']}.")
     if actor != req["requested_by"] and role != "lead":
         raise PermissionDenied(f"Only the requester ({req['requested_by']}) or a lead may refresh request {request_id}.")
-    snap = snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
+    snap, gates = current_gates(conn, req["name"], req["version"], req["risk_tier"])
     sha = digest(snap)
-    gates = evaluate_gates(snap, gate_policy(conn, req["risk_tier"]))
     _bump(conn, req, evidence_sha256=sha, evidence=canonical_json(snap), gates=canonical_json(gates))
     return sha, [_event(actor, role, "request.refresh", request_id, {"from": req["evidence_sha256"], "to": sha})]
 
@@ -357,11 +361,8 @@ def rollback(conn, actor: str, role: str, name: str, reason: str):
     """Put back the version that Production had before the current one; the current is archived."""
     if not reason or not reason.strip():
         raise ValidationError("A rollback needs a reason.")
-    c, m = schema.StageChange.__table__, schema.RegisteredModel.__table__
-    model = conn.execute(sa.select(m.c.id).where(m.c.name == name)).first()
-    if model is None:
-        raise NotFoundError(f"No registered model named {name!r}.")
-    v = schema.ModelVersion.__table__
+    c, v = schema.StageChange.__table__, schema.ModelVersion.__table__
+    model = (registry._model_row(conn, name)["id"],)
     current = conn.execute(sa.select(v.c.version).where(v.c.model_id == model[0], v.c.stage == "Production")).first()
     if current is None:
         raise ValidationError(f"{name} has no version in Production to roll back.")
@@ -390,10 +391,8 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
     """Record a canary: the challenger version and the share of traffic it serves (0 ends it)."""
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.5:
         raise ValidationError(f"traffic_share is the challenger's share, between 0 and 0.5; got {share!r}.")
-    m, v, t = schema.RegisteredModel.__table__, schema.ModelVersion.__table__, schema.Rollout.__table__
-    model = conn.execute(sa.select(m.c.id).where(m.c.name == name)).first()
-    if model is None:
-        raise NotFoundError(f"No registered model named {name!r}.")
+    v, t = schema.ModelVersion.__table__, schema.Rollout.__table__
+    model = (registry._model_row(conn, name)["id"],)
     champion = conn.execute(sa.select(v.c.version).where(v.c.model_id == model[0], v.c.stage == "Production")).first()
     if champion is None:
         raise ValidationError(f"{name} has no Production version to share traffic with.")

@@ -9,17 +9,13 @@ import json
 
 import sqlalchemy as sa
 
+from . import registry
 from .audit import Event, canonical_json
-from .errors import NotFoundError
 from .store import schema
 
 
 def model_id(conn, name: str) -> int:
-    row = conn.execute(sa.select(schema.RegisteredModel.__table__.c.id)
-                       .where(schema.RegisteredModel.__table__.c.name == name)).first()
-    if row is None:
-        raise NotFoundError(f"No registered model named {name!r}.")
-    return row[0]
+    return registry._model_row(conn, name)["id"]
 
 
 def record_batch(conn, actor: str, role: str, *, name: str, version: int, kind: str, sha256: str, rows: int,

@@ -19,7 +19,6 @@ Column names inside a stored batch are fixed: ``timestamp`` (UTC), ``request_id`
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import uuid
@@ -130,8 +129,7 @@ def _numeric(frame: pl.DataFrame, column: str, name: str) -> pl.Series:
     s = frame.get_column(column)
     if s.dtype == pl.Boolean:
         s = s.cast(pl.Int8)
-    if s.dtype not in (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16,
-                       pl.UInt32, pl.UInt64):
+    if not s.dtype.is_numeric():
         raise ValidationError(f"Column {column!r} must be numeric ({name}), not {s.dtype}.")
     return s.cast(pl.Float64).alias(name)
 
@@ -149,12 +147,6 @@ def label_batch(frame: pl.DataFrame, *, request_id: str, label: str) -> pl.DataF
     if labels.null_count() or not labels.is_finite().all():
         raise ValidationError(f"Column {label!r} has missing or infinite labels; log only known outcomes.")
     return pl.DataFrame([ids.alias("request_id"), labels])
-
-
-def parquet_bytes(frame: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    frame.write_parquet(buf)
-    return buf.getvalue()
 
 
 # -- reading -----------------------------------------------------------------------------------------

@@ -53,9 +53,9 @@ def model_card(ws, name: str, version: int | None = None) -> dict:
     missing = []
     run = ws.get_run(mv.run_id) if mv.run_id else None
     datasets = ws.run_datasets(mv.run_id).to_dicts() if mv.run_id else []
-    evidence = {}
+    evidence, stored = {}, ws.evidence(name).filter(pl.col("version") == mv.version)
     for kind in governance.EVIDENCE_KINDS:
-        rows = ws.evidence(name).filter((pl.col("version") == mv.version) & (pl.col("kind") == kind))
+        rows = stored.filter(pl.col("kind") == kind)
         if rows.is_empty():
             missing.append(f"{kind} evidence")
             evidence[kind] = None
@@ -134,7 +134,7 @@ def validation_pack(ws, name: str, version: int | None = None) -> dict:
                                        "evidence_sha256": d["evidence_sha256"], "at": d["created_at"].isoformat()}
                                       for d in r.decisions]})
     tier = card["model_details"]["risk_tier"]
-    snap = _current_gates(ws, name, v, tier)
+    _, snap = ws._in_transaction(lambda conn: governance.current_gates(conn, name, v, tier))
     alerts = ws.alerts(name).filter(pl.col("version") == v)
     check = ws.verify_audit()
     missing = list(card["missing"]) + ([] if history else ["an approval (no promotion request for this version)"])
@@ -146,15 +146,6 @@ def validation_pack(ws, name: str, version: int | None = None) -> dict:
             "audit_check": {"ok": check.ok, "events": check.n_events, "head_hash": check.head_hash,
                             "first_broken_seq": check.first_broken_seq, "reason": check.reason},
             "missing": missing}
-
-
-def _current_gates(ws, name: str, version: int, tier: str) -> list[dict]:
-    with ws.store.connection() as conn:
-        try:
-            snap = governance.snapshots(conn, [(name, version)])[(name, version)]
-            return governance.evaluate_gates(snap, governance.gate_policy(conn, tier))
-        finally:
-            conn.commit()
 
 
 def audit_extract(ws, name: str | None = None, *, since=None, until=None) -> dict:
@@ -346,9 +337,26 @@ def to_pdf(html_text: str) -> bytes:
         return pdf.read_bytes()
 
 
-def render(doc: dict, fmt: str) -> bytes:
+def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValidationError(f"format must be one of {FORMATS}, got {fmt!r}.")
+    return fmt
+
+
+def check_folder(folder) -> Path:
+    """An existing, writable folder to write reports into, or a clear refusal."""
+    out = Path(folder)
+    if not out.exists():
+        raise ValidationError(f"The output folder {out} does not exist.")
+    if not out.is_dir():
+        raise ValidationError(f"The output path {out} is a file, not a folder.")
+    if not os.access(out, os.W_OK):
+        raise ValidationError(f"The output folder {out} is not writable.")
+    return out
+
+
+def render(doc: dict, fmt: str) -> bytes:
+    check_format(fmt)
     if fmt == "json":
         return to_json(doc)
     if fmt == "md":
@@ -367,15 +375,8 @@ def file_name(doc: dict, fmt: str) -> str:
 def export(ws, kind: str, name: str | None, version: int | None, fmt: str, out_dir, **options) -> Path:
     """Build, render and write one report into ``out_dir``; the export is audited with the file's sha256."""
     ws._require("reports")
-    out = Path(out_dir)
-    if not out.exists():
-        raise ValidationError(f"The output folder {out} does not exist.")
-    if not out.is_dir():
-        raise ValidationError(f"The output path {out} is a file, not a folder.")
-    if not os.access(out, os.W_OK):
-        raise ValidationError(f"The output folder {out} is not writable.")
-    if fmt not in FORMATS:
-        raise ValidationError(f"format must be one of {FORMATS}, got {fmt!r}.")
+    out = check_folder(out_dir)
+    check_format(fmt)
     doc = build(ws, kind, name, version, **options)
     data = render(doc, fmt)
     path = out / file_name(doc, fmt)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -71,18 +70,13 @@ def add(conn, actor: str, role: str, *, name: str, cron: str, kind: str, model: 
         raise ValidationError("A schedule needs a name.")
     if kind not in reports.KINDS:
         raise ValidationError(f"kind must be one of {reports.KINDS}, got {kind!r}.")
-    if fmt not in reports.FORMATS:
-        raise ValidationError(f"format must be one of {reports.FORMATS}, got {fmt!r}.")
+    reports.check_format(fmt)
     if kind != "audit" and not model:
         raise ValidationError(f"A {kind} schedule needs a model (--model).")
     if model is not None and conn.execute(sa.text("select 1 from registered_models where name = :n"),
                                           {"n": model}).first() is None:
         raise NotFoundError(f"No registered model named {model!r}.")
-    folder = Path(out_dir)
-    if not folder.is_dir():
-        raise ValidationError(f"The output folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK):
-        raise ValidationError(f"The output folder {folder} is not writable.")
+    folder = reports.check_folder(out_dir)
     t = schema.ReportSchedule.__table__
     if conn.execute(sa.select(t.c.id).where(t.c.name == name)).first() is not None:
         raise ConflictError(f"A schedule named {name!r} exists already; remove it first or pick another name.")

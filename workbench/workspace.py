@@ -219,9 +219,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
         return self._read(registry.MODELS_SQL)
 
     def model_versions(self, name: str | None = None) -> pl.DataFrame:
+        return self._read_for_model(registry.VERSIONS_SQL, name)
+
+    def _read_for_model(self, sql: str, name: str | None) -> pl.DataFrame:
+        """``sql`` (with ``? is null or m.name = ?``) for one model, which must exist, or for all."""
         if name is not None:
             self._model_exists(name)
-        return self._read(registry.VERSIONS_SQL, [name, name])
+        return self._read(sql, [name, name])
+
+    def _in_transaction(self, fn):
+        """``fn(conn)`` on a leased connection (reads that need more than one query)."""
+        with self.store.connection() as conn:
+            try:
+                return fn(conn)
+            finally:
+                conn.commit()
 
     def _model_exists(self, name: str) -> None:
         if self.store.scalar("select count(*) from registered_models where name = ?", [name]) == 0:
@@ -422,9 +434,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
         """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
         from . import evidence
 
-        if name is not None:
-            self._model_exists(name)
-        return self._read(evidence.LATEST_SQL, [name, name])
+        return self._read_for_model(evidence.LATEST_SQL, name)
 
     def evidence_policy(self, evidence_id: int) -> dict | None:
         """The thresholds a stored verdict was reached with (None where no policy judged it)."""
@@ -485,11 +495,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
         """Recompute the chain (and check it passes through ``anchor``, from :meth:`audit_anchor`)."""
         self._require("audit_view")
         self._writer.flush()
-        with self.store.connection() as conn:
-            try:
-                return audit.verify(conn, anchor)
-            finally:
-                conn.commit()
+        return self._in_transaction(lambda conn: audit.verify(conn, anchor))
 
     def audit_head(self) -> dict:
         """The recorded head of the chain (seq, hash), without verifying it."""

@@ -106,11 +106,7 @@ class GovernanceMethods:
 
     def gate_policy(self, risk_tier: str) -> dict:
         registry.check_risk_tier(risk_tier)
-        with self.store.connection() as conn:
-            try:
-                return governance.gate_policy(conn, risk_tier)
-            finally:
-                conn.commit()
+        return self._in_transaction(lambda conn: governance.gate_policy(conn, risk_tier))
 
     def set_gate_policy(self, risk_tier: str, **gates) -> dict:
         """Replace a tier's gates (admins; audited with the policy before and after)."""
@@ -127,11 +123,8 @@ class GovernanceMethods:
             return rows.with_columns(pl.lit(None, pl.Boolean).alias("stale"), pl.lit(None, pl.List(pl.String))
                                      .alias("failing_gates")).drop("gates")
         pending = rows.filter(pl.col("status") == "pending").select(["name", "version"]).unique().rows()
-        with self.store.connection() as conn:
-            try:
-                current = {k: governance.digest(s) for k, s in governance.snapshots(conn, pending).items()}
-            finally:
-                conn.commit()
+        current = {k: governance.digest(s) for k, s
+                   in self._in_transaction(lambda conn: governance.snapshots(conn, pending)).items()}
         stale = [status == "pending" and current.get((n, v)) != sha for n, v, status, sha
                  in rows.select(["name", "version", "status", "evidence_sha256"]).iter_rows()]
         failing = [[g["gate"] for g in json.loads(gates) if not g["passed"]] for gates in rows["gates"]]
@@ -140,13 +133,12 @@ class GovernanceMethods:
 
     def request(self, request_id: int) -> Request:
         """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments."""
-        with self.store.connection() as conn:
-            try:
-                req = governance._request(conn, request_id)
-                snap = governance.snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
-                signed = governance.sign_offs(conn, request_id, req["evidence_sha256"])
-            finally:
-                conn.commit()
+        def read(conn):
+            req = governance._request(conn, request_id)
+            snap = governance.snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
+            return req, snap, governance.sign_offs(conn, request_id, req["evidence_sha256"])
+
+        req, snap, signed = self._in_transaction(read)
         decisions = self._read("select actor, role, approve, comment, override_reason, evidence_sha256, created_at "
                                "from request_decisions where request_id = ? order by id", [request_id]).to_dicts()
         comments = self._read("select actor, role, text, created_at from request_comments where request_id = ? "
@@ -166,6 +158,4 @@ class GovernanceMethods:
 
     def stage_history(self, name: str | None = None) -> pl.DataFrame:
         """Every stage change, newest first: who, why, and through which request."""
-        if name is not None:
-            self._model_exists(name)
-        return self._read(registry.STAGE_HISTORY_SQL, [name, name])
+        return self._read_for_model(registry.STAGE_HISTORY_SQL, name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from . import artifacts, monitor_store, monitoring
+from . import artifacts, evidence, monitor_store, monitoring
 from .errors import ValidationError
 
 COMMAND_TIMEOUT_S = 600
@@ -22,7 +22,7 @@ class MonitoringMethods:
 
     def _put_batch(self, name: str, version: int, kind: str, frame: pl.DataFrame, *, ts: pl.Series | None = None,
                    extra: dict | None = None) -> int:
-        digest, _ = artifacts.put_bytes(self.store.artifact_root, monitoring.parquet_bytes(frame))
+        digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(frame))
         first, last = (ts.min(), ts.max()) if ts is not None else (None, None)
         return self._call(lambda conn: monitor_store.record_batch(
             conn, self.user, self.role, name=name, version=version, kind=kind, sha256=digest, rows=frame.height,
@@ -94,9 +94,7 @@ class MonitoringMethods:
 
     def monitor_policy(self, name: str) -> dict:
         self._model_exists(name)
-        with self.store.connection() as conn:
-            thresholds, command = monitor_store.get_policy(conn, name)
-            conn.commit()
+        thresholds, command = self._in_transaction(lambda conn: monitor_store.get_policy(conn, name))
         return {"thresholds": thresholds or dict(monitoring.DEFAULT_THRESHOLDS), "retrain_command": command,
                 "default": thresholds is None}
 
@@ -145,9 +143,7 @@ class MonitoringMethods:
 
     def alerts(self, name: str | None = None) -> pl.DataFrame:
         """Recorded alerts, newest window first (with the command each ran and its exit status)."""
-        if name is not None:
-            self._model_exists(name)
-        return self._read(monitor_store.ALERTS_SQL, [name, name])
+        return self._read_for_model(monitor_store.ALERTS_SQL, name)
 
 
 def _run(command: list[str], env: dict[str, str]) -> tuple[int | None, str]:
