@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import workbench as wb
 from workbench import workspace as _workspace
 from workbench.workspace import operator_workspace
+
+
+def pytest_configure(config):
+    # One pseudonymisation key for the whole run, servers and demo stores included, so no
+    # test writes a key file into the home folder; tests of key handling override it.
+    os.environ["WORKBENCH_PSEUDONYM_KEY"] = "5e" * 32
+    for name in ("WORKBENCH_PSEUDONYM_KEY_FILE", "WORKBENCH_ARTIFACT_KEY", "WORKBENCH_ARTIFACT_KEY_FILE"):
+        os.environ.pop(name, None)
 
 
 def _forget(path) -> None:

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from .errors import (  # noqa: E402
     ConflictError,
     IntegrityError,
+    KeyUnavailableError,
     NotFoundError,
     PermissionDenied,
     StoreError,
@@ -32,6 +33,6 @@ from .workspace import Workspace, connect  # noqa: E402
 __all__ = [
     "connect", "Workspace", "Run", "ModelVersion", "DatasetRef", "ROLES", "WorkbenchError", "StoreError",
     "StoreLockedError", "NotFoundError", "ValidationError", "PermissionDenied", "IntegrityError",
-    "ConflictError",
+    "ConflictError", "KeyUnavailableError",
     "FilterSyntaxError", "__version__",
 ]

@@ -33,5 +33,9 @@ class IntegrityError(WorkbenchError):
     """A file whose content does not match the digest the store recorded for it."""
 
 
+class KeyUnavailableError(WorkbenchError):
+    """An encrypted file whose key is not configured (or another key is)."""
+
+
 class ConflictError(WorkbenchError):
     """Someone else changed the object first (e.g. decided the request): reload and look again."""

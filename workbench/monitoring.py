@@ -19,6 +19,7 @@ Column names inside a stored batch are fixed: ``timestamp`` (UTC), ``request_id`
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import uuid
@@ -31,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from . import artifacts
-from .errors import IntegrityError, ValidationError
+from .errors import IntegrityError, NotFoundError, ValidationError
 from .store.connection import frame as sql_frame
 
 RESERVED = ("timestamp", "request_id", "prediction", "label", "latency_ms", "error")
@@ -150,57 +151,51 @@ def label_batch(frame: pl.DataFrame, *, request_id: str, label: str) -> pl.DataF
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def checked_paths(root: Path, digests: list[str]) -> list[str]:
-    """Paths of the batch files after checking each still hashes to its recorded digest."""
-    paths = []
+def checked_frames(root: Path, digests: list[str]) -> list[pl.DataFrame]:
+    """The batch files, each read only after its content is checked against its digest
+    (and decrypted, when artifacts are encrypted)."""
+    frames = []
     for digest in digests:
-        path = artifacts.path_for(root, digest)
-        if not path.exists():
-            raise IntegrityError(f"Prediction log file {digest[:12]}... is missing from the artifact folder {root}.")
-        if artifacts.sha256_file(path) != digest:
-            raise IntegrityError(f"Prediction log file {path} does not match its recorded digest: it was changed; "
-                                 "refusing to use it.")
-        paths.append(str(path))
-    return paths
+        try:
+            data = artifacts.get_bytes(root, digest)
+        except NotFoundError:
+            raise IntegrityError(f"Prediction log file {digest[:12]}... is missing from the artifact folder {root}.") from None
+        frames.append(pl.read_parquet(io.BytesIO(data)))
+    return frames
 
 
-def read_logs(prediction_files: list[str], label_files: list[str], start=None, end=None) -> pl.DataFrame:
+def read_logs(predictions: list[pl.DataFrame], labels: list[pl.DataFrame], start=None, end=None) -> pl.DataFrame:
     """All logged predictions (in [start, end)), with the latest label of each request joined in."""
     con = duckdb.connect()
     try:
-        preds = f"read_parquet({prediction_files!r}, union_by_name = true)"
-        logged_label = "label" in [r[0] for r in con.execute(f"describe select * from {preds}").fetchall()]
+        con.register("preds", pl.concat(predictions, how="diagonal_relaxed"))
+        logged_label = "label" in [r[0] for r in con.execute("describe select * from preds").fetchall()]
         where, params = [], []
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 where.append(f"p.timestamp {op} ?")
                 params.append(bound)
         cond = f"where {' and '.join(where)}" if where else ""
-        if not label_files:
-            return sql_frame(con, f"select p.* from {preds} p {cond} order by p.timestamp", params)
-        # the files in logging order: a later label of the same request wins
-        late = " union all ".join(f"select request_id, label, {i} as k from read_parquet('{f}')"
-                                  for i, f in enumerate(label_files))
+        if not labels:
+            return sql_frame(con, f"select p.* from preds p {cond} order by p.timestamp", params)
+        # the batches in logging order: a later label of the same request wins
+        con.register("late", pl.concat([f.select("request_id", "label").with_columns(pl.lit(i).alias("k"))
+                                        for i, f in enumerate(labels)], how="vertical_relaxed"))
         label = "coalesce(l.late_label, p.label)" if logged_label else "l.late_label"
         select = f"p.* replace ({label} as label)" if logged_label else f"p.*, {label} as label"
-        sql = (f"select {select} from {preds} p left join (select request_id, arg_max(label, k) as late_label "
-               f"from ({late}) group by request_id) l using (request_id) {cond} order by p.timestamp")
+        sql = (f"select {select} from preds p left join (select request_id, arg_max(label, k) as late_label "
+               f"from late group by request_id) l using (request_id) {cond} order by p.timestamp")
         return sql_frame(con, sql, params)
     finally:
         con.close()
 
 
-def known_request_ids(prediction_files: list[str], ids: pl.Series) -> int:
+def known_request_ids(predictions: list[pl.DataFrame], ids: pl.Series) -> int:
     """How many of ``ids`` a logged prediction has."""
-    if not prediction_files:
+    if not predictions:
         return 0
-    con = duckdb.connect()
-    try:
-        con.register("wanted", pl.DataFrame({"request_id": ids.unique()}))
-        return int(con.execute(f"select count(*) from wanted w semi join read_parquet({prediction_files!r}, "
-                               "union_by_name = true) p using (request_id)").fetchone()[0])
-    finally:
-        con.close()
+    logged = pl.concat([f.select("request_id") for f in predictions])
+    return int(ids.unique().is_in(logged["request_id"].implode()).sum())
 
 
 # -- the monitor -------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ class MonitoringMethods:
             conn, self.user, self.role, name=name, version=version, kind=kind, sha256=digest, rows=frame.height,
             first_ts=first, last_ts=last, extra=extra))
 
-    def _batch_files(self, name: str, version: int, kind: str) -> list[str]:
+    def _batches(self, name: str, version: int, kind: str) -> list[pl.DataFrame]:
         digests = self._read(monitor_store.BATCHES_SQL, [name, version, kind])["sha256"].to_list()
-        return monitoring.checked_paths(self.store.artifact_root, digests)
+        return monitoring.checked_frames(self.store.artifact_root, digests)
 
     def log_predictions(self, model_version, frame, *, timestamp: str = "timestamp", request_id: str = "request_id",
                         prediction: str = "prediction", label: str | None = None, latency: str = "latency_ms",
@@ -63,7 +63,7 @@ class MonitoringMethods:
         name, version = self._version_ref(model_version)
         self.get_model_version(name, version)
         batch = monitoring.label_batch(to_polars(frame), request_id=request_id, label=label)
-        matched = monitoring.known_request_ids(self._batch_files(name, version, "predictions"), batch["request_id"])
+        matched = monitoring.known_request_ids(self._batches(name, version, "predictions"), batch["request_id"])
         unknown = batch["request_id"].n_unique() - matched
         batch_id = self._put_batch(name, version, "labels", batch, extra={"matched": matched, "unknown": unknown})
         return {"batch_id": batch_id, "rows": batch.height, "matched": matched, "unknown": unknown}
@@ -112,13 +112,13 @@ class MonitoringMethods:
         name, version = self._version_ref(model_version)
         mv = self.get_model_version(name, version)
         lo, hi = monitoring.window_bounds(start, end)
-        files = self._batch_files(name, version, "predictions")
-        if not files:
+        batches = self._batches(name, version, "predictions")
+        if not batches:
             raise ValidationError(f"{name} v{version} has no logged predictions: log some with ws.log_predictions().")
-        logs = monitoring.read_logs(files, self._batch_files(name, version, "labels"), lo, hi)
+        logs = monitoring.read_logs(batches, self._batches(name, version, "labels"), lo, hi)
         if reference is None:
-            ref_files = self._batch_files(name, version, "reference")
-            reference = pl.read_parquet(ref_files[-1]) if ref_files else None
+            references = self._batches(name, version, "reference")
+            reference = references[-1] if references else None
         task = "classification" if hasattr(self.load_model(name, version), "predict_proba") else "regression"
         policy = self.monitor_policy(name)
         report = monitoring.monitor(logs, window=window, task=task, thresholds=policy["thresholds"], reference=reference)
