@@ -71,9 +71,39 @@ def demo(store: Optional[str] = StoreOpt, quiet: bool = typer.Option(False, "--q
 
 @app.command()
 def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--port"),
-          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on.")) -> None:
-    """Start the dashboard (Streamlit) on the store."""
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+          tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", metavar="PATH", envvar="WORKBENCH_TLS_CERT",
+                                                  help="PEM certificate (chain) to serve HTTPS; needs --tls-key."),
+          tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="PATH", envvar="WORKBENCH_TLS_KEY",
+                                                 help="PEM private key (unencrypted) of --tls-cert.")) -> None:
+    """Start the dashboard (Streamlit) on the store; over HTTPS with --tls-cert and --tls-key."""
+    import ssl
+
     from .store.connection import resolve_store
+
+    if (tls_cert is None) != (tls_key is None):
+        _fail("--tls-cert and --tls-key go together: give both, or neither.")
+    tls = tls_cert is not None
+    if tls:
+        tls_cert, tls_key = tls_cert.resolve(), tls_key.resolve()
+        for what, path in (("certificate", tls_cert), ("key", tls_key)):
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                _fail(f"cannot read the TLS {what} file {path}: {exc.strerror}")
+
+        def no_passphrase():  # Streamlit cannot ask for one: refuse here rather than prompt on the terminal
+            raise ValueError("the key is encrypted with a passphrase; serve needs an unencrypted key")
+
+        # Load the pair as the server will, so a wrong or mismatched file fails now, not inside Streamlit.
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(tls_cert, tls_key, password=no_passphrase)
+        except ValueError as exc:
+            _fail(f"TLS key {tls_key}: {exc}")
+        except ssl.SSLError as exc:
+            reason = ("the key does not belong to the certificate" if exc.reason == "KEY_VALUES_MISMATCH"
+                      else f"not a PEM certificate and its private key ({exc.reason or exc.strerror or exc})")
+            _fail(f"TLS certificate {tls_cert} and key {tls_key} do not load as a pair: {reason}")
 
     ws = _operator(store)  # fail here, clearly, on a bad store
     ws.close()
@@ -85,7 +115,12 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            # one theme for every page, wherever serve is started from
            "--theme.base", "light", "--theme.primaryColor", "#1f4e79"]
-    typer.echo(f"Dashboard on http://{host}:{port}  (store {env['WORKBENCH_STORE']})")
+    if tls:
+        # With sslCertFile set Streamlit serves HTTPS only and marks its cookies Secure; XSRF is
+        # forced on so a config.toml cannot turn it off under TLS.
+        cmd += ["--server.sslCertFile", str(tls_cert), "--server.sslKeyFile", str(tls_key),
+                "--server.enableXsrfProtection", "true"]
+    typer.echo(f"Dashboard on {'https' if tls else 'http'}://{host}:{port}  (store {env['WORKBENCH_STORE']})")
     if os.name == "posix":
         # Become the server, so a signal sent to this pid reaches Streamlit (no orphan on the port).
         sys.stdout.flush()
