@@ -24,11 +24,16 @@ models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 report_app = typer.Typer(help="Model cards, validation packs and audit extracts.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Reports exported on a cron schedule.", no_args_is_help=True)
+keys_app = typer.Typer(help="Keys for artifact encryption and pseudonymisation (kept outside the store).",
+                       no_args_is_help=True)
+artifacts_app = typer.Typer(help="The content-addressed artifact folder.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(keys_app, name="keys")
+app.add_typer(artifacts_app, name="artifacts")
 
 StoreOpt = typer.Option(None, "--store", help="Store file (default: $WORKBENCH_STORE, else data/workbench.duckdb).")
 
@@ -296,6 +301,35 @@ def scheduler(store: Optional[str] = StoreOpt,
         while not stop and time.monotonic() < deadline:
             time.sleep(min(0.5, poll))
     typer.echo("Scheduler stopped.")
+
+
+@keys_app.command("new")
+def keys_new(out: Optional[Path] = typer.Option(None, "--out", help="Write the key to this file (mode 0600) "
+                                                "instead of printing it.")) -> None:
+    """Make a random 32-byte key for WORKBENCH_ARTIFACT_KEY(_FILE) or WORKBENCH_PSEUDONYM_KEY(_FILE)."""
+    from .keys import new_key
+
+    key = new_key()
+    if out is None:
+        typer.echo(key)
+        return
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        _fail(f"Cannot create {out}: {exc.strerror} (an existing key file is never overwritten).")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    typer.echo(f"Key written to {out} (readable by you only). Keep it out of the store folder and back it up.")
+
+
+@artifacts_app.command("encrypt")
+def artifacts_encrypt(store: Optional[str] = StoreOpt) -> None:
+    """Encrypt, with the configured artifact key, every artifact file still in the clear."""
+    from .artifacts import encrypt_in_place
+
+    ws = _operator(store)
+    sealed, already = encrypt_in_place(ws.store.artifact_root)
+    typer.echo(f"Encrypted {sealed} file(s); {already} already encrypted ({ws.store.artifact_root}).")
 
 
 def main() -> None:

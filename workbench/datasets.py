@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,13 @@ from .errors import ValidationError
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """A logged data set: ``id`` in the store, its ``name`` and content ``digest``."""
+    """A logged data set: ``id`` in the store, its ``name``, content ``digest`` and column ``marks``."""
 
     id: int
     name: str
     digest: str
     n_rows: int
+    marks: dict = field(default_factory=dict, compare=False)  # {column: identifying | sensitive | none}
 
 
 def to_polars(data) -> pl.DataFrame:

@@ -17,6 +17,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "register_models": frozenset({"data_scientist", "lead"}),
     "compute_evidence": frozenset({"data_scientist", "lead"}),
     "log_predictions": frozenset({"data_scientist", "lead"}),
+    "mark_columns": frozenset({"data_scientist", "compliance_officer", "lead"}),
     "record_alerts": frozenset({"data_scientist", "lead"}),
     "manage_policies": frozenset({"lead", "admin"}),
     "manage_gates": frozenset({"admin"}),

@@ -8,9 +8,11 @@ them to the store's writer in batches: at the end of the run, and during long ru
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import random
+import reprlib
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import sqlalchemy as sa
 
-from . import artifacts
+from . import artifacts, column_marks, dataset_marks
 from .audit import Event
 from .datasets import DatasetRef, fingerprint, to_polars
 from .errors import NotFoundError, ValidationError
@@ -34,11 +36,35 @@ if TYPE_CHECKING:
 
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
+#: Distinct params, tags or metric keys one run may have: each is a column of the runs
+#: table and of the search index, whose cost grows faster than the number of columns.
+MAX_KEYS_PER_RUN = 1000
+MAX_STEP = 2**63 - 1  # a metric step is a 64-bit integer in the store
+
+
+def brief(value: Any) -> str:
+    """A short repr for a message, whatever the value (deeply nested, a 10,000-digit int ...)."""
+    try:
+        return reprlib.repr(value)
+    except Exception:  # noqa: BLE001 - a message must not fail on the value it describes
+        return f"<{type(value).__name__}>"
+
+
+def as_text(kind: str, key: str, value: Any) -> str:
+    """``str(value)``, or a refusal naming the key where Python cannot write the value as text."""
+    try:
+        return str(value)
+    except RecursionError:
+        raise ValidationError(f"{kind} {key!r}: the value is nested too deeply to be written as text "
+                              f"({type(value).__name__}); nothing of this call was logged.") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. an int beyond sys.get_int_max_str_digits()
+        raise ValidationError(f"{kind} {key!r}: the value cannot be written as text ({type(exc).__name__}: "
+                              f"{exc}); nothing of this call was logged.") from None
 
 
 def check_key(kind: str, key: Any) -> str:
     if not isinstance(key, str) or not key.strip():
-        raise ValidationError(f"{kind} names must be non-empty strings, got {key!r}.")
+        raise ValidationError(f"{kind} names must be non-empty strings, got {brief(key)}.")
     if len(key) > MAX_KEY:
         raise ValidationError(f"{kind} name {key[:40]!r}... is longer than {MAX_KEY} characters.")
     return key
@@ -46,13 +72,16 @@ def check_key(kind: str, key: Any) -> str:
 
 def check_metric(key: str, value: Any) -> float:
     """A real number (NaN and inf are kept as such); anything else is refused."""
-    if type(value) is float or type(value) is int:  # fast path: ABC checks cost ~1 us each
+    try:
+        if type(value) is float or type(value) is int:  # fast path: ABC checks cost ~1 us each
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValidationError(f"Metric {key!r} must be a number, got {type(value).__name__} {brief(value):.60}; "
+                                  "nothing of this call was logged.")
         return float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValidationError(
-            f"Metric {key!r} must be a number, got {type(value).__name__} {value!r:.60}; nothing of this call was logged."
-        )
-    return float(value)
+    except OverflowError:  # an int (or Fraction) beyond 1.8e308: not silently made infinite
+        raise ValidationError(f"Metric {key!r} is too large for a 64-bit float (the limit is about 1.8e308); "
+                              "nothing of this call was logged.") from None
 
 
 # uuid4() reads os.urandom, which costs ~2 ms a call on these machines; a per-process
@@ -122,6 +151,7 @@ class Run:
         self._params: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._metric_keys: set[str] = set()  # validated once per run
+        self._tag_keys: set[str] = set()
         self._batch = RunBatch(self.run_id, insert=dict(
             run_id=self.run_id, experiment_id=experiment_id, name=self.name, status="RUNNING",
             user_name=ws.user, start_time=self.start_time, parent_run_id=parent_run_id,
@@ -149,7 +179,7 @@ class Run:
         new: dict[str, str] = {}
         for key, value in dict(params).items():
             check_key("Param", key)
-            text = str(value)
+            text = as_text("Param", key, value)
             if len(text) > MAX_PARAM_VALUE:
                 raise ValidationError(f"Param {key!r} value is {len(text)} characters; the limit is {MAX_PARAM_VALUE}.")
             old = self._params.get(key, new.get(key))
@@ -160,6 +190,7 @@ class Run:
                 )
             if old is None:
                 new[key] = text
+        self._check_room("params", len(self._params), len(new))
         self._params.update(new)
         self._batch.params.extend(new.items())
         if new:
@@ -170,17 +201,25 @@ class Run:
         """Log metric values at ``step`` (default: one past the key's last step)."""
         self._check_open()
         if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
-            raise ValidationError(f"step must be an integer, got {step!r}.")
+            raise ValidationError(f"step must be an integer, got {brief(step)}.")
+        if step is not None and not -MAX_STEP - 1 <= step <= MAX_STEP:
+            raise ValidationError(f"step {brief(step)} is outside the range the store keeps "
+                                  f"({-MAX_STEP - 1:,} to {MAX_STEP:,}); nothing of this call was logged.")
         keys = list(metrics)
         known = self._metric_keys
-        for k in keys:
-            if k not in known:
-                check_key("Metric", k)
+        fresh = [k for k in keys if k not in known]
+        for k in fresh:
+            check_key("Metric", k)
+        if fresh:
+            self._check_room("metric keys", len(known), len(set(fresh)))
         values = [check_metric(k, v) for k, v in zip(keys, metrics.values())]
         # All checked: only now does anything of this call reach the buffer.
         last = self._steps
         if step is None:
             steps: list[int] | int = [last.get(k, -1) + 1 for k in keys]
+            if steps and max(steps) > MAX_STEP:
+                raise ValidationError(f"The next step after {MAX_STEP:,} is outside the range the store keeps; "
+                                      "pass step= explicitly. Nothing of this call was logged.")
             last.update(zip(keys, steps))
         else:
             steps = int(step)
@@ -192,23 +231,36 @@ class Run:
         self._batch.add_points(keys, values, steps, time.time_ns() // 1000)
         self._maybe_flush()
 
+    def _check_room(self, what: str, have: int, adding: int) -> None:
+        if have + adding > MAX_KEYS_PER_RUN:
+            raise ValidationError(
+                f"Run {self.name!r} would have {have + adding:,} {what}; a run keeps at most {MAX_KEYS_PER_RUN:,} "
+                f"(each is a column of the runs table and of every search). Nothing of this call was logged.")
+
     def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
         self.log_metrics({key: value}, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (text); a tag may be overwritten, unlike a param."""
         self._check_open()
-        checked = {check_key("Tag", k): str(v) for k, v in dict(tags).items()}
+        checked = {check_key("Tag", k): as_text("Tag", k, v) for k, v in dict(tags).items()}
+        self._check_room("tags", len(self._tag_keys), len(checked.keys() - self._tag_keys))
+        self._tag_keys.update(checked)
         self._batch.tags.update(checked)
         if checked:
             self._batch.events.append(self._event("run.set_tags", {"tags": checked}))
         self._maybe_flush()
 
     def log_dataset(self, data, name: str, role: str = "train", *, source: str | None = None,
-                    parents: list[DatasetRef | int] | None = None) -> DatasetRef:
-        """Record a data set used by this run: name, sha256 digest, schema, rows, source, lineage.
+                    parents: list[DatasetRef | int] | None = None, marks: dict[str, str] | None = None) -> DatasetRef:
+        """Record a data set used by this run: name, sha256 digest, schema, rows, source, lineage,
+        and which columns identify a person or hold a protected attribute.
 
-        The frame itself is not copied into the store; its fingerprint is.
+        The frame itself is not copied into the store; its fingerprint is. ``marks``
+        ({column: 'identifying' | 'sensitive' | 'none'}) are the caller's decisions; other
+        columns take a parent's marks, else the detector's proposals
+        (:func:`workbench.column_marks.detect`), which wait for a person to confirm them
+        (:meth:`Workspace.mark_columns`). ``ref.marks`` holds the result.
         """
         self._check_open()
         check_key("Data set", name)
@@ -216,10 +268,13 @@ class Run:
         if source is None and isinstance(data, (str, Path)):
             source = str(data)
         df = to_polars(data)
+        explicit = column_marks.check(marks or {}, df.columns)
         digest, schema_json = fingerprint(df)
+        detected = column_marks.detect(df)
         parent_ids = [p.id if isinstance(p, DatasetRef) else int(p) for p in (parents or [])]
         self.flush()  # the run row must exist before rows that point at it
-        return self._ws._call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height, df.width, source, parent_ids))
+        return self._ws._call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height,
+                                                        df.width, source, parent_ids, detected, explicit))
 
     def log_artifact(self, path: str | os.PathLike, name: str | None = None) -> str:
         """Copy a file into the content-addressed artifact folder; returns its sha256."""
@@ -290,7 +345,8 @@ class Run:
 
 
 # -- writes (run inside the writer's transaction) ----------------------------------------
-def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols, source, parent_ids):
+def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols, source, parent_ids, detected,
+                 explicit):
     t = schema.Dataset.__table__
     row = conn.execute(sa.select(t.c.id).where(t.c.name == name, t.c.digest == digest)).first()
     events = []
@@ -314,7 +370,9 @@ def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols
     if conn.execute(sa.select(rd.c.run_id).where(rd.c.run_id == run.run_id, rd.c.dataset_id == ds_id, rd.c.role == role)).first() is None:
         conn.execute(sa.insert(rd).values(run_id=run.run_id, dataset_id=ds_id, role=role))
     events.append(run._event("run.log_dataset", {"dataset_id": ds_id, "name": name, "digest": digest, "role": role, "parents": parent_ids}))
-    return DatasetRef(ds_id, name, digest, n_rows), events
+    marks, mark_events = dataset_marks.on_log(conn, run._ws.user, run._ws.role, ds_id, list(json.loads(schema_json)),
+                                              detected, explicit, parent_ids, created=row is None)
+    return DatasetRef(ds_id, name, digest, n_rows, marks), events + mark_events
 
 
 def _log_artifact(conn, run: Run, name: str, digest: str, size: int):

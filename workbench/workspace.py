@@ -21,6 +21,7 @@ from .store.writer import Writer
 from .tracking import Run, check_key, ensure_experiment
 from .workspace_governance import GovernanceMethods
 from .workspace_monitoring import MonitoringMethods
+from .workspace_privacy import PrivacyMethods
 from .workspace_reports import ReportMethods
 
 _stores: dict[str, tuple[Store, Writer]] = {}
@@ -61,7 +62,7 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
 
 
-class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
+class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMethods):
     """A store seen by one user: log runs, search them, manage the registry, keep evidence."""
 
     def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:
@@ -350,6 +351,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
 
         ``masked``: features whose values per-row views never show (protected attributes,
         identifiers); default: those :func:`workbench.column_marks.propose` finds by name.
+        Identifying columns of ``X`` (the version's data set marks, else the detector's),
+        ``row_id`` included, are stored as keyed tokens.
         """
         from . import column_marks
         from .datasets import to_polars
@@ -358,9 +361,11 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
         self._require("compute_evidence")
         name, version = self._version_ref(model_version)
         model = self.load_model(name, version)
+        frame = to_polars(X)
+        identifying = self._identifying(frame, name, version, None)
         bar = _ProgressBar(f"Explaining {name} v{version}") if progress else None
         try:
-            result = explain_model(model, to_polars(X), y=y, sample=sample, max_rows=max_rows, row_id=row_id,
+            result = explain_model(model, frame, y=y, sample=sample, max_rows=max_rows, row_id=row_id,
                                    progress=bar.update if bar else None, **options)
         finally:
             if bar:
@@ -372,8 +377,11 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods):
         elif unknown := [c for c in masked if c not in features]:
             raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
         summary["masked"] = sorted(masked)
+        # the stored rows carry tokens, never the identifying values (the row id included)
+        table = result.to_frame(with_values=True)
+        hidden = [f"value:{c}" for c in identifying] + (["row_id"] if row_id in identifying else [])
         result.evidence_id = self._store_evidence(name, version, "explanation", summary,
-                                                  result.to_frame(with_values=True), None, None)
+                                                  self._pseudonymise(table, hidden), None, None)
         return result
 
     def drift(self, reference, current, *, columns: list[str] | None = None, column_kinds: dict | None = None,

@@ -34,12 +34,16 @@ class MonitoringMethods:
 
     def log_predictions(self, model_version, frame, *, timestamp: str = "timestamp", request_id: str = "request_id",
                         prediction: str = "prediction", label: str | None = None, latency: str = "latency_ms",
-                        error: str = "error") -> dict:
+                        error: str = "error", marks: dict[str, str] | None = None) -> dict:
         """Log a batch of a version's predictions: time, features, prediction, and optionally
         the label, latency (ms) and an error flag. Every other column is a feature.
 
-        Returns ``{"batch_id", "rows", "request_ids"}``; the ids are generated when the frame
-        has no ``request_id`` column, so that labels arriving later can be joined.
+        Request ids and identifying feature columns (``marks``, else the marks of the
+        version's data sets, else the detector's) are stored as keyed tokens
+        (:mod:`workbench.pseudonyms`), never as given.
+        Returns ``{"batch_id", "rows", "request_ids"}``: the stored (tokenised) ids, generated
+        when the frame has no ``request_id`` column. Labels arriving later are joined on
+        them; :meth:`log_labels` takes the original ids or these.
         """
         from .datasets import to_polars
 
@@ -48,6 +52,8 @@ class MonitoringMethods:
         self.get_model_version(name, version)
         batch = monitoring.prediction_batch(to_polars(frame), timestamp=timestamp, request_id=request_id,
                                             prediction=prediction, label=label, latency=latency, error=error)
+        features = batch.drop([c for c in monitoring.RESERVED if c in batch.columns])
+        batch = self._pseudonymise(batch, ["request_id", *self._identifying(features, name, version, marks)])
         batch_id = self._put_batch(name, version, "predictions", batch, ts=batch["timestamp"])
         return {"batch_id": batch_id, "rows": batch.height, "request_ids": batch["request_id"]}
 
@@ -62,14 +68,16 @@ class MonitoringMethods:
         self._require("log_predictions")
         name, version = self._version_ref(model_version)
         self.get_model_version(name, version)
-        batch = monitoring.label_batch(to_polars(frame), request_id=request_id, label=label)
+        batch = self._pseudonymise(monitoring.label_batch(to_polars(frame), request_id=request_id, label=label),
+                                   ["request_id"])
         matched = monitoring.known_request_ids(self._batches(name, version, "predictions"), batch["request_id"])
         unknown = batch["request_id"].n_unique() - matched
         batch_id = self._put_batch(name, version, "labels", batch, extra={"matched": matched, "unknown": unknown})
         return {"batch_id": batch_id, "rows": batch.height, "matched": matched, "unknown": unknown}
 
-    def log_reference(self, model_version, data) -> int:
-        """Keep ``data`` (e.g. the training features) as the version's reference for drift monitoring."""
+    def log_reference(self, model_version, data, *, marks: dict[str, str] | None = None) -> int:
+        """Keep ``data`` (e.g. the training features) as the version's reference for drift
+        monitoring; identifying columns are stored as tokens, as in :meth:`log_predictions`."""
         from .datasets import to_polars
 
         self._require("log_predictions")
@@ -78,6 +86,7 @@ class MonitoringMethods:
         frame = to_polars(data)
         if frame.height == 0:
             raise ValidationError("The reference data set is empty.")
+        frame = self._pseudonymise(frame, self._identifying(frame, name, version, marks))
         return self._put_batch(name, version, "reference", frame)
 
     def set_monitor_policy(self, name: str, *, retrain_command: list[str] | None = None, **thresholds) -> dict:

@@ -17,8 +17,8 @@ from sqlmodel import Field, SQLModel
 #: older one is migrated on open (see MIGRATIONS in store/connection.py).
 #: 1: tracking, registry, users, audit. 2: evidence. 3: prediction logs, monitor policies, alerts.
 #: 4: the audit head; promotion requests, decisions, comments, gate policies, stage changes, rollouts.
-#: 5: report schedules and their runs, model card text.
-SCHEMA_VERSION = 5
+#: 5: report schedules and their runs, model card text. 6: column marks of data sets.
+SCHEMA_VERSION = 6
 
 
 def utcnow() -> datetime:
@@ -141,6 +141,25 @@ class RunDataset(SQLModel, table=True):
     run_id: str = Field(primary_key=True)
     dataset_id: int = Field(primary_key=True)
     role: str = Field(primary_key=True)  # train, test, validation, reference, ...
+
+
+class ColumnMark(SQLModel, table=True):
+    """How a column of a logged data set is classified, and who said so.
+
+    ``mark``: identifying (names a person: pseudonymised before it is stored), sensitive (a
+    protected attribute: shown only in aggregate) or none (looked at, and cleared).
+    ``origin``: detected (the detector's proposal, not yet confirmed), confirmed (a person
+    decided), inherited (carried from a parent data set through lineage).
+    """
+
+    __tablename__ = "column_marks"
+    dataset_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    column_name: str = Field(sa_column=sa.Column(sa.String, primary_key=True))  # "column" is reserved in SQL
+    mark: str
+    origin: str
+    reason: str | None = None
+    set_by: str
+    set_at: datetime = Field(sa_column=_ts())
 
 
 class DatasetLineage(SQLModel, table=True):
