@@ -35,7 +35,7 @@ with ui.shown_errors():
                f"{row['last_prediction']:%Y-%m-%d}; {w['labelled'].sum():,} labelled; {w.height} windows of {window}; "
                f"{report.breaching.height} breach the monitor policy.")
     for note in report.notes[:3]:
-        st.info(note, icon=":material/info:")
+        st.info(ui.plain(note), icon=":material/info:")
     st.plotly_chart(charts.timelines(w, report.task, report.thresholds), width="stretch")
 
     rollout = ws.rollout(row["name"])

@@ -22,7 +22,7 @@ with ui.shown_errors():
                    f"{info['status']}, started {info['start_time']:%Y-%m-%d %H:%M:%S} UTC"
                    + (f", git commit `{info['git_commit'][:12]}`" if info["git_commit"] else ""))
         if info.get("error"):
-            st.error(info["error"], icon=":material/error:")
+            st.error(ui.plain(info["error"]), icon=":material/error:")
         left, right = st.columns(2)
         left.subheader("Params")
         left.dataframe(pl.DataFrame({"param": list(info["params"]), "value": list(info["params"].values())},
@@ -81,7 +81,7 @@ with ui.shown_errors():
     try:
         runs = ws.search_runs(query, experiment=None if experiment == "(all)" else experiment)
     except ui.wb.FilterSyntaxError as exc:
-        st.error(f"```\n{exc}\n```")
+        st.error(ui.fenced(exc))
         st.stop()
     if query:
         st.query_params["filter"] = query

@@ -23,7 +23,7 @@ with ui.shown_errors():
                f"additivity {'holds' if add['passed'] else 'FAILS'} (max error {add['max_abs_error']:.2g}, "
                f"tolerance {add['tolerance']:.2g}). Computed by {row['created_by']} at {row['created_at']:%Y-%m-%d %H:%M}.")
     if summary.get("note"):
-        st.info(summary["note"], icon=":material/info:")
+        st.info(ui.plain(summary["note"]), icon=":material/info:")
     features = [r["feature"] for r in summary["global_importance"]]
     left, right = st.columns(2)
     left.plotly_chart(charts.importance_bar(summary["global_importance"]), width="stretch")
@@ -39,7 +39,7 @@ with ui.shown_errors():
     ids = values["row_id"].cast(pl.String).to_list()
     wanted = st.text_input("Row id", value=ids[0], help="The id of an explained row.")
     if wanted not in ids:
-        st.error(f"Row id {wanted!r} was not explained in this version (ids like {ids[0]!r}).")
+        st.error(ui.plain(f"Row id {wanted!r} was not explained in this version (ids like {ids[0]!r})."))
     else:
         masked = set(summary.get("masked", column_marks.propose(features)))  # never shown per row
         one = values.row(ids.index(wanted), named=True)

@@ -22,7 +22,7 @@ with ui.shown_errors():
     # A verdict is a finding, not an error of the page: a badge, with its reasons.
     st.badge(f"Verdict: {verdict or 'not judged'}", color={"pass": "green", "fail": "red"}.get(verdict, "orange"))
     for reason in summary.get("reasons") or []:
-        st.caption(f"- {reason}")
+        st.caption(f"- {ui.plain(reason)}")  # a reason can name a group: data, not markup
     policy = ws.evidence_policy(row["id"])
     if policy:
         st.caption("Judged by the policy for risk tier " + f"{policy.pop('risk_tier')}: "
@@ -33,7 +33,8 @@ with ui.shown_errors():
         value = summary.get(key)
         col.metric(key.replace("_", " "), "undefined" if value is None else f"{value:.3f}")
     features = by_group["feature"].unique(maintain_order=True).to_list()
-    feature = st.radio("Groups by", features, horizontal=True, help="The last is the intersection of two features.")
+    feature = st.radio("Groups by", features, horizontal=True, format_func=ui.plain,  # options are markdown
+                       help="The last is the intersection of two features.")
     rows = by_group.filter(pl.col("feature") == feature)
     metric = st.selectbox("Metric", [m for m in ("selection_rate", "tpr", "fpr", "precision", "accuracy",
                                                   "impact_ratio", "mean_prediction", "mae") if m in rows.columns])

@@ -30,7 +30,7 @@ with ui.shown_errors():
     if "report_ready" in st.session_state:
         name, data, kind_fmt = st.session_state["report_ready"]
         mime = {"html": "text/html", "pdf": "application/pdf", "json": "application/json", "md": "text/markdown"}[kind_fmt]
-        st.download_button(f"Download {name}", data, file_name=name, mime=mime, icon=":material/download:")
+        st.download_button(f"Download {ui.plain(name)}", data, file_name=name, mime=mime, icon=":material/download:")
         st.caption(f"sha256 `{hashlib.sha256(data).hexdigest()}` (recorded in the audit trail)")
 
     st.subheader("Schedules")

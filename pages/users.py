@@ -17,7 +17,7 @@ with ui.shown_errors():
         if st.form_submit_button("Add user"):
             auth.check_password(password)
             ws.add_user(name.strip(), role, password)
-            st.success(f"Added {name} ({role}).")
+            st.success(f"Added {ui.plain(name)} ({role}).")
             st.rerun()
     st.subheader("Disable or enable")
     names = ws.users()["name"].to_list()

@@ -259,7 +259,7 @@ def test_a_rejection_without_reason_is_a_message_on_the_page(monkeypatch):
     _assert_clean(at)
     reject = next(b for b in at.get("form_submit_button") if b.label == "Reject")
     reject.click().run()
-    assert not at.exception and [e.value for e in at.error] == ["A rejection needs a reason: say what must change."]
+    assert not at.exception and [e.value for e in at.error] == [ui.plain("A rejection needs a reason: say what must change.")]
 
 
 def test_audit_page_filters_badge_and_export_by_role(demo_env, truth):
@@ -285,7 +285,7 @@ def test_sign_in_form_signs_in_and_wrong_password_is_refused(demo_env):
     at.text_input[0].input("dana")
     at.text_input[1].input("wrong-password")
     at.button[0].click().run()
-    assert [e.value for e in at.error] == ["Wrong user name or password."]
+    assert [e.value for e in at.error] == [ui.plain("Wrong user name or password.")]  # messages are shown as plain text
     assert ui.SIGNED not in at.session_state
     at.text_input[1].input("dana-demo-pw")
     at.button[0].click().run()
@@ -342,7 +342,7 @@ def test_unknown_run_in_the_url_is_a_message_not_a_traceback(demo_env):
     at.query_params["run"] = "does-not-exist"
     at.switch_page(EXPERIMENTS).run()
     assert not at.exception
-    assert any("does-not-exist" in e.value for e in at.error)
+    assert any(ui.plain("does-not-exist") in e.value for e in at.error)
 
 
 def test_run_detail_and_comparison_from_query_params(demo_env, truth):
@@ -492,7 +492,7 @@ def test_explanations_and_fairness_pages_draw_stored_evidence(evidence_store):
     labels = next(s["data"][0]["y"] for s in specs if s["data"][0]["type"] == "waterfall")
     assert "age = •••" in labels and not any(lab.startswith("age = ") and "•••" not in lab for lab in labels), labels
     at.text_input[0].input("no-such-row").run()
-    assert not at.exception and any("no-such-row" in e.value for e in at.error)
+    assert not at.exception and any(ui.plain("no-such-row") in e.value for e in at.error)
     at = _signed_in(AppTest.from_file(str(PAGE_FILES["fairness"]), default_timeout=60), "reviewer",
                     store=str(evidence_store)).run()
     assert not at.exception

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -365,10 +366,21 @@ def render(doc: dict, fmt: str) -> bytes:
     return page.encode() if fmt == "html" else to_pdf(page)
 
 
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
 def file_name(doc: dict, fmt: str) -> str:
+    """``kind-model-vN-stamp.fmt``. The model name is a label, never a path: outside letters, digits,
+    ``.``, ``_`` and ``-`` it is replaced (and a digest of the real name added), and it is cut so
+    the file name stays well under the 255 bytes a file system allows."""
     r = doc["report"]
     stamp = r["generated_at"].replace(":", "").replace("-", "")[:15]
-    target = f"{r['model']}-v{r['version']}" if r["version"] else (r["model"] or "all")
+    model = r["model"] or "all"
+    safe = _UNSAFE_IN_NAME.sub("_", model).strip("._-")[:100] or "model"
+    if safe != model:  # two names that read alike never share a file
+        safe += "-" + artifacts.sha256_bytes(model.encode("utf-8", "surrogatepass"))[:8]
+    model = safe
+    target = f"{model}-v{r['version']}" if r["version"] else model
     return f"{r['kind']}-{target}-{stamp}.{fmt}"
 
 

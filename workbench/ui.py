@@ -9,6 +9,7 @@ services; the dashboard only hides what a role cannot use.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def sign_in_form() -> None:
         try:
             st.session_state[SIGNED] = auth.sign_in(store_location(), name.strip(), password)
         except wb.WorkbenchError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(plain(exc), icon=":material/error:")
         else:
             st.rerun()
     if auth.oidc_configured():
@@ -106,18 +107,22 @@ def sign_in_form() -> None:
         try:
             st.session_state[SIGNED] = auth.sign_in_oidc(store_location(), st.user.get("email") or st.user.get("name"))
         except wb.WorkbenchError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(plain(exc), icon=":material/error:")
         else:
             st.rerun()
 
 
 @contextmanager
 def shown_errors():
-    """Show a workbench error as a message, never as a traceback."""
+    """Show a workbench error as a message, never as a traceback.
+
+    The message is shown as plain text: it often quotes what a user typed or named (a run
+    id from a link, a model name), which must not become a link or an image there.
+    """
     try:
         yield
     except wb.WorkbenchError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(exc), icon=":material/error:")
 
 
 def empty(message: str) -> None:
@@ -129,9 +134,21 @@ def query_param(name: str) -> str | None:
     return value or None
 
 
-_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:&"})
 
 
 def plain(text: object) -> str:
-    """User-written text for a markdown element, shown as typed: no markup, links or HTML."""
+    """User-written text for a markdown element, shown as typed: no markup, links or HTML.
+
+    Every Streamlit element whose text is markdown needs it: ``st.markdown``, ``st.caption``,
+    ``st.error`` and the other alerts, headings, button labels, ``st.radio`` options.
+    """
     return str(text).translate(_MARKDOWN)
+
+
+def fenced(text: object) -> str:
+    """Text as a markdown code block, kept whole even when it holds backticks itself."""
+    text = str(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"

@@ -68,7 +68,10 @@ def _check_file(path: Path) -> None:
     """Refuse, before DuckDB sees it, a file that is not a DuckDB database."""
     if path.is_dir():
         raise StoreError(f"Store path {path} is a directory, not a DuckDB file.")
-    if not path.exists() or path.stat().st_size == 0:
+    if path.exists() and path.stat().st_size == 0:
+        raise StoreError(f"{path} is an empty file, not a DuckDB database: it cannot be used as a store. "
+                         "Remove it to create a new store there, or point --store / WORKBENCH_STORE at another path.")
+    if not path.exists():
         parent = path.parent if str(path.parent) else Path(".")
         if parent.exists() and not parent.is_dir():
             raise StoreError(f"Store folder {parent} is a file, not a directory: cannot create {path.name} in it.")
@@ -162,7 +165,7 @@ class Store:
                 delay = min(delay * 2, 0.25)
 
     def _explain_open_error(self, msg: str) -> StoreError:
-        if "not a valid DuckDB database" in msg:
+        if "not a valid DuckDB database" in msg or "Could not read enough bytes" in msg:
             return StoreError(f"{self.path} is corrupt or not a DuckDB database: it cannot be used as a store.")
         if "wal" in msg.lower():  # DuckDB's WAL-replay errors also mention "version"
             return StoreError(f"{self.path} has a leftover write-ahead log ({self.path.name}.wal) that does not "
@@ -263,6 +266,16 @@ class Store:
                                             {"from": found, "to": schema.SCHEMA_VERSION, "by": __version__})])
 
     def _ensure_schema(self) -> None:
+        try:
+            self._check_schema()
+        except sa.exc.DBAPIError as exc:  # a file that opens but cannot be read (truncated, damaged)
+            try:
+                self.release()  # the file is not held on to
+            except sa.exc.DBAPIError:
+                pass
+            raise self._explain_open_error(str(exc.orig) if exc.orig is not None else str(exc)) from None
+
+    def _check_schema(self) -> None:
         with self.connection() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             conn.commit()

@@ -275,9 +275,11 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
 
 
 # Latest = highest step, then latest logged. min/max skip NaN unless every value is NaN.
+# The order key is one number, (step, seq) as step * 2**64 + seq: arg_max over a struct key
+# returns -0.0 as 0.0 (DuckDB 2.0), a number key keeps the value's sign.
 _LATEST_SELECT = """
 select run_id, key,
-       arg_max(value, struct_pack(step, seq)) as value,
+       arg_max(value, step::hugeint * 18446744073709551616 + seq) as value,
        max(step) as step,
        max(ts) as ts,
        coalesce(min(value) filter (where not isnan(value)), 'nan'::double) as min_value,
