@@ -194,7 +194,10 @@ def test_password_policy(admin, dana):
     for bad in ("", "short", "123456789", None):
         with pytest.raises(wb.ValidationError, match="at least 10 characters"):
             auth.check_password(bad)
-    assert auth.check_password("0123456789") == "0123456789"
+    assert auth.check_password("correct horse battery") == "correct horse battery"
+    for common in ("0123456789", "Password123!", "qwertyuiop", "Administrator1", "aaaaaaaaaaaa", "abababababab"):
+        with pytest.raises(wb.ValidationError, match="commonly used|4 different characters"):
+            auth.check_password(common)
     with pytest.raises(wb.ValidationError, match="at least 10 characters"):
         auth.set_password(admin, "dana", "tooshort")
 

@@ -14,8 +14,9 @@ Rules:
   sign-in, or an admin setting a new password, resets the count.
 - A disabled account is reported as disabled only to someone who typed its correct password.
 - A session lasts ``SESSION_MINUTES`` (``$WORKBENCH_SESSION_MINUTES`` overrides it).
-- A password an admin sets needs at least ``PASSWORD_MIN_LENGTH`` characters (that is the
-  whole policy: length is what resists guessing; character-class rules mostly do not).
+- A password an admin sets needs at least ``PASSWORD_MIN_LENGTH`` characters, four different
+  ones, and must not be a commonly used password (length is what resists guessing;
+  character-class rules mostly do not).
 - Where Streamlit secrets have an ``[auth]`` section, the dashboard also offers ``st.login``;
   :func:`sign_in_oidc` maps the identity it returns to the account of exactly that name.
 
@@ -56,6 +57,14 @@ MAX_FAILED = 5
 LOCK_MINUTES = 15
 #: The password policy (:func:`check_password`).
 PASSWORD_MIN_LENGTH = 10
+#: Passwords (and stems, before trailing digits or ! or .) that top breach lists: refused
+#: whatever their length, as NIST SP 800-63B asks.
+COMMON_PASSWORDS = frozenset({
+    "password", "passw0rd", "p@ssw0rd", "p@ssword", "qwerty", "qwertyuiop", "qwertyuiop[]", "asdfghjkl",
+    "zxcvbnm", "1q2w3e4r5t", "1q2w3e4r5t6y", "1qaz2wsx3edc", "qazwsxedc", "iloveyou", "letmein", "welcome",
+    "admin", "administrator", "changeme", "trustno1", "abcdefghij", "abcdefghijk", "abc", "monkey", "dragon",
+    "football", "baseball", "sunshine", "princess", "superman", "starwars", "whatever", "workbench",
+    "passwordpassword", "secret", "default", "master", "login"})
 
 #: The one message for an unknown user name and for a wrong password.
 WRONG = "Wrong user name or password."
@@ -358,6 +367,11 @@ def check_password(password: str) -> str:
     """
     if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
         raise ValidationError(f"A password needs at least {PASSWORD_MIN_LENGTH} characters.")
+    if len(set(password)) < 4:
+        raise ValidationError("A password needs at least 4 different characters, not one or two repeated.")
+    stem = password.lower().strip("0123456789!.")
+    if not stem or stem in COMMON_PASSWORDS or password.lower() in COMMON_PASSWORDS:
+        raise ValidationError("That password is one of the most commonly used ones; choose another.")
     return password
 
 
