@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from workbench import evidence_charts as charts
-from workbench import ui
+from workbench import small_groups, ui
 
 ws = ui.require_page("fairness")
 st.title("Fairness")
@@ -18,6 +18,8 @@ with ui.shown_errors():
     chosen = st.selectbox("Model version", labels)
     row = stored.row(labels.index(chosen), named=True)
     summary, by_group = ws.evidence_detail(row["id"])
+    # protected attributes only in aggregate: groups under the minimum size are pooled
+    by_group = small_groups.pool(by_group, small_groups.min_size(summary))
     verdict = summary.get("verdict")
     # A verdict is a finding, not an error of the page: a badge, with its reasons.
     st.badge(f"Verdict: {verdict or 'not judged'}", color={"pass": "green", "fail": "red"}.get(verdict, "orange"))
@@ -41,6 +43,8 @@ with ui.shown_errors():
     line = 0.8 if metric == "impact_ratio" else None
     st.plotly_chart(charts.group_bars(by_group, metric, feature, line), width="stretch")
     st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Groups of fewer than {small_groups.min_size(summary)} people are shown pooled, never one by one; "
+               "a pool still under that size shows its size only.")
     history = ws.evidence_history(row["name"], "fairness")
     if history.height > 1:
         key = st.selectbox("Trend of", [k for k in ("demographic_parity_ratio", "equalized_odds_difference")

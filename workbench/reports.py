@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from . import __version__, artifacts, audit, governance
+from . import __version__, artifacts, audit, governance, small_groups
 from .errors import ValidationError, WorkbenchError
 
 KINDS = ("model-card", "validation", "audit")
@@ -79,7 +79,9 @@ def model_card(ws, name: str, version: int | None = None) -> dict:
                           "git_commit": run["git_commit"] if run else None},
         "considerations": considerations,
         "data": [{"name": d["name"], "role": d["role"], "digest": d["digest"], "rows": d["n_rows"], "columns": d["n_cols"],
-                  "source": d["source"], "parents": d["parent_ids"]} for d in datasets],
+                  "source": d["source"], "parents": d["parent_ids"],
+                  "identifying_columns": _marked(ws, d["id"], "identifying"),
+                  "sensitive_columns": _marked(ws, d["id"], "sensitive")} for d in datasets],
         "metrics": dict(sorted(run["metrics"].items())) if run else {},
         "explanation": _explanation(evidence["explanation"]),
         "fairness": _fairness(evidence["fairness"]),
@@ -98,16 +100,24 @@ def _explanation(ev: dict | None) -> dict | None:
                              for r in s["global_importance"][:10]], "masked": s.get("masked", [])}
 
 
+def _marked(ws, dataset_id: int, mark: str) -> list[str]:
+    """Columns of a data set with ``mark`` (a proposal not yet confirmed is flagged so)."""
+    marks = ws.column_marks(dataset_id).filter(pl.col("mark") == mark)
+    return [c if origin != "detected" else f"{c} (proposed)" for c, origin in marks.select("column", "origin").rows()]
+
+
 def _fairness(ev: dict | None) -> dict | None:
     if ev is None:
         return None
     s = ev["summary"]
     keep = ("selection_rate", "tpr", "fpr", "accuracy", "count", "flagged_small", "mean_prediction", "mae")
+    table = small_groups.pool(pl.DataFrame(ev["table"]), small_groups.min_size(s)).to_dicts() if ev["table"] else []
     return {"evidence_id": ev["evidence_id"], "verdict": ev["verdict"], "reasons": s.get("reasons", []),
             **{k: s.get(k) for k in ("demographic_parity_difference", "demographic_parity_ratio",
                                       "equalized_odds_difference", "equal_opportunity_difference")},
+            "small_groups_pooled_under": small_groups.min_size(s),
             "by_group": [{"feature": r["feature"], "group": r["group"], **{k: r.get(k) for k in keep if k in r}}
-                         for r in ev["table"] or []]}
+                         for r in table]}
 
 
 def _drift(ev: dict | None) -> dict | None:
