@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from workbench import compare, ui
+from workbench import column_marks, compare, roles, ui
 
 PAGE_SIZE = 200
 
@@ -48,6 +48,28 @@ with ui.shown_errors():
                                      .list.join(", ").alias("derived from"))
             st.dataframe(data.select(["name", "role", "n_rows", "n_cols", "derived from", "digest", "source"]),
                          hide_index=True, width="stretch")
+            may_mark = roles.allowed(ws.role, "mark_columns")
+            for ds in data.select(["id", "name", "role"]).unique("id", maintain_order=True).iter_rows(named=True):
+                marks = ws.column_marks(ds["id"])
+                pending = int((marks["origin"] == "detected").sum())
+                title = (f"Columns of {ui.plain(ds['name'])}: {int((marks['mark'] == 'identifying').sum())} identifying, "
+                         f"{int((marks['mark'] == 'sensitive').sum())} sensitive"
+                         + (f", {pending} proposed, not yet confirmed" if pending else ""))
+                with st.expander(title, icon=":material/shield_person:" if pending else ":material/verified_user:"):
+                    if marks.is_empty():
+                        st.caption("No column was marked.")
+                        continue
+                    edited = st.data_editor(
+                        marks.select(["column", "mark", "origin", "reason"]), hide_index=True, width="stretch",
+                        disabled=["column", "origin", "reason"] if may_mark else True, key=f"marks-{ds['id']}",
+                        column_config={"mark": st.column_config.SelectboxColumn(
+                            "mark", options=list(column_marks.MARKS), required=True)})
+                    st.caption("Identifying columns are stored as keyed tokens in prediction logs, reference data "
+                               "and explanations; sensitive ones are shown only in aggregate.")
+                    if may_mark and st.button("Confirm these marks", key=f"confirm-{ds['id']}"):
+                        ws.mark_columns(ds["id"], dict(zip(edited["column"], edited["mark"])))
+                        st.toast("Marks confirmed, and carried to derived data sets.", icon=":material/check:")
+                        st.rerun()
         st.subheader("Artifacts")
         arts = ws.run_artifacts(run_id)
         if arts.is_empty():

@@ -271,3 +271,29 @@ def test_oidc(op, store_path, dana, tmp_path, monkeypatch):
     (failed,) = events(op, "auth.sign_in_failed")
     assert failed["payload"] == {"method": "oidc", "reason": "unknown user", "attempted": "dana@elsewhere.example"}
     assert op.verify_audit().ok
+
+
+def test_disabling_a_user_ends_their_open_dashboard_session_at_the_next_click(op, store_path, dana, admin,
+                                                                              monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from workbench import ui
+
+    signed = auth.sign_in(store_path, "dana", PW)
+    assert auth.revoked(store_path, signed) is None
+    monkeypatch.setenv("WORKBENCH_STORE", str(store_path))
+    page = Path(__file__).resolve().parent.parent / "pages" / "experiments.py"
+    at = AppTest.from_file(str(page), default_timeout=60)
+    at.session_state[ui.SIGNED] = signed
+    at.run()
+    assert [t.value for t in at.title] == ["Experiments"]
+    auth.set_disabled(admin, "dana", True)
+    assert auth.revoked(store_path, signed) == "The account dana was disabled by an admin."
+    at.run()  # the next click
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert "disabled by an admin" in at.warning[0].value
+    assert ui.SIGNED not in at.session_state
+    assert [e["action"] for e in events(op) if e["actor"] == "dana"][-1] == "auth.sign_out"

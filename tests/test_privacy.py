@@ -254,3 +254,38 @@ def _nodes(node):
     yield node
     for child in getattr(node, "children", {}).values():
         yield from _nodes(child)
+
+
+def test_a_compliance_officer_confirms_proposed_marks_on_the_run_page(ws, op, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from workbench import auth, ui
+
+    with ws.start_run("marks") as run:
+        ref = run.log_dataset(_people(), "applicants")
+    op.add_user("casey", "compliance_officer", "casey-long-passphrase-1")
+    op.add_user("riley", "reviewer", "riley-long-passphrase-1")
+    ws.flush()
+    monkeypatch.setenv("WORKBENCH_STORE", str(ws.store.path))
+    ws.store.release()
+    page = Path(__file__).resolve().parent.parent / "pages" / "experiments.py"
+
+    def opened(name):
+        at = AppTest.from_file(str(page), default_timeout=90)
+        at.session_state[ui.SIGNED] = auth.sign_in(str(ws.store.path), name, f"{name}-long-passphrase-1")
+        at.query_params["run"] = run.run_id
+        return at.run()
+
+    reviewer = opened("riley")
+    assert not reviewer.exception and not reviewer.error
+    assert reviewer.expander[0].label == ("Columns of applicants: 2 identifying, 3 sensitive, "
+                                         "5 proposed, not yet confirmed")
+    assert not [b for b in reviewer.button if b.label == "Confirm these marks"]  # reviewers only read
+    at = opened("casey")
+    assert not at.exception and not at.error
+    [confirm] = [b for b in at.button if b.label == "Confirm these marks"]
+    confirm.click().run()
+    assert not at.exception and not at.error
+    assert set(ws.column_marks(ref)["origin"]) == {"confirmed"}
+    assert ws.column_marks(ref).filter(pl.col("column") == "contact")["set_by"].item() == "casey"
+    assert "identifying" in at.expander[0].label and "proposed" not in at.expander[0].label

@@ -279,6 +279,20 @@ def is_expired(signed: SignedIn, now: datetime | None = None) -> bool:
     return _utc(now) >= signed.expires_at
 
 
+def revoked(store: StoreLike, signed: SignedIn) -> str | None:
+    """Why a live session must end now, or None: the account was disabled, removed, or its
+    role changed since sign-in. Checked on every page, so an admin's change takes effect
+    at the user's next click, not when the session would have expired."""
+    row = _read_row(store, signed.user)
+    if row is None:
+        return f"The account {signed.user} no longer exists."
+    if row["disabled"]:
+        return f"The account {signed.user} was disabled by an admin."
+    if row["role"] != signed.role:
+        return f"The role of {signed.user} changed to {row['role']}; sign in again."
+    return None
+
+
 def check_session(signed: SignedIn, now: datetime | None = None) -> None:
     """Raise :class:`~workbench.PermissionDenied` if the session has expired."""
     if is_expired(signed, now):

@@ -59,6 +59,15 @@ def signed_in() -> auth.SignedIn | None:
             pass
         st.session_state["wb_expired"] = signed.expires_at
         return None
+    reason = auth.revoked(store_location(), signed)
+    if reason:
+        del st.session_state[SIGNED]
+        try:
+            auth.sign_out(store_location(), signed)
+        except wb.WorkbenchError:
+            pass
+        st.session_state["wb_revoked"] = reason
+        return None
     return signed
 
 
@@ -86,6 +95,9 @@ def sign_in_form() -> None:
     expired = st.session_state.pop("wb_expired", None)
     if expired is not None:
         st.warning(f"Your session expired at {expired:%Y-%m-%d %H:%M} UTC; sign in again.", icon=":material/timer_off:")
+    revoked = st.session_state.pop("wb_revoked", None)
+    if revoked:
+        st.warning(plain(revoked), icon=":material/block:")
     with st.form("sign_in"):
         name = st.text_input("User name")
         password = st.text_input("Password", type="password")
