@@ -177,12 +177,12 @@ def test_models_named_like_paths_export_inside_the_chosen_folder(op, ws, tmp_pat
         for name in PATHLIKE_MODELS:
             run.register_model({"weights": [1, 2]}, name)
     before = _tree(tmp_path)
-    written = [op.export_report("model-card", name, fmt="md", out_dir=out) for name in PATHLIKE_MODELS]
+    written = [op.export_report("model-card", name, fmt="json", out_dir=out) for name in PATHLIKE_MODELS]
     assert [p.parent for p in written] == [out] * len(PATHLIKE_MODELS)
     assert len(set(written)) == len(PATHLIKE_MODELS)  # names that read alike never share a file
     for name, path in zip(PATHLIKE_MODELS, written):
         assert len(path.name.encode()) < 200 and re.fullmatch(r"[A-Za-z0-9._-]+", path.name), path.name
-        assert f"# Model card: {name} v1" in path.read_text()  # the name itself is kept in the report
+        assert json.loads(path.read_text())["report"]["model"] == name  # the name itself is kept in the report
     new = _new_paths(before, _tree(tmp_path))
     assert {p for p in new if not p.startswith(str(tmp_path / "workbench."))} == {str(p) for p in written}
     assert not Path("/tmp/escaped-abs").exists()
@@ -488,3 +488,22 @@ def test_error_messages_from_a_shared_link_are_shown_as_plain_text(monkeypatch, 
         assert len(at.error) == 1, [e.value for e in at.error]
         tags, shown = _rendered(at.error[0].value)
         assert tags <= {"p"} and hostile in shown, (tags, shown)
+
+
+def test_a_markdown_report_shows_hostile_names_and_text_as_written(op, ws, tmp_path):
+    """A Markdown model card opened in any viewer: no link, image, HTML or code comes from what users wrote."""
+    img, link = '<img src=x onerror="window.__pwned=1">', "[link](javascript:window.__pwned=1)"
+    pieces = [img, link, "![p](http://pixel.invalid/p.png)", "<http://pixel.invalid/auto>", "&lt;b&gt;", "`code`",
+              "a | b", "\\[x]"]
+    name = "m " + " ".join(pieces[:4])
+    with ws.start_run("md") as run:
+        run.log_metrics({f"auc {img}": 0.5, "loss": 0.25})
+        run.register_model({"w": 1}, name, description=" ".join(pieces), owner_team=link)
+    ws.set_card_text(name, "limitations", " ".join(pieces))
+    text = op.export_report("model-card", name, fmt="md", out_dir=tmp_path).read_text()
+    tags, shown = _rendered(text)
+    assert tags <= {"h1", "h2", "p", "ul", "li", "strong", "em"}, tags
+    shown = " ".join(shown.split())
+    assert f"Model card: {name} v1" in shown and f"auc {img}: 0.5" in shown
+    written = " ".join(pieces)
+    assert f"overview: {written}" in shown and f"limitations: {written}" in shown and f"owners: {link}" in shown

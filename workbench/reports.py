@@ -249,28 +249,34 @@ def _shown(v) -> str:
     return str(v)
 
 
+#: What could turn a value into a link, an image, HTML or code in a Markdown viewer. (Emphasis
+#: with * or _ is left: it only styles, and identifiers and paths are full of underscores.)
+_MD_ACTIVE = str.maketrans({c: "\\" + c for c in "\\`[]<>&|"})
+
+
 def _md_cell(v) -> str:
-    return _shown(v).replace("|", "\\|").replace("\n", " ")
+    """A value as Markdown text on one line, shown as written."""
+    return _shown(v).translate(_MD_ACTIVE).replace("\n", " ")
 
 
 def to_markdown(doc: dict) -> str:
-    lines = [f"# {_title(doc)}", ""]
+    lines = [f"# {_md_cell(_title(doc))}", ""]
     for title, blocks in _sections(doc):
         lines += [f"## {title}", ""]
         for kind, body in blocks:
             if kind == "kv":
-                lines += [f"- **{k}**: {_md_cell(v)}" for k, v in body.items()]
+                lines += [f"- **{_md_cell(k)}**: {_md_cell(v)}" for k, v in body.items()]
             elif kind == "list":
                 lines += [f"- {_md_cell(v)}" for v in body]
             elif kind == "text":
                 lines.append(body)
             elif kind == "table" and body:
                 cols = list(body[0])
-                lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+                lines += ["| " + " | ".join(map(_md_cell, cols)) + " |", "|" + "---|" * len(cols)]
                 lines += ["| " + " | ".join(_md_cell(row.get(c)) for c in cols) + " |" for row in body]
             elif kind == "bars":
                 label, pairs = body
-                lines += [f"*{label}*:", *[f"- {_md_cell(k)}: {v:.4g}" for k, v in pairs]]
+                lines += [f"*{_md_cell(label)}*:", *[f"- {_md_cell(k)}: {v:.4g}" for k, v in pairs]]
             lines.append("")
     return "\n".join(lines)
 

@@ -146,7 +146,7 @@ def query_param(name: str) -> str | None:
     return value or None
 
 
-_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:&"})
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:&="})
 
 
 def plain(text: object) -> str:
