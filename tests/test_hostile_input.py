@@ -1,6 +1,9 @@
-"""Hostile input to the write API, fuzzed: every call is either stored exactly or refused whole.
+"""Hostile input: every call is either stored exactly or refused whole, with a message naming what is wrong.
 
-(The filter language has its own fuzzing in test_filterlang.py.)
+The write API fuzzed; artifact, model and schedule names that look like paths; huge and deeply
+nested values; a store file replaced by garbage; a model file swapped for another; user text
+through markdown. (The filter language has its own fuzzing in test_filterlang.py; the dashboard
+is driven in a real browser in test_hostile_browser.py.)
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import math
 import os
 import random
 import re
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,7 +29,6 @@ from hypothesis import strategies as hs
 
 import _demo_store
 import workbench as wb
-from test_browser import _free_port
 from workbench import artifacts, auth, ui
 from workbench import workspace as _workspace
 from workbench.workspace import operator_workspace
@@ -94,6 +97,12 @@ def test_huge_and_deeply_nested_values_are_stored_as_text_or_refused(ws):
 
 
 # -- shared helpers for the tests below ------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _tree(root) -> dict:
     """Every file and folder under ``root`` with its size (folders: None), to compare before and after."""
     out = {}
