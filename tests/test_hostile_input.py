@@ -306,7 +306,7 @@ def test_100k_keys_in_one_call_are_refused_at_once_naming_the_limit(ws, call):
         start = time.monotonic()
         with pytest.raises(wb.ValidationError, match=r"would have 100,000 .*a run keeps at most 1,000"):
             method({f"k{i}": i for i in range(100_000)})
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < 5  # refused before anything is buffered or written
         method({f"k{i}": i for i in range(999)})
         with pytest.raises(wb.ValidationError, match=r"would have 1,001 "):
             method({"k998": 998, "one-more": 1, "and-another": 2})
