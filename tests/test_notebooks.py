@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import nbformat
+import polars as pl
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
@@ -103,6 +104,13 @@ def _check_track_and_register(ws: wb.Workspace) -> None:
         for row in ds.iter_rows(named=True):
             assert row["parent_ids"] == [raw["id"]], row
         assert ds.filter(role="train")["n_rows"][0] == 6_000
+        # the raw frame's marks, confirmed in the notebook, reached the derived data sets
+        train_marks = ws.column_marks(ds.filter(role="train")["id"][0])
+        assert train_marks.filter(pl.col("column") == "postcode_area").select("mark", "origin").row(0) == (
+            "sensitive", "inherited")
+    raw_marks = ws.column_marks(raw["id"])
+    assert set(raw_marks["origin"]) == {"confirmed"}
+    assert dict(zip(raw_marks["column"], raw_marks["mark"]))["applicant_id"] == "identifying"
 
     versions = ws.model_versions("notebook-credit-default")
     assert versions.height == 1

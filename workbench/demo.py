@@ -104,7 +104,12 @@ def _seed_credit(ws: Workspace, tick) -> None:
     best: dict[str, tuple[float, object, str]] = {}
     for family, grid in SWEEPS.items():
         with ws.start_run(CREDIT_EXPERIMENT, name=f"{family}-sweep", tags={"family": family, "kind": "sweep"}) as parent:
-            raw_ref = parent.log_dataset(raw, "applicants-2026-01", role="source", source="synthetic: make_credit_applicants(seed=7)")
+            # Marks confirmed once, on the source (the splits below inherit them). The later month
+            # is left with the detector's proposals, for a person to confirm on the run page.
+            marks = None if best else {"applicant_id": "identifying", "sex": "sensitive", "age_band": "sensitive",
+                                       "age": "sensitive"}
+            raw_ref = parent.log_dataset(raw, "applicants-2026-01", role="source",
+                                         source="synthetic: make_credit_applicants(seed=7)", marks=marks)
             # The later month, drifted: what drift and monitoring compare against the training month.
             parent.log_dataset(later, "applicants-2026-02", role="current",
                                source="synthetic: make_credit_applicants(month='2026-02', drifted=True, seed=7)")

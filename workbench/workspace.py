@@ -350,7 +350,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         the :class:`~workbench.explain.Explanation` with ``evidence_id`` set.
 
         ``masked``: features whose values per-row views never show (protected attributes,
-        identifiers); default: those :func:`workbench.column_marks.propose` finds by name.
+        identifiers); default: the features marked so on the version's data sets, else by the
+        detector.
         Identifying columns of ``X`` (the version's data set marks, else the detector's),
         ``row_id`` included, are stored as keyed tokens.
         """
@@ -362,7 +363,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         name, version = self._version_ref(model_version)
         model = self.load_model(name, version)
         frame = to_polars(X)
-        identifying = self._identifying(frame, name, version, None)
+        marked = self._marks(frame, name, version, None)
+        identifying = [c for c, m in marked.items() if m == "identifying"]
         bar = _ProgressBar(f"Explaining {name} v{version}") if progress else None
         try:
             result = explain_model(model, frame, y=y, sample=sample, max_rows=max_rows, row_id=row_id,
@@ -373,7 +375,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         summary = result.summary()
         features = [r["feature"] for r in summary["global_importance"]]
         if masked is None:
-            masked = list(column_marks.propose(features))
+            masked = [f for f in features if marked.get(f, column_marks.propose([f]).get(f)) in ("identifying", "sensitive")]
         elif unknown := [c for c in masked if c not in features]:
             raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
         summary["masked"] = sorted(masked)

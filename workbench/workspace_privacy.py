@@ -44,14 +44,18 @@ class PrivacyMethods:
         checked = column_marks.check(marks or {}, list(json.loads(columns)))
         return self._call(lambda conn: dataset_marks.set_marks(conn, self.user, self.role, dataset_id, checked, confirm))
 
-    def _identifying(self, frame: pl.DataFrame, name: str, version: int, marks: dict | None) -> list[str]:
-        """Columns of ``frame`` to pseudonymise: the caller's marks, else those of the version's
-        data sets (through its run), else the detector's reading of this frame."""
+    def _marks(self, frame: pl.DataFrame, name: str, version: int, marks: dict | None) -> dict[str, str]:
+        """{column: mark} for ``frame``: the caller's marks, else those of the version's data
+        sets (through its run), else the detector's reading of this frame."""
         given = column_marks.check(marks or {}, frame.columns)
         logged = dataset_marks.strongest(self._read(dataset_marks.VERSION_MARKS_SQL, [name, version]).rows())
         detected = {c: m for c, (m, _) in column_marks.detect(frame).items()}
         decided = {**detected, **logged, **given}
-        return [c for c in frame.columns if decided.get(c) == "identifying"]
+        return {c: decided[c] for c in frame.columns if c in decided}
+
+    def _identifying(self, frame: pl.DataFrame, name: str, version: int, marks: dict | None) -> list[str]:
+        """Columns of ``frame`` to pseudonymise (see :meth:`_marks`)."""
+        return [c for c, m in self._marks(frame, name, version, marks).items() if m == "identifying"]
 
     def _pseudonymise(self, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
         return pseudonyms.pseudonymise(frame, columns, keys.pseudonym_key()) if columns else frame
