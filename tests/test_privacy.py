@@ -289,3 +289,16 @@ def test_a_compliance_officer_confirms_proposed_marks_on_the_run_page(ws, op, mo
     assert set(ws.column_marks(ref)["origin"]) == {"confirmed"}
     assert ws.column_marks(ref).filter(pl.col("column") == "contact")["set_by"].item() == "casey"
     assert "identifying" in at.expander[0].label and "proposed" not in at.expander[0].label
+
+
+def test_evidently_html_stored_with_drift_evidence_holds_tokens_not_identifying_values(ws, protected):
+    mv, *_ = protected
+    # a repeated customer id is categorical to Evidently, whose HTML then lists the values
+    ref = pl.DataFrame({"customer_id": [f"CUST-{i % 12:03d}" for i in range(300)], "income": [float(i) for i in range(300)]})
+    cur = pl.DataFrame({"customer_id": [f"CUST-{i % 15:03d}" for i in range(300)], "income": [i + 3.0 for i in range(300)]})
+    report = ws.drift(ref, cur, model_version=mv, engine="evidently")
+    summary = ws.evidence_summary(report.evidence_id)
+    html = artifacts.get_bytes(ws.store.artifact_root, summary["evidently_html_sha256"]).decode()
+    assert "CUST-0" not in html
+    assert pseudonyms.token("CUST-007", keys.pseudonym_key()) in html  # the values are there, as tokens
+    assert report.columns.filter(pl.col("column") == "customer_id")["stattest"].item() == "chisquare"

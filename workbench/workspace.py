@@ -408,8 +408,15 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             self.get_model_version(name, version)  # refuse an unknown version before the work
         options = dict(columns=columns, column_kinds=column_kinds, target=target, prediction=prediction)
         if engine == "evidently":
+            from .datasets import to_polars
+            from .drift import ReferenceProfile
             from .drift_evidently import evidently_report
 
+            # the stored HTML shows values: identifying ones as tokens
+            if model_version is not None and not isinstance(reference, ReferenceProfile):
+                reference, current = to_polars(reference), to_polars(current)
+                hidden = self._identifying(current, name, version, None)
+                reference, current = self._pseudonymise(reference, hidden), self._pseudonymise(current, hidden)
             report = evidently_report(reference, current, **options)
         else:
             bar = _ProgressBar("Drift", unit="columns") if progress else None
