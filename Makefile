@@ -42,3 +42,4 @@ bench: $(BIN)/python
 	$(BIN)/python bench/w8_audit_verify.py
 	$(BIN)/python bench/w9_approvals.py
 	$(BIN)/python bench/w10_reports.py
+	$(BIN)/python bench/w11_protection.py
