@@ -66,9 +66,15 @@ def test_the_key_is_never_written_to_the_store_or_the_artifact_folder(ws, keyed,
     ws.register_model(model, "risk")
     ws.flush()
     raw = bytes.fromhex(KEY)
-    for path in [store_path, *_files(ws.store.artifact_root)]:
+    files = _files(ws.store.artifact_root) + ([] if isinstance(store_path, str) else [store_path])  # str: a URL
+    for path in files:
         data = path.read_bytes()
         assert KEY.encode() not in data and raw not in data and KEY.upper().encode() not in data, path
+    from sqlmodel import SQLModel
+
+    for table in SQLModel.metadata.tables:  # every table, on either backend
+        text = ws._read(f"select * from {table}").write_csv()
+        assert KEY not in text.lower() and raw.decode("latin-1") not in text, table
 
 
 @settings(max_examples=60, deadline=None)

@@ -80,7 +80,7 @@ def test_the_fairness_page_and_the_reports_never_show_a_small_group(tiny_group_s
     # the stored evidence keeps every group: the verdict was computed on them
     _, stored = ws.evidence_detail(ws.evidence("loans")["id"][0])
     assert {"Zoroastrian", "Jain"} <= set(stored["group"])
-    casey = wb.connect(store=ws.store.path, user="casey")
+    casey = wb.connect(store=ws.store.location, user="casey")
     card = json.loads(Path(casey.export_report("model-card", "loans", 1, fmt="json", out_dir=tmp_path)).read_text())
     groups = [g["group"] for g in card["fairness"]["by_group"]]
     assert groups == ["majority", "2 groups of under 30 (rates withheld)"]
@@ -88,11 +88,11 @@ def test_the_fairness_page_and_the_reports_never_show_a_small_group(tiny_group_s
     for fmt in ("html", "md"):
         text = Path(casey.export_report("validation", "loans", 1, fmt=fmt, out_dir=tmp_path)).read_text()
         assert "Zoroastrian" not in text and "Jain" not in text and "2 groups of under 30" in text
-    monkeypatch.setenv("WORKBENCH_STORE", str(ws.store.path))
+    monkeypatch.setenv("WORKBENCH_STORE", ws.store.location)
     ws.store.release()
     page = Path(__file__).resolve().parent.parent / "pages" / "fairness.py"
     at = AppTest.from_file(str(page), default_timeout=90)
-    at.session_state[ui.SIGNED] = auth.sign_in(str(ws.store.path), "casey", "casey-long-passphrase-1")
+    at.session_state[ui.SIGNED] = auth.sign_in(ws.store.location, "casey", "casey-long-passphrase-1")
     at.run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
