@@ -19,7 +19,7 @@ def _verified(_ws, store: str, head_seq: int, head_hash: str):
 
 with ui.shown_errors():
     head = ws.audit_head()
-    ok, n, digest, broken, reason = _verified(ws, str(ws.store.path), head["seq"], head["hash"])
+    ok, n, digest, broken, reason = _verified(ws, ws.store.location, head["seq"], head["hash"])
     if ok:
         st.badge(f"Chain intact: {n:,} events", icon=":material/verified_user:", color="green")
         st.caption(f"Head digest `{digest}`. Keep an anchor of it outside the store: `workbench audit anchor --out FILE`.")

@@ -29,7 +29,7 @@ with ui.shown_errors():
                             help="Versions with logged predictions; Production first chosen.")
     window = right.radio("Window", ["1w", "1d", "1h"], horizontal=True, help="Weeks start on Monday, days at 00:00 UTC.")
     row = monitored.row(labels.index(chosen), named=True)
-    report = _monitor(ws, str(ws.store.path), row["name"], row["version"], window, row["last_batch"])
+    report = _monitor(ws, ws.store.location, row["name"], row["version"], window, row["last_batch"])
     w = report.windows
     st.caption(f"{row['predictions']:,} predictions from {row['first_prediction']:%Y-%m-%d} to "
                f"{row['last_prediction']:%Y-%m-%d}; {w['labelled'].sum():,} labelled; {w.height} windows of {window}; "
@@ -46,7 +46,7 @@ with ui.shown_errors():
             st.subheader(f"Canary: v{pair[0]} (champion) beside v{pair[1]} (challenger, "
                          f"{rollout['traffic_share']:.0%} of traffic)")
             reports = {v: report if v == row["version"] else
-                       _monitor(ws, str(ws.store.path), row["name"], v, window, other["last_batch"][0]) for v in pair}
+                       _monitor(ws, ws.store.location, row["name"], v, window, other["last_batch"][0]) for v in pair}
             st.plotly_chart(charts.side_by_side({f"v{v}": r.windows for v, r in reports.items()}, report.task),
                             width="stretch")
 

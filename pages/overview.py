@@ -9,7 +9,7 @@ ws = ui.require_page("home")
 signed = ui.signed_in()
 st.title("Workbench")
 with ui.shown_errors():
-    st.caption(f"Store: `{ws.store.path}`")
+    st.caption(f"Store: `{ws.store.display}`")
     counts = ws.counts()
     cols = st.columns(5)
     for col, key in zip(cols, ["experiments", "runs", "models", "versions", "users"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -19,9 +20,46 @@ def pytest_configure(config):
         os.environ.pop(name, None)
 
 
+# WORKBENCH_TEST_PG=postgresql+psycopg://user:pw@127.0.0.1:PORT/db (a role with CREATEDB) runs the
+# store-backed tests on PostgreSQL: each test gets its own database, copied from a template.
+_PG = os.environ.get("WORKBENCH_TEST_PG")
+_PG_DBS = itertools.count()
+_PG_TEMPLATE = f"wbt_template_{os.getpid()}"
+
+
+def _pg_admin():
+    import psycopg
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(_PG).set(drivername="postgresql", database="postgres")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def _pg_url(db: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(_PG).set(database=db).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def _pg_template():
+    from workbench.store.connection import Store
+
+    with _pg_admin() as a:
+        a.execute(f"drop database if exists {_PG_TEMPLATE}")
+        a.execute(f"create database {_PG_TEMPLATE}")
+    s = Store(_pg_url(_PG_TEMPLATE))  # creates the schema once
+    s.close()
+    yield _PG_TEMPLATE
+    with _pg_admin() as a:
+        a.execute(f"drop database if exists {_PG_TEMPLATE} with (force)")
+
+
 def _forget(path) -> None:
     """Close the process-wide Store for ``path`` (if any) and drop it from the cache."""
-    key = str(path.resolve())
+    from workbench.store.connection import store_key
+
+    key = store_key(str(path))
     with _workspace._stores_lock:
         hit = _workspace._stores.pop(key, None)
     if hit is not None:
@@ -34,11 +72,24 @@ def _forget(path) -> None:
 
 
 @pytest.fixture
-def store_path(tmp_path, monkeypatch):
-    """A path for a new store file (not created yet); its Store is closed afterwards."""
+def store_path(tmp_path, monkeypatch, request):
+    """A path for a new store file (not created yet); its Store is closed afterwards.
+    With WORKBENCH_TEST_PG: the URL of a fresh PostgreSQL database instead."""
     monkeypatch.delenv("WORKBENCH_STORE", raising=False)
     monkeypatch.delenv("WORKBENCH_USER", raising=False)
     monkeypatch.delenv("WORKBENCH_ARTIFACTS", raising=False)
+    if _PG:
+        template = request.getfixturevalue("_pg_template")
+        db = f"wbt_{os.getpid()}_{next(_PG_DBS)}"
+        with _pg_admin() as a:
+            a.execute(f"create database {db} template {template} strategy file_copy")
+        monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "workbench.artifacts"))
+        url = _pg_url(db)
+        yield url
+        _forget(url)
+        with _pg_admin() as a:
+            a.execute(f"drop database if exists {db} with (force)")
+        return
     path = tmp_path / "workbench.duckdb"
     yield path
     _forget(path)

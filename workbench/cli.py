@@ -54,7 +54,7 @@ def init(store: Optional[str] = StoreOpt) -> None:
     """Create an empty store (or check an existing one)."""
     ws = _operator(store)
     counts = ws.counts()
-    typer.echo(f"Store ready: {ws.store.path}")
+    typer.echo(f"Store ready: {ws.store.display}")
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     if counts["users"] == 0:
         typer.echo("Next: workbench users add NAME --role data_scientist   (or: workbench demo)")
@@ -115,7 +115,8 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
     home = Path(__file__).resolve().parent.parent / "app" / "Home.py"
     if not home.exists():
         _fail(f"Dashboard files not found at {home}: install workbench from its source folder (pip install -e .).")
-    env = dict(os.environ, WORKBENCH_STORE=str(Path(resolve_store(store)).resolve()))
+    loc = resolve_store(store)
+    env = dict(os.environ, WORKBENCH_STORE=loc if "://" in loc and not loc.startswith("duckdb") else str(Path(loc).resolve()))
     cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            # one theme for every page, wherever serve is started from
@@ -292,7 +293,7 @@ def scheduler(store: Optional[str] = StoreOpt,
     ws = _operator(store)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    typer.echo(f"Scheduler running on {ws.store.path}; checking every {poll:g} s.")
+    typer.echo(f"Scheduler running on {ws.store.display}; checking every {poll:g} s.")
     while not stop:
         for o in ws.run_due_schedules():
             typer.echo(f"{o['schedule']}: {o['status']}" + (f" {o['path']}" if o.get("path") else ""), err=bool(o.get("error")))

@@ -197,6 +197,23 @@ from kept k join stats t using (sid) join runs r on r.run_id = t.run_id
 order by k.sid, k.step, k.ts nulls last
 """
 
+# PostgreSQL: arg_min/arg_max as the first of an ordered array_agg, isnan(x) as x = 'NaN',
+# list_position as array_position, and every subquery in FROM named (PostgreSQL 15).
+_CURVES_SQL_PG = (_CURVES_SQL
+    .replace("arg_min(value, step) as v0, arg_max(value, step) as v1",
+             "(array_agg(value order by step))[1] as v0, (array_agg(value order by step desc))[1] as v1")
+    .replace("arg_min(step, value) filter (where not isnan(value))",
+             "(array_agg(step order by value) filter (where value <> 'NaN'::float8))[1]")
+    .replace("arg_max(step, value) filter (where not isnan(value))",
+             "(array_agg(step order by value desc) filter (where value <> 'NaN'::float8))[1]")
+    .replace("filter (where not isnan(value))", "filter (where value <> 'NaN'::float8)")
+    .replace("list_position(", "array_position(")
+    .replace("::double", "::float8")
+    .replace("from sel group by run_id, key)", "from sel group by run_id, key) g")
+    .replace("on t.run_id = s.run_id and t.key = s.key)\n  group by sid, b", "on t.run_id = s.run_id and t.key = s.key) x\n  group by sid, b")
+    .replace("union select sid, sfirst, 'nan'::float8 from buckets where smin is null)",
+             "union select sid, sfirst, 'NaN'::float8 from buckets where smin is null) y"))
+
 _CURVES_SCHEMA = {"run_id": pl.String, "run_name": pl.String, "key": pl.String, "step": pl.Int64, "value": pl.Float64}
 
 
@@ -218,7 +235,7 @@ def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
     key_list = None if keys is None else [str(k) for k in keys]
     if key_list is not None and not key_list:
         return pl.DataFrame(schema=_CURVES_SCHEMA)
-    points = ws._read(_CURVES_SQL, {
+    points = ws._read(_CURVES_SQL_PG if ws.store.is_postgres else _CURVES_SQL, {
         "ids": runs["run_id"].to_list(), "all_keys": key_list is None, "keys": key_list,
         "nb": (max_points - 2) // 2, "max_points": max_points})
     return points.select(list(_CURVES_SCHEMA)).cast(_CURVES_SCHEMA)

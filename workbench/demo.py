@@ -195,7 +195,7 @@ def _seed_monitoring(ws: Workspace, version: tuple[str, int], train_features: pl
     ws.log_reference(version, train_features.with_columns(
         pl.Series("prediction", model.predict_proba(train_features.to_pandas())[:, 1])))
     # what the lead set for this high-risk model (a data scientist may not)
-    connect(ws.store.path, user="lee").set_monitor_policy(
+    connect(ws.store.location, user="lee").set_monitor_policy(
         version[0], max_drift_share=0.3, max_error_rate=0.02, min_auc=0.65, max_latency_p95_ms=80.0)
     _log_traffic(ws, version, model, features, range(17), MONITOR_PER_MONTH // 4, seed=21)
     ws.monitor(version, window="1w")  # records the alert of the drifted week
@@ -331,12 +331,12 @@ def seed(store=None, *, progress: bool = True) -> dict:
         try:
             _seed_credit(ws, bar.update)
             _seed_diabetes(ws, bar.update)
-            _seed_governance(ws.store.path)
+            _seed_governance(ws.store.location)
         finally:
             bar.close()
     ws.flush()
     counts = ws.counts()
-    return {"store": str(ws.store.path), "runs": counts["runs"], "experiments": counts["experiments"],
+    return {"store": ws.store.display, "runs": counts["runs"], "experiments": counts["experiments"],
             "versions": counts["versions"], "users": DEMO_USERS, "already_seeded": already}
 
 

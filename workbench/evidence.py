@@ -43,10 +43,12 @@ def store(conn, actor: str, role: str, *, name: str, version: int, kind: str, su
 
 
 LATEST_SQL = """
-select m.name, e.version, e.kind, e.id, e.verdict, e.created_by, e.created_at
-from evidence e join registered_models m on m.id = e.model_id
-where (? is null or m.name = ?)
-qualify row_number() over (partition by e.model_id, e.version, e.kind order by e.created_at desc, e.id desc) = 1
-order by m.name, e.version, e.kind
+select name, version, kind, id, verdict, created_by, created_at from (
+  select m.name, e.version, e.kind, e.id, e.verdict, e.created_by, e.created_at,
+         row_number() over (partition by e.model_id, e.version, e.kind order by e.created_at desc, e.id desc) as rn
+  from evidence e join registered_models m on m.id = e.model_id
+  where (cast(? as varchar) is null or m.name = ?)) latest
+where rn = 1
+order by name, version, kind
 """
 

@@ -422,6 +422,6 @@ select r.id, m.name, r.version, m.risk_tier, r.from_stage, r.to_stage, r.status,
        (select count(*) from request_decisions d where d.request_id = r.id and d.approve
           and d.evidence_sha256 = r.evidence_sha256) as sign_offs
 from promotion_requests r join registered_models m on m.id = r.model_id
-where (? is null or r.status = ?) and (? is null or m.name = ?)
+where (cast(? as varchar) is null or r.status = ?) and (cast(? as varchar) is null or m.name = ?)
 order by r.id desc
 """

@@ -92,7 +92,7 @@ ALERTS_SQL = """
 select a.id, m.name, a.version, a.window_start, a.window_end, a.metric, a.value, a.threshold, a.rule,
        a.command, a.exit_code, a.output, a.created_by, a.created_at
 from alerts a join registered_models m on m.id = a.model_id
-where (? is null or m.name = ?) order by a.window_start desc, a.id desc
+where (cast(? as varchar) is null or m.name = ?) order by a.window_start desc, a.id desc
 """
 
 

@@ -146,7 +146,7 @@ def _record_change(conn, model_id: int, version: int, from_stage: str, to_stage:
 STAGE_HISTORY_SQL = """
 select m.name, c.version, c.from_stage, c.to_stage, c.actor, c.request_id, c.reason, c.created_at
 from stage_changes c join registered_models m on m.id = c.model_id
-where (? is null or m.name = ?) order by c.created_at desc, c.id desc
+where (cast(? as varchar) is null or m.name = ?) order by c.created_at desc, c.id desc
 """
 
 
@@ -182,19 +182,20 @@ MODELS_SQL = """
 select m.name, m.owner_team, m.use_case, m.risk_tier, m.description,
        count(v.id) as n_versions, max(v.version) as latest_version,
        max(v.version) filter (where v.stage = 'Production') as production_version,
-       list(v.version order by v.version) filter (where v.stage = 'Staging') as staging_versions,
+       array_agg(v.version order by v.version) filter (where v.stage = 'Staging') as staging_versions,
        m.created_by, m.created_at
 from registered_models m left join model_versions v on v.model_id = m.id
-group by all order by m.name
+group by m.id, m.name, m.owner_team, m.use_case, m.risk_tier, m.description, m.created_by, m.created_at
+order by m.name
 """
 
 VERSIONS_SQL = """
 select m.name, v.version, v.stage,
-       coalesce((select list(a.alias order by a.alias) from model_aliases a
-                 where a.model_id = m.id and a.version = v.version), []) as aliases,
+       coalesce((select array_agg(a.alias order by a.alias) from model_aliases a
+                 where a.model_id = m.id and a.version = v.version), cast(array[] as varchar[])) as aliases,
        v.run_id, r.name as run_name, v.model_class, v.sha256, v.size, v.created_by, v.created_at, v.stage_changed_at
 from model_versions v join registered_models m on m.id = v.model_id
 left join runs r on r.run_id = v.run_id
-where (? is null or m.name = ?)
+where (cast(? as varchar) is null or m.name = ?)
 order by m.name, v.version desc
 """

@@ -39,7 +39,7 @@ TEXT_FIELDS = ("intended_use", "out_of_scope_use", "limitations", "ethical_consi
 
 # -- the document -------------------------------------------------------------------------------------
 def _header(ws, kind: str, name: str | None, version: int | None) -> dict:
-    return {"kind": kind, "model": name, "version": version, "store": str(ws.store.path),
+    return {"kind": kind, "model": name, "version": version, "store": ws.store.display,
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "generated_by": ws.user, "workbench_version": __version__}
 

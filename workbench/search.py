@@ -40,6 +40,16 @@ class RunIndex:
 
 
 _lock = threading.Lock()
+_filter_lock = threading.Lock()
+_filter_con = []
+
+
+def _filter_db():
+    if not _filter_con:
+        import duckdb
+        _filter_con.append(duckdb.connect(config={"autoinstall_known_extensions": False,
+                                                  "autoload_known_extensions": False}))
+    return _filter_con[0]
 
 
 def run_index(store) -> RunIndex:
@@ -67,14 +77,15 @@ _REFRESH_MAX = 0.2  # more changed runs than this share of the index: rebuild in
 _NEWEST_FIRST = dict(by=["start_time", "run_id"], descending=[True, False])
 
 
-def _load(raw, only_changed: bool) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    where = " semi join changed_runs c on c.run_id = {t}.run_id" if only_changed else ""
-    runs = frame(raw, _RUNS_SQL + where.format(t="r"))
+def _load(raw, changed: list | None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    where = " where {t}.run_id in (select unnest(?::varchar[]))" if changed is not None else ""
+    p = [changed] if changed is not None else None
+    runs = frame(raw, _RUNS_SQL + where.format(t="r"), p)
     longs = {
         "metrics": frame(raw, "select m.run_id, m.key, m.value, m.min_value, m.max_value from latest_metrics m"
-                              + where.format(t="m")),
-        "params": frame(raw, "select p.run_id, p.key, p.value from params p" + where.format(t="p")),
-        "tags": frame(raw, "select t.run_id, t.key, t.value from tags t" + where.format(t="t")),
+                              + where.format(t="m"), p),
+        "params": frame(raw, "select p.run_id, p.key, p.value from params p" + where.format(t="p"), p),
+        "tags": frame(raw, "select t.run_id, t.key, t.value from tags t" + where.format(t="t"), p),
     }
     return runs.sort(**_NEWEST_FIRST), longs
 
@@ -82,10 +93,11 @@ def _load(raw, only_changed: bool) -> tuple[pl.DataFrame, dict[str, pl.DataFrame
 def _build(store, version: int) -> RunIndex:
     with store.connection() as conn:
         try:
-            runs, longs = _load(conn.connection.dbapi_connection, only_changed=False)
+            runs, longs = _load(conn.connection.dbapi_connection, None)
         finally:
             if conn.in_transaction():
                 conn.commit()
+            store.end_raw(conn)
     names: dict = {}
     out, filt = _assemble(runs, longs, names)
     return RunIndex(version, out, filt.with_row_index("row_nr").to_arrow(), names)
@@ -121,14 +133,11 @@ def _refresh(store, old: RunIndex, version: int) -> RunIndex | None:
                 return RunIndex(version, old.runs, old.table, old.names)
             if changed.height > _REFRESH_MAX * max(old.runs.height, 1000):
                 return None
-            raw.register("changed_runs", changed.to_arrow())
-            try:
-                runs, longs = _load(raw, only_changed=True)
-            finally:
-                raw.unregister("changed_runs")
+            runs, longs = _load(raw, changed["run_id"].to_list())
         finally:
             if conn.in_transaction():
                 conn.commit()
+            store.end_raw(conn)
     names = dict(old.names)
     new_out, new_filt = _assemble(runs, longs, names)
     old_filt = pl.from_arrow(old.table).drop("row_nr")
@@ -158,14 +167,14 @@ def search_runs(store, filter: str = "", experiment_id: int | None = None, max_r
     if where == "TRUE":
         rows = None
     else:
-        with store.connection() as conn:
-            raw = conn.connection.dbapi_connection
-            raw.register("run_index", idx.table)
+        # The index is an Arrow table in this process: filter it with an in-memory DuckDB,
+        # whatever the store is (the filter language compiles to DuckDB SQL).
+        con = _filter_db()
+        with _filter_lock:
+            con.register("run_index", idx.table)
             try:
-                rows = raw.execute(f"select row_nr from run_index where {where} order by row_nr", params).fetchnumpy()["row_nr"]
+                rows = con.execute(f"select row_nr from run_index where {where} order by row_nr", params).fetchnumpy()["row_nr"]
             finally:
-                raw.unregister("run_index")
-                if conn.in_transaction():
-                    conn.commit()
+                con.unregister("run_index")
     result = idx.runs if rows is None else idx.runs[rows]
     return result.head(max_results) if max_results else result

@@ -16,7 +16,7 @@ from . import artifacts, audit, registry, roles, users
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .registry import ModelVersion
 from .search import search_runs as _search_runs
-from .store.connection import Store, resolve_store, store_path
+from .store.connection import Store, resolve_store, store_key, store_path
 from .store.writer import Writer
 from .tracking import Run, check_key, ensure_experiment
 from .workspace_governance import GovernanceMethods
@@ -30,7 +30,7 @@ _stores_lock = threading.Lock()
 
 def _shared_store(location, **kwargs) -> tuple[Store, Writer]:
     """One Store (lease) and one Writer per file per process, shared by all workspaces."""
-    key = str(store_path(resolve_store(location)).resolve())
+    key = store_key(resolve_store(location))
     with _stores_lock:
         hit = _stores.get(key)
         if hit is not None and not hit[0].closed:
@@ -82,7 +82,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             self.user, self.role = row["name"], row["role"]
 
     def __repr__(self) -> str:
-        return f"Workspace(store={str(self.store.path)!r}, user={self.user!r}, role={self.role!r})"
+        return f"Workspace(store={self.store.display!r}, user={self.user!r}, role={self.role!r})"
 
     def __enter__(self) -> "Workspace":
         return self
@@ -149,7 +149,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return self._read(
             "select e.id, e.name, e.description, e.created_by, e.created_at, count(r.run_id) as n_runs, "
             "max(r.start_time) as last_run from experiments e left join runs r on r.experiment_id = e.id "
-            "group by all order by e.name")
+            "group by e.id, e.name, e.description, e.created_by, e.created_at order by e.name")
 
     def search_runs(self, filter: str = "", experiment: str | None = None, max_results: int | None = None) -> pl.DataFrame:
         """Runs matching ``filter``, one row per run, newest first.
@@ -178,13 +178,13 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     def metric_history(self, run_id: str, key: str | None = None) -> pl.DataFrame:
         """Every logged point of a run (optionally one key), ordered by step."""
         self.get_run(run_id)
-        return self._read("select key, step, value, ts from metrics where run_id = ? and (? is null or key = ?) "
+        return self._read("select key, step, value, ts from metrics where run_id = ? and (cast(? as varchar) is null or key = ?) "
                           "order by key, step, ts", [run_id, key, key])
 
     def run_datasets(self, run_id: str) -> pl.DataFrame:
         return self._read(
             "select d.id, d.name, rd.role, d.digest, d.n_rows, d.n_cols, d.source, d.columns_json, "
-            "(select list(l.parent_id) from dataset_lineage l where l.child_id = d.id) as parent_ids "
+            "(select array_agg(l.parent_id) from dataset_lineage l where l.child_id = d.id) as parent_ids "
             "from run_datasets rd join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.role, d.name",
             [run_id])
 
@@ -527,7 +527,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         if not check.ok:
             raise IntegrityError(f"The audit chain is broken at event {check.first_broken_seq} ({check.reason}): "
                                  "refusing to anchor it.")
-        return audit.anchor(check, str(self.store.path))
+        return audit.anchor(check, self.store.display)
 
     def audit_export(self, fmt: str = "csv", **filters) -> bytes:
         """The filtered events as CSV or JSON (compliance officers); the export itself is audited."""

@@ -142,7 +142,7 @@ class MonitoringMethods:
         new = self._call(lambda conn: monitor_store.record_alerts(conn, self.user, self.role, name, version, breaches))
         if new and command:
             exit_code, output = _run(command, {"WORKBENCH_ALERT_ID": str(new[-1]), "WORKBENCH_MODEL": name,
-                                               "WORKBENCH_VERSION": str(version), "WORKBENCH_STORE": str(self.store.path)})
+                                               "WORKBENCH_VERSION": str(version), "WORKBENCH_STORE": self.store.location})
             self._call(lambda conn: monitor_store.record_command(conn, self.user, self.role, name, version, new[-1],
                                                                  command, exit_code, output))
 

@@ -51,6 +51,17 @@ def resolve_store(store: str | os.PathLike | None) -> str:
     return str(value)
 
 
+def is_postgres(location: str) -> bool:
+    return location.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
+
+
+def store_key(location: str) -> str:
+    """The identity of a store: the resolved file path, or the URL (without password)."""
+    if is_postgres(location):
+        return sa.engine.make_url(location).render_as_string(hide_password=True)
+    return str(store_path(location).resolve())
+
+
 def store_path(location: str) -> Path:
     for prefix in ("duckdb:///", "duckdb://"):
         if location.startswith(prefix):
@@ -95,9 +106,48 @@ def _check_file(path: Path) -> None:
         raise StoreError(f"Store file {path} is not writable by this user.")
 
 
-def frame(raw, sql: str, params: list | None = None) -> pl.DataFrame:
+_PLACEHOLDER = re.compile(r"('(?:[^']|'')*')|(\?)|(\$[A-Za-z_][A-Za-z0-9_]*)|(%)")
+
+
+def pg_sql(sql: str) -> str:
+    """DuckDB's ``?`` / ``$name`` placeholders as psycopg's ``%s`` / ``%(name)s``."""
+    def sub(m):
+        if m.group(1):
+            return m.group(1).replace("%", "%%")
+        if m.group(2):
+            return "%s"
+        if m.group(3):
+            return f"%({m.group(3)[1:]})s"
+        return "%%"
+    return _PLACEHOLDER.sub(sub, sql)
+
+
+_PG_TYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int64, 23: pl.Int64, 700: pl.Float64, 701: pl.Float64,
+             25: pl.String, 1043: pl.String, 1184: pl.Datetime("us", "UTC"), 1114: pl.Datetime("us"),
+             1007: pl.List(pl.Int64), 1016: pl.List(pl.Int64), 1015: pl.List(pl.String), 1009: pl.List(pl.String),
+             1700: pl.Float64}
+
+
+def frame(raw, sql: str, params: list | dict | None = None) -> pl.DataFrame:
     """A query's result as polars, through Arrow (DuckDB's relation API avoids a copy)."""
+    if hasattr(raw, "pgconn"):  # psycopg 3
+        with raw.cursor() as cur:
+            cur.execute(pg_sql(sql), params or None)
+            names = [d.name for d in cur.description]
+            schema = {d.name: _PG_TYPES.get(d.type_code, pl.Object) for d in cur.description}
+            rows = cur.fetchall()
+        if not rows:
+            return pl.DataFrame(schema={n: (t if t != pl.Object else pl.String) for n, t in schema.items()})
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
     return pl.from_arrow(raw.sql(sql, params=params or None).to_arrow_table())
+
+
+def raw_rows(raw, sql: str, params: list | None = None) -> list:
+    if hasattr(raw, "pgconn"):
+        with raw.cursor() as cur:
+            cur.execute(pg_sql(sql), params or None)
+            return cur.fetchall()
+    return raw.execute(sql, params or []).fetchall()
 
 
 class Store:
@@ -118,15 +168,26 @@ class Store:
         lock_timeout: float | None = None,
     ) -> None:
         self.location = resolve_store(location)
-        self.path = store_path(self.location).resolve()
         self.lease_seconds = float(lease_seconds if lease_seconds is not None else os.environ.get("WORKBENCH_LEASE_SECONDS", 0.3))
         self.lock_timeout = float(lock_timeout if lock_timeout is not None else os.environ.get("WORKBENCH_LOCK_TIMEOUT", 120))
-        _check_file(self.path)
-        self._engine = sa.create_engine(
-            "duckdb:///" + str(self.path),
-            poolclass=NullPool,
-            connect_args={"config": dict(_DUCKDB_CONFIG)},
-        )
+        self.is_postgres = is_postgres(self.location)
+        if self.is_postgres:
+            url = sa.engine.make_url(self.location).set(drivername="postgresql+psycopg")
+            self.path = None
+            self.display = url.render_as_string(hide_password=True)
+            # a pool: no file to free between uses; sessions in UTC so times read back as UTC
+            self._engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=8,
+                                            connect_args={"options": "-c TimeZone=UTC"})
+        else:
+            self.path = store_path(self.location).resolve()
+            self.display = str(self.path)
+            self.location = str(self.path)
+            _check_file(self.path)
+            self._engine = sa.create_engine(
+                "duckdb:///" + str(self.path),
+                poolclass=NullPool,
+                connect_args={"config": dict(_DUCKDB_CONFIG)},
+            )
         self._lock = threading.RLock()
         self._conn: sa.Connection | None = None
         self._last_use = 0.0
@@ -140,7 +201,11 @@ class Store:
     def artifact_root(self) -> Path:
         """Content-addressed files live beside the store: ``<store>.artifacts/``."""
         override = os.environ.get("WORKBENCH_ARTIFACTS")
-        return Path(override) if override else self.path.with_suffix(".artifacts")
+        if override:
+            return Path(override)
+        if self.path is None:
+            raise StoreError("A PostgreSQL store keeps its files in WORKBENCH_ARTIFACTS: set it to a shared folder.")
+        return self.path.with_suffix(".artifacts")
 
     # -- connection lease -------------------------------------------------------------
     def _open(self) -> sa.Connection:
@@ -157,7 +222,7 @@ class Store:
                     m = _LOCK_RE.search(msg)
                     holder = f"process {m['pid']} ({m['exe']})" if m else "another process"
                     raise StoreLockedError(
-                        f"Store {self.path} is held by {holder} and stayed locked for "
+                        f"Store {self.display} is held by {holder} and stayed locked for "
                         f"{self.lock_timeout:.0f} s. Close that process (or its notebook "
                         "kernel) or raise WORKBENCH_LOCK_TIMEOUT."
                     ) from None
@@ -172,7 +237,7 @@ class Store:
                               f"belong to it (from another copy of the store?); move that file away: {msg}")
         if "newer" in msg.lower() or "version" in msg.lower():
             return StoreError(f"{self.path} was written by another DuckDB version: {msg}")
-        return StoreError(f"Cannot open store {self.path}: {msg}")
+        return StoreError(f"Cannot open store {self.display}: {msg}")
 
     @contextmanager
     def connection(self) -> Iterator[sa.Connection]:
@@ -206,13 +271,20 @@ class Store:
             finally:
                 if conn.in_transaction():
                     conn.commit()
+                self.end_raw(conn)
 
     def scalar(self, sql: str, params: list | None = None) -> Any:
         with self.connection() as conn:
-            rows = conn.connection.dbapi_connection.execute(sql, params or []).fetchall()
+            rows = raw_rows(conn.connection.dbapi_connection, sql, params)
             if conn.in_transaction():
                 conn.commit()
+            self.end_raw(conn)
             return rows[0][0] if rows else None
+
+    def end_raw(self, conn: sa.Connection) -> None:
+        """psycopg opened a transaction for raw reads that SQLAlchemy does not know of: end it."""
+        if self.is_postgres and not conn.in_transaction():
+            conn.connection.dbapi_connection.commit()
 
     def release(self) -> None:
         """Close the connection now, so other processes can open the file."""
@@ -262,7 +334,7 @@ class Store:
         with conn.begin():
             SQLModel.metadata.create_all(conn, checkfirst=True)
             conn.execute(sa.update(schema.StoreInfo.__table__).values(schema_version=schema.SCHEMA_VERSION))
-            audit.append(conn, [audit.Event("workbench", "system", "store.migrate", "store", str(self.path.name),
+            audit.append(conn, [audit.Event("workbench", "system", "store.migrate", "store", (self.path.name if self.path else self.display),
                                             {"from": found, "to": schema.SCHEMA_VERSION, "by": __version__})])
 
     def _ensure_schema(self) -> None:
@@ -276,6 +348,21 @@ class Store:
             raise self._explain_open_error(str(exc.orig) if exc.orig is not None else str(exc)) from None
 
     def _check_schema(self) -> None:
+        if not self.is_postgres:
+            return self._check_schema_locked()
+        # processes opening a new database at once: one creates the schema, the others wait
+        with self.connection() as conn:
+            conn.execute(sa.text("select pg_advisory_lock(7291)"))
+            conn.commit()
+            try:
+                self._check_schema_locked()
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                conn.execute(sa.text("select pg_advisory_unlock(7291)"))
+                conn.commit()
+
+    def _check_schema_locked(self) -> None:
         with self.connection() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             conn.commit()
@@ -287,18 +374,20 @@ class Store:
                     return
                 if row is not None and row[0] > schema.SCHEMA_VERSION:
                     raise StoreError(
-                        f"{self.path} has schema version {row[0]} (written by workbench {row[1]}); "
+                        f"{self.display} has schema version {row[0]} (written by workbench {row[1]}); "
                         f"this workbench {__version__} reads up to version {schema.SCHEMA_VERSION}. "
                         "Upgrade workbench to open it."
                     )
                 return
             if tables:
                 raise StoreError(
-                    f"{self.path} is a DuckDB database but not a workbench store "
+                    f"{self.display} is a DuckDB database but not a workbench store "
                     f"(it has tables {sorted(tables)[:5]} and no store_info). Use another path."
                 )
             with conn.begin():
                 SQLModel.metadata.create_all(conn)
+                if self.is_postgres:  # every append locks this row: it must exist before the first
+                    conn.execute(sa.insert(schema.AuditHead.__table__).values(id=1, seq=0, hash="0" * 64))
                 conn.execute(
                     sa.insert(schema.StoreInfo.__table__).values(
                         id=1,

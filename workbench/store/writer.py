@@ -162,6 +162,10 @@ class Writer:
     def _commit_group(self, group: list[tuple[Any, Future]]) -> None:
         try:
             with self.store.transaction() as conn:
+                if conn.dialect.name == "postgresql":
+                    # One writer at a time, as with DuckDB's file: every write appends to the audit
+                    # chain, so take its head first (also makes check-then-insert ops safe).
+                    conn.execute(sa.text("select seq from audit_head where id = 1 for update"))
                 results = self._apply(conn, group)
         except Exception as exc:
             if os.environ.get("WORKBENCH_DEBUG"):
@@ -204,8 +208,38 @@ class Writer:
         return results
 
 
+_PG_COLUMN_TYPES = {"experiment_id": "int8", "start_time": "timestamptz", "end_time": "timestamptz"}
+_ARROW_TO_PG = {pa.string(): "text", pa.large_string(): "text", pa.float64(): "float8", pa.int64(): "int8",
+                pa.bool_(): "bool", pa.timestamp("us", tz="UTC"): "timestamptz"}
+
+
+def _pg_type(f: pa.Field) -> str:
+    if f.name in _PG_COLUMN_TYPES:
+        return _PG_COLUMN_TYPES[f.name]
+    if pa.types.is_timestamp(f.type):
+        return "timestamptz"
+    return _ARROW_TO_PG.get(f.type, "text")
+
+
+def _append_pg(conn: sa.Connection, data: pa.Table, sql: str) -> None:
+    """PostgreSQL: COPY the rows into a temporary ``batch`` table (binary), then run ``sql``."""
+    raw = conn.connection.dbapi_connection
+    types = [_pg_type(f) for f in data.schema]
+    cols = ", ".join(f'"{f.name}" {t}' for f, t in zip(data.schema, types))
+    with raw.cursor() as cur:
+        cur.execute(f"create temp table batch ({cols}) on commit drop")
+        with cur.copy(f"copy batch from stdin (format binary)") as cp:
+            cp.set_types(types)
+            for row in zip(*(c.to_pylist() for c in data.columns)):
+                cp.write_row(row)
+        cur.execute(sql)
+        cur.execute("drop table batch")
+
+
 def _append(conn: sa.Connection, data: pa.Table, sql: str) -> None:
     """Insert an Arrow table through DuckDB's zero-copy scan (``sql`` reads from ``batch``)."""
+    if conn.dialect.name == "postgresql":
+        return _append_pg(conn, data, _PG_SQL.get(sql, sql))
     raw = conn.connection.dbapi_connection
     raw.register("batch", data)
     try:
@@ -302,3 +336,24 @@ on conflict (run_id, key) do update set
                    else greatest(excluded.max_value, latest_metrics.max_value) end,
   n = latest_metrics.n + excluded.n
 """
+
+# PostgreSQL spelling: arg_max over (step, seq) -> first of array_agg ordered; isnan(x) -> x = 'NaN'.
+_LATEST_SELECT_PG = """
+select run_id, key,
+       (array_agg(value order by step desc, seq desc))[1] as value,
+       max(step) as step,
+       max(ts) as ts,
+       coalesce(min(value) filter (where value <> 'NaN'::float8), 'NaN'::float8) as min_value,
+       coalesce(max(value) filter (where value <> 'NaN'::float8), 'NaN'::float8) as max_value,
+       count(*) as n
+from batch
+group by run_id, key
+"""
+_PG_SQL = {
+    _INSERT_LATEST: "insert into latest_metrics " + _LATEST_SELECT_PG,
+    _UPSERT_LATEST: "insert into latest_metrics " + _LATEST_SELECT_PG
+    + _UPSERT_LATEST.split(_LATEST_SELECT, 1)[1].replace("isnan(latest_metrics.min_value)", "latest_metrics.min_value = 'NaN'::float8")
+    .replace("isnan(excluded.min_value)", "excluded.min_value = 'NaN'::float8")
+    .replace("isnan(latest_metrics.max_value)", "latest_metrics.max_value = 'NaN'::float8")
+    .replace("isnan(excluded.max_value)", "excluded.max_value = 'NaN'::float8"),
+}
