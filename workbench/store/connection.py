@@ -138,7 +138,9 @@ def frame(raw, sql: str, params: list | dict | None = None) -> pl.DataFrame:
             rows = cur.fetchall()
         if not rows:
             return pl.DataFrame(schema={n: (t if t != pl.Object else pl.String) for n, t in schema.items()})
-        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+        # the cursor's types where known, so an all-null column keeps its type (not Null)
+        known = {n: t for n, t in schema.items() if t != pl.Object}
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None, schema_overrides=known)
     return pl.from_arrow(raw.sql(sql, params=params or None).to_arrow_table())
 
 
