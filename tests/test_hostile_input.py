@@ -175,7 +175,7 @@ def test_fuzzed_artifact_names_are_refused_or_kept_as_labels_only(ws, tmp_path, 
 
 
 # -- model and schedule names in report file names -------------------------------------------------
-PATHLIKE_MODELS = ["../../escaped", "/tmp/escaped-abs", "a/../../b", "..", "a\x00b", "é" * 250, "con:nul|<>*?",
+PATHLIKE_MODELS = ["../../escaped", "/tmp/escaped-abs", "a/../../b", "..", "é" * 250, "con:nul|<>*?",
                    '<img src=x onerror="window.__pwned=1">']
 
 
@@ -185,6 +185,8 @@ def test_models_named_like_paths_export_inside_the_chosen_folder(op, ws, tmp_pat
     with ws.start_run("named") as run:
         for name in PATHLIKE_MODELS:
             run.register_model({"weights": [1, 2]}, name)
+        with pytest.raises(wb.ValidationError, match=r"contains a NUL character"):  # no store can keep it
+            run.register_model({"weights": [1, 2]}, "a\x00b")
     before = _tree(tmp_path)
     written = [op.export_report("model-card", name, fmt="json", out_dir=out) for name in PATHLIKE_MODELS]
     assert [p.parent for p in written] == [out] * len(PATHLIKE_MODELS)
@@ -516,3 +518,30 @@ def test_a_markdown_report_shows_hostile_names_and_text_as_written(op, ws, tmp_p
     assert f"Model card: {name} v1" in shown and f"auc {img}: 0.5" in shown
     written = " ".join(pieces)
     assert f"overview: {written}" in shown and f"limitations: {written}" in shown and f"owners: {link}" in shown
+
+
+@pytest.mark.parametrize("call", ["experiment", "run name", "param key", "param value", "tag key", "tag value",
+                                  "metric key", "data set", "artifact"])
+def test_a_nul_character_is_refused_everywhere_a_name_or_value_is_kept(ws, tmp_path, call):
+    """PostgreSQL text cannot hold NUL: refused on every backend, so a store can move intact."""
+    nul = "a\x00b"
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    attempts = {
+        "experiment": lambda: ws.start_run(nul),
+        "run name": lambda: ws.start_run("ok", name=nul),
+        "param key": lambda: run.log_params({nul: 1}),
+        "param value": lambda: run.log_params({"k": nul}),
+        "tag key": lambda: run.set_tags({nul: "v"}),
+        "tag value": lambda: run.set_tags({"k": nul}),
+        "metric key": lambda: run.log_metrics({nul: 1.0}),
+        "data set": lambda: run.log_dataset(pl.DataFrame({"x": [1]}), nul),
+        "artifact": lambda: run.log_artifact(path, name=nul),
+    }
+    with ws.start_run("nul") as run:
+        with pytest.raises(wb.ValidationError, match="contains a NUL character"):
+            attempts[call]()
+        run.log_params({"after": "still usable"})
+    info = ws.get_run(run.run_id)
+    assert info["params"] == {"after": "still usable"} and info["tags"] == {} and info["metrics"] == {}
+    assert set(ws.experiments()["name"]) == {"nul"}  # a refused start_run made no experiment either

@@ -50,10 +50,20 @@ def brief(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
+def _no_nul(text: str, what: str) -> str:
+    # PostgreSQL text cannot hold NUL (0x00); refused on both backends so a store moves intact.
+    if "\x00" in text:
+        raise ValidationError(f"{what} contains a NUL character (0x00), which the store cannot keep; "
+                              "nothing of this call was logged.")
+    return text
+
+
 def as_text(kind: str, key: str, value: Any) -> str:
     """``str(value)``, or a refusal naming the key where Python cannot write the value as text."""
     try:
-        return str(value)
+        return _no_nul(str(value), f"{kind} {brief(key)}'s value")
+    except ValidationError:
+        raise
     except RecursionError:
         raise ValidationError(f"{kind} {key!r}: the value is nested too deeply to be written as text "
                               f"({type(value).__name__}); nothing of this call was logged.") from None
@@ -62,12 +72,17 @@ def as_text(kind: str, key: str, value: Any) -> str:
                               f"{exc}); nothing of this call was logged.") from None
 
 
+def check_run_name(name: Any) -> str | None:
+    """A run's name as text (None: one is made up), refused only for a NUL character."""
+    return _no_nul(str(name), "Run name") if name else None
+
+
 def check_key(kind: str, key: Any) -> str:
     if not isinstance(key, str) or not key.strip():
         raise ValidationError(f"{kind} names must be non-empty strings, got {brief(key)}.")
     if len(key) > MAX_KEY:
         raise ValidationError(f"{kind} name {key[:40]!r}... is longer than {MAX_KEY} characters.")
-    return key
+    return _no_nul(key, f"{kind} name {brief(key)}")
 
 
 def check_metric(key: str, value: Any) -> float:

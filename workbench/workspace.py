@@ -18,7 +18,7 @@ from .registry import ModelVersion
 from .search import search_runs as _search_runs
 from .store.connection import Store, resolve_store, store_key, store_path
 from .store.writer import Writer
-from .tracking import Run, check_key, ensure_experiment
+from .tracking import Run, check_key, check_run_name, ensure_experiment
 from .workspace_governance import GovernanceMethods
 from .workspace_monitoring import MonitoringMethods
 from .workspace_privacy import PrivacyMethods
@@ -136,6 +136,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
                   tags: dict | None = None) -> Run:
         """Start a run in ``experiment`` (created if new). Use it as a context manager."""
         self._require("log_runs")
+        name = check_run_name(name)  # before the experiment is made: a refused call leaves nothing
         parent_id = parent.run_id if isinstance(parent, Run) else parent
         if parent_id is not None:
             self.get_run(parent_id)  # raises NotFoundError for an unknown parent
