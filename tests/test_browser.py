@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 import _demo_store
+from _server import serving
 import workbench as wb
 
 pytestmark = pytest.mark.browser
@@ -25,75 +19,16 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STARTUP_TIMEOUT = 60  # seconds for the server to answer /_stcore/health
 UI_TIMEOUT = 30_000  # ms for any element to appear
 BAD_FILTER = "metrics.roc_auc > AND params.family = 'random_forest'"
 GOOD_FILTER = "params.family = 'random_forest'"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _health(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-            return resp.read()
-    except OSError:
-        return None
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the server and the Streamlit process it started (its own process group)."""
-    if proc.poll() is None or _group_alive(proc.pid):
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and _group_alive(proc.pid):
-                proc.poll()
-                time.sleep(0.1)
-            if not _group_alive(proc.pid):
-                break
-    proc.wait(timeout=5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     store = _demo_store.demo_copy()  # the browser tests approve a request: a store of their own
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_demo_store.cli_env(),
-                            cwd=_demo_store.REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while _health(url) != b"ok":
-            if proc.poll() is not None:
-                pytest.fail(f"workbench serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with serving(store, tmp_path_factory.mktemp("serve") / "serve.log") as (url, _):
         yield url, store
-    finally:
-        _stop(proc)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlsplit
 
@@ -26,10 +23,9 @@ import polars as pl
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-import _demo_store
 import workbench as wb
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, STARTUP_TIMEOUT, _free_port, _health, _new_page, _settled,
-                          _sign_in, _stop)
+from _server import serving
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _new_page, _settled, _sign_in
 from workbench.workspace import operator_workspace
 
 pytestmark = pytest.mark.browser
@@ -119,24 +115,8 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     store = folder / "hostile.duckdb"
     ids = _seed(store)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = folder / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_demo_store.cli_env(), cwd=_demo_store.REPO, start_new_session=True)
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while _health(url) != b"ok":
-                if proc.poll() is not None:
-                    pytest.fail(f"workbench serve exited with {proc.returncode}:\n{log_path.read_text()}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not healthy after {STARTUP_TIMEOUT} s:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield url, ids
-        finally:
-            _stop(proc)
+    with serving(store, folder / "serve.log") as (url, _):
+        yield url, ids
 
 
 class Watch:

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import re
-import socket
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -28,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 import _demo_store
+from _server import _free_port
 import workbench as wb
 from workbench import artifacts, auth, ui
 from workbench import workspace as _workspace
@@ -97,12 +97,6 @@ def test_huge_and_deeply_nested_values_are_stored_as_text_or_refused(ws):
 
 
 # -- shared helpers for the tests below ------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tree(root) -> dict:
     """Every file and folder under ``root`` with its size (folders: None), to compare before and after."""
     out = {}

@@ -8,8 +8,6 @@ import http.client
 import ipaddress
 import ssl
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from playwright.sync_api import expect, sync_playwright
 
 import _demo_store
 from _demo_store import run_cli
-from test_browser import CHROMIUM, CHROMIUM_ARGS, STARTUP_TIMEOUT, UI_TIMEOUT, _free_port, _settled, _stop
+from _server import _free_port, serving
+from test_browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT, _settled
 from test_cli import _assert_clean_failure
 
 USER, PASSWORD = "tess", "tess-tls-password"
@@ -69,26 +68,15 @@ def tls_server(tmp_path_factory):
         assert result.returncode == 0, result.stderr
     # Trust exactly this certificate: the health check also proves it is the one being served.
     trust = ssl.create_default_context(cafile=str(cert))
-    port = _free_port()
-    url = f"https://127.0.0.1:{port}"
+
+    def health(url):  # over https, trusting only this certificate
+        got = _get(f"{url}/_stcore/health", trust)
+        return got[2] if got else None
+
     log_path = folder / "serve.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port", str(port),
-                             "--tls-cert", str(cert), "--tls-key", str(key)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_demo_store.cli_env(),
-                            cwd=_demo_store.REPO, start_new_session=True)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (health := _get(f"{url}/_stcore/health", trust)) is None or health[2] != b"ok":
-            if proc.poll() is not None:
-                pytest.fail(f"workbench serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy over https after {STARTUP_TIMEOUT} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield url, port, trust, health, log_path
-    finally:
-        _stop(proc)
-        log.close()
+    with serving(store, log_path, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https",
+                 health=health) as (url, port):
+        yield url, port, trust, _get(f"{url}/_stcore/health", trust), log_path
 
 
 @pytest.mark.browser
