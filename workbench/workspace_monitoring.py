@@ -28,9 +28,10 @@ class MonitoringMethods:
             conn, self.user, self.role, name=name, version=version, kind=kind, sha256=digest, rows=frame.height,
             first_ts=first, last_ts=last, extra=extra))
 
-    def _batches(self, name: str, version: int, kind: str) -> list[pl.DataFrame]:
+    def _batches(self, name: str, version: int, kind: str, *, last: bool = False) -> list[pl.DataFrame]:
+        """The batches logged for a version, oldest first (``last``: only the newest is read)."""
         digests = self._read(monitor_store.BATCHES_SQL, [name, version, kind])["sha256"].to_list()
-        return monitoring.checked_frames(self.store.artifact_root, digests)
+        return monitoring.checked_frames(self.store.artifact_root, digests[-1:] if last else digests)
 
     def log_predictions(self, model_version, frame, *, timestamp: str = "timestamp", request_id: str = "request_id",
                         prediction: str = "prediction", label: str | None = None, latency: str = "latency_ms",
@@ -126,8 +127,8 @@ class MonitoringMethods:
             raise ValidationError(f"{name} v{version} has no logged predictions: log some with ws.log_predictions().")
         logs = monitoring.read_logs(batches, self._batches(name, version, "labels"), lo, hi)
         if reference is None:
-            references = self._batches(name, version, "reference")
-            reference = references[-1] if references else None
+            references = self._batches(name, version, "reference", last=True)
+            reference = references[0] if references else None
         task = "classification" if hasattr(self.load_model(name, version), "predict_proba") else "regression"
         policy = self.monitor_policy(name)
         report = monitoring.monitor(logs, window=window, task=task, thresholds=policy["thresholds"], reference=reference)
