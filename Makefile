@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-test chromium demo bench
+
+.PHONY: run test test-duckdb install install-test chromium demo bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,7 +29,13 @@ demo: install
 run: demo
 	$(BIN)/workbench serve --port $(PORT)
 
+# Two passes: everything on a DuckDB file, then the store-backed tests on a throwaway
+# PostgreSQL cluster (.ci/test_postgres.sh installs Debian's postgresql when missing).
 test: install-test chromium
+	$(BIN)/python -m pytest
+	.ci/test_postgres.sh $(BIN)/python
+
+test-duckdb: install-test chromium
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/python

@@ -84,6 +84,47 @@ def demo_store() -> DemoStore:
     return DemoStore(path, seconds, cpu, result)
 
 
+_PG = os.environ.get("WORKBENCH_TEST_PG")
+_PG_COPIES = iter(range(1_000_000))
+
+
+@functools.lru_cache(maxsize=None)
+def demo_location() -> str | Path:
+    """The demo store the dashboard tests read: the file, or, in the PostgreSQL pass
+    (WORKBENCH_TEST_PG), a copy of it in its own database made by ``workbench migrate``."""
+    return private_demo()
+
+
+def private_demo() -> str | Path:
+    """A private copy of the demo store on the pass's backend, for tests that change it."""
+    copy = demo_copy()
+    return _migrated(copy) if _PG else copy
+
+
+def _migrated(source: Path) -> str:
+    import psycopg
+    import sqlalchemy as sa
+
+    db = f"wbt_demo_{os.getpid()}_{next(_PG_COPIES)}"
+    admin = sa.engine.make_url(_PG).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f"drop database if exists {db} with (force)")
+        con.execute(f"create database {db}")
+    atexit.register(_drop_database, admin, db)
+    target = sa.engine.make_url(_PG).set(database=db).render_as_string(hide_password=False)
+    result = run_cli("migrate", "--from", source, "--to", target, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"`workbench migrate` of the demo failed:\n{result.stdout}\n{result.stderr}")
+    return target
+
+
+def _drop_database(admin: str, db: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f"drop database if exists {db} with (force)")
+
+
 def demo_copy() -> Path:
     """A private copy of the demo store (file and artifact folder), for tests that change it."""
     source = demo_store().path

@@ -41,6 +41,26 @@ def _pg_url(db: str) -> str:
     return sa.engine.make_url(_PG).set(database=db).render_as_string(hide_password=False)
 
 
+def pytest_collection_modifyitems(config, items):
+    if _PG:
+        return
+    # PostgreSQL-only tests cannot run without a server: deselected, and said so at the end
+    # (.ci/run's PostgreSQL pass runs them). Never a silent skip.
+    pg_only = [i for i in items if i.get_closest_marker("postgres")]
+    if pg_only:
+        config.hook.pytest_deselected(items=pg_only)
+        items[:] = [i for i in items if not i.get_closest_marker("postgres")]
+        config._workbench_pg_only = len(pg_only)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_workbench_pg_only", 0)
+    if n:
+        terminalreporter.write_line(
+            f"{n} PostgreSQL-only tests were not run: set WORKBENCH_TEST_PG=<url> (make test's second pass does).",
+            yellow=True)
+
+
 @pytest.fixture(scope="session")
 def _pg_template():
     from workbench.store.connection import Store
@@ -78,7 +98,7 @@ def store_path(tmp_path, monkeypatch, request):
     monkeypatch.delenv("WORKBENCH_STORE", raising=False)
     monkeypatch.delenv("WORKBENCH_USER", raising=False)
     monkeypatch.delenv("WORKBENCH_ARTIFACTS", raising=False)
-    if _PG:
+    if _PG and not request.node.get_closest_marker("duckdb_file"):
         template = request.getfixturevalue("_pg_template")
         db = f"wbt_{os.getpid()}_{next(_PG_DBS)}"
         with _pg_admin() as a:

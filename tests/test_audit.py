@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -15,22 +12,7 @@ from hypothesis import strategies as hs
 import workbench as wb
 from workbench import audit
 
-
-def _duck(path: Path, sql: str, params: list | None = None, timeout: float = 5.0):
-    """Run ``sql`` with plain duckdb once the workbench has let go of the file."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            con = duckdb.connect(str(path))
-            break
-        except duckdb.Error:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+from _raw import raw_sql as _duck
 
 
 @pytest.fixture
@@ -255,16 +237,12 @@ def _rewrite_whole_chain(store_path, new_actor: str) -> None:
     """The strongest attacker: rewrites every event and rehashes the chain and its head."""
     rows = _duck(store_path, "select seq, ts, actor, role, action, entity_type, entity_id, payload from audit_events order by seq")
     prev = audit.GENESIS
-    con = duckdb.connect(str(store_path))
-    try:
-        for seq, ts, actor, role, action, et, eid, payload in rows:
-            e = audit.Event(new_actor, role, action, et, eid, {})
-            h = audit.event_hash(prev, seq, ts, e, payload)
-            con.execute("update audit_events set actor = ?, prev_hash = ?, hash = ? where seq = ?", [new_actor, prev, h, seq])
-            prev = h
-        con.execute("update audit_head set seq = ?, hash = ?", [len(rows), prev])
-    finally:
-        con.close()
+    for seq, ts, actor, role, action, et, eid, payload in rows:
+        e = audit.Event(new_actor, role, action, et, eid, {})
+        h = audit.event_hash(prev, seq, ts, e, payload)
+        _duck(store_path, "update audit_events set actor = ?, prev_hash = ?, hash = ? where seq = ?", [new_actor, prev, h, seq])
+        prev = h
+    _duck(store_path, "update audit_head set seq = ?, hash = ?", [len(rows), prev])
 
 
 def test_a_rewritten_and_rehashed_chain_is_found_only_with_an_anchor(ws, cora, store_path, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 import workbench as wb
 from workbench import auth, roles
+from workbench.store.connection import is_postgres
 
 PW = "dana-demo-pw"
 
@@ -48,7 +49,8 @@ def test_sign_in_returns_role_and_expiry(op, store_path, dana):
     assert ev["payload"]["method"] == "password"
     # a Workspace (or its store URL) works as the store argument too
     assert auth.sign_in(op, "dana", PW).role == "data_scientist"
-    assert auth.sign_in(f"duckdb:///{store_path}", "dana", PW).user == "dana"
+    url = str(store_path) if is_postgres(str(store_path)) else f"duckdb:///{store_path}"
+    assert auth.sign_in(url, "dana", PW).user == "dana"
 
 
 def test_session_minutes_from_environment(store_path, dana, monkeypatch):

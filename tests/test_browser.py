@@ -14,7 +14,7 @@ import _demo_store
 from _server import serving
 import workbench as wb
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.both_backends]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,7 +26,7 @@ GOOD_FILTER = "params.family = 'random_forest'"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    store = _demo_store.demo_copy()  # the browser tests approve a request: a store of their own
+    store = _demo_store.private_demo()  # the browser tests approve a request: a store of their own
     with serving(store, tmp_path_factory.mktemp("serve") / "serve.log") as (url, _):
         yield url, store
 

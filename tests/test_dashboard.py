@@ -23,7 +23,7 @@ BAD_FILTER = "metrics.roc_auc > AND params.family = 'random_forest'"
 
 @pytest.fixture(scope="module")
 def demo_path():
-    return _demo_store.demo_store().path
+    return _demo_store.demo_location()
 
 
 @pytest.fixture

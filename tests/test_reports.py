@@ -120,7 +120,7 @@ def test_bad_input_gives_clear_messages(demo, tmp_path):
     with pytest.raises(wb.ValidationError, match="Could not write /proc/"):
         reports.export(ws, "model-card", "credit-default", None, "md", "/proc")
     with pytest.raises(wb.PermissionDenied):  # data scientists export no reports
-        reports.export(wb.connect(ws.store.path, user="dana"), "model-card", "credit-default", None, "md", tmp_path)
+        reports.export(wb.connect(ws.store.location, user="dana"), "model-card", "credit-default", None, "md", tmp_path)
 
 
 def test_cli_report_export(demo, tmp_path):

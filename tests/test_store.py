@@ -11,39 +11,23 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 import workbench as wb
 from workbench import workspace as _workspace
 from workbench.store import schema
+from workbench.store.connection import store_key
 from workbench.workspace import operator_workspace
+from _raw import raw_sql as _duck
 
 
 def _release(path: Path) -> None:
     """Close this process's Store for ``path`` and forget it, so the file is free."""
     with _workspace._stores_lock:
-        hit = _workspace._stores.pop(str(Path(path).resolve()), None)
+        hit = _workspace._stores.pop(store_key(str(path)), None)
     if hit is not None:
         hit[1].flush()
         hit[0].close()
-
-
-def _duck(path: Path, sql: str, timeout: float = 5.0):
-    """Run ``sql`` on ``path`` with plain duckdb in this process (retrying while a lease runs out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            con = duckdb.connect(str(path))
-        except duckdb.Error:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-            continue
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
 
 
 _OPEN = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(c.sql(sys.argv[2]).fetchall()); c.close()"
@@ -183,6 +167,7 @@ def test_duckdb_file_that_is_not_a_workbench_store_is_refused_untouched(tmp_path
     assert _duck(target, "select * from customers") == [(1, "Ada")]
 
 
+@pytest.mark.duckdb_file
 @pytest.mark.parametrize("damage", ["truncated", "checksum"])
 def test_corrupt_store_file_is_refused_untouched(ws, store_path, damage):
     with ws.start_run("exp") as run:
@@ -215,6 +200,7 @@ def test_store_from_a_newer_schema_version_is_refused(ws, store_path):
     assert _duck(store_path, "select run_id, status from runs") == [(run.run_id, "FINISHED")]
 
 
+@pytest.mark.duckdb_file
 # -- sharing the file with other processes ---------------------------------------------------
 def test_file_is_free_for_other_processes_after_close_and_after_the_lease(ws, store_path):
     with ws.start_run("exp") as run:
@@ -239,6 +225,7 @@ def test_file_is_free_for_other_processes_after_close_and_after_the_lease(ws, st
     assert after_lease.stdout.strip() == "[(2,)]"
 
 
+@pytest.mark.duckdb_file
 def test_write_waits_for_another_process_then_succeeds(ws, store_path):
     ws.close()
     holder = _holder(store_path, 2.0)
@@ -258,6 +245,7 @@ def test_write_waits_for_another_process_then_succeeds(ws, store_path):
     assert info["params"] == {"model": "rf"} and info["metrics"] == {"auc": 0.75}
 
 
+@pytest.mark.duckdb_file
 def test_lock_timeout_raises_store_locked_error_naming_the_holder(op, store_path):
     op.add_user("dana", "data_scientist")
     _release(store_path)
@@ -282,6 +270,7 @@ def test_lock_timeout_raises_store_locked_error_naming_the_holder(op, store_path
     assert ws.get_run(run.run_id)["status"] == "FINISHED"
 
 
+@pytest.mark.duckdb_file
 def test_connect_honours_lock_timeout_when_the_store_is_already_open(ws, store_path):
     quick = wb.connect(store_path, user="dana", lock_timeout=1)  # the store is already open in this process
     quick.close()
@@ -297,6 +286,7 @@ def test_connect_honours_lock_timeout_when_the_store_is_already_open(ws, store_p
     assert elapsed < 3.5  # 1 s asked for; ignoring it would wait for the holder's 5 s
 
 
+@pytest.mark.duckdb_file
 def test_a_run_held_back_by_a_lock_timeout_is_kept_and_saved_by_the_next_flush(ws, store_path):
     ws.close()
     quick = wb.connect(store_path, user="dana", lock_timeout=1)
@@ -336,3 +326,12 @@ def test_a_write_ahead_log_from_another_store_is_named_not_blamed_on_versions(tm
     message = str(info.value)
     assert "a.duckdb.wal" in message and "leftover write-ahead log" in message
     assert "another DuckDB version" not in message
+
+
+def test_a_read_with_two_columns_of_one_name_gets_distinct_names(ws):
+    with ws.start_run("exp") as run:
+        run.log_params({"a": 1})
+    ws.flush()
+    out = ws.store.read("select count(*), count(distinct run_id), max(name), max(name) from runs")
+    assert out.row(0)[:2] == (1, 1) and out.row(0)[2:] == (run.name, run.name)
+    assert len(set(out.columns)) == 4

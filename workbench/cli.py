@@ -1,4 +1,4 @@
-"""The ``workbench`` command: init, demo, serve, users, models, audit.
+"""The ``workbench`` command: init, demo, serve, users, models, audit, reports, migrate.
 
 Every command takes ``--store`` (default ``$WORKBENCH_STORE``, else
 ``data/workbench.duckdb``) and exits non-zero on any failure, printing a one-line reason.
@@ -35,7 +35,8 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artifacts_app, name="artifacts")
 
-StoreOpt = typer.Option(None, "--store", help="Store file (default: $WORKBENCH_STORE, else data/workbench.duckdb).")
+StoreOpt = typer.Option(None, "--store", help="Store file or postgresql+psycopg:// URL (default: $WORKBENCH_STORE, "
+                        "else data/workbench.duckdb).")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -331,6 +332,26 @@ def artifacts_encrypt(store: Optional[str] = StoreOpt) -> None:
     ws = _operator(store)
     sealed, already = encrypt_in_place(ws.store.artifact_root)
     typer.echo(f"Encrypted {sealed} file(s); {already} already encrypted ({ws.store.artifact_root}).")
+
+
+@app.command()
+def migrate(source: str = typer.Option(..., "--from", help="The DuckDB store to copy: a file path or duckdb:///path."),
+            target: str = typer.Option(..., "--to", help="An empty PostgreSQL database: "
+                                       "postgresql+psycopg://user:password@host:port/database."),
+            artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Where the PostgreSQL store's users will "
+                                                     "find the source's artifact folder (default: where it is now).")) -> None:
+    """Copy a whole DuckDB store into an empty PostgreSQL database; the audit head stays the same."""
+    from .migrate_store import migrate as copy_store
+
+    typer.echo(f"Copying {source} ...")
+    out = copy_store(source, target, artifact_root=artifacts, log=typer.echo)
+    rows = sum(out["tables"].values())
+    typer.echo(f"Copied {len(out['tables'])} tables, {rows:,} rows, in {out['seconds']:.1f} s. "
+               f"Audit chain verified: {out['events']} events, head {out['head']} (the source's).")
+    typer.echo(f"Artifacts stay in {out['artifact_root']} (set WORKBENCH_ARTIFACTS where it is mounted elsewhere).")
+    if out["missing_files"]:
+        typer.secho(f"Warning: {len(out['missing_files'])} referenced artifact file(s) are not in that folder, "
+                    f"e.g. {out['missing_files'][0]}.", fg=typer.colors.YELLOW, err=True)
 
 
 def main() -> None:

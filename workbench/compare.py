@@ -6,7 +6,7 @@ scatter of any two columns. Every function here takes a workspace and run ids, r
 store with bound parameters only, and returns a polars frame (or a plotly figure); none
 of them imports streamlit, so notebooks and tests use them as they are.
 
-Metric curves are *downsampled in DuckDB*: a run may log millions of points, and a
+Metric curves are *downsampled in the database* (DuckDB or PostgreSQL): a run may log millions of points, and a
 browser draws a few thousand per chart smoothly. Each (run, key) series longer than
 ``max_points`` is cut into ``(max_points - 2) // 2`` equal step ranges, and each range
 keeps only its points with the lowest and the highest value (M4-like: peaks and dips
@@ -197,22 +197,41 @@ from kept k join stats t using (sid) join runs r on r.run_id = t.run_id
 order by k.sid, k.step, k.ts nulls last
 """
 
-# PostgreSQL: arg_min/arg_max as the first of an ordered array_agg, isnan(x) as x = 'NaN',
-# list_position as array_position, and every subquery in FROM named (PostgreSQL 15).
-_CURVES_SQL_PG = (_CURVES_SQL
-    .replace("arg_min(value, step) as v0, arg_max(value, step) as v1",
-             "(array_agg(value order by step))[1] as v0, (array_agg(value order by step desc))[1] as v1")
-    .replace("arg_min(step, value) filter (where not isnan(value))",
-             "(array_agg(step order by value) filter (where value <> 'NaN'::float8))[1]")
-    .replace("arg_max(step, value) filter (where not isnan(value))",
-             "(array_agg(step order by value desc) filter (where value <> 'NaN'::float8))[1]")
-    .replace("filter (where not isnan(value))", "filter (where value <> 'NaN'::float8)")
-    .replace("list_position(", "array_position(")
-    .replace("::double", "::float8")
-    .replace("from sel group by run_id, key)", "from sel group by run_id, key) g")
-    .replace("on t.run_id = s.run_id and t.key = s.key)\n  group by sid, b", "on t.run_id = s.run_id and t.key = s.key) x\n  group by sid, b")
-    .replace("union select sid, sfirst, 'nan'::float8 from buckets where smin is null)",
-             "union select sid, sfirst, 'NaN'::float8 from buckets where smin is null) y"))
+# PostgreSQL has no arg_min/arg_max. An ordered array_agg per group sorts every series
+# (3.3 s for 1M points); instead min/max of a two-element array picks the extreme value and
+# its step in one hash aggregate (0.96 s). The step rides along as float8: exact up to 2^53.
+# NaN sorts above every number in PostgreSQL, so min/max skip it with a filter, as above.
+_CURVES_SQL_PG = """
+with stats as materialized (
+  select row_number() over (order by array_position($ids::text[], run_id), key) as sid, * from (
+    select run_id, key, count(*) as n, min(step) as s0, max(step) as s1,
+           (min(array[step::float8, value]))[2] as v0, (max(array[step::float8, value]))[2] as v1
+    from metrics where run_id = any($ids::text[]) and ($all_keys::boolean or key = any($keys::text[]))
+    group by run_id, key) g
+),
+buckets as (
+  select sid, min(array[value, step::float8]) filter (where value <> 'NaN'::float8) as lo,
+         max(array[value, step::float8]) filter (where value <> 'NaN'::float8) as hi, min(step) as sfirst
+  from (select t.sid, m.step, m.value,
+               least(floor((m.step - t.s0)::float8 * $nb / (t.s1 - t.s0 + 1)), $nb - 1) as b
+        from metrics m join stats t on t.run_id = m.run_id and t.key = m.key where t.n > $max_points) x
+  group by sid, b
+),
+kept as (
+  select t.sid, m.step, m.value, m.ts
+  from metrics m join stats t on t.run_id = m.run_id and t.key = m.key where t.n <= $max_points
+  union all
+  select sid, step, value, null::timestamptz as ts from (
+    select sid, s0 as step, v0 as value from stats where n > $max_points
+    union select sid, s1, v1 from stats where n > $max_points
+    union select sid, lo[2]::int8, lo[1] from buckets where lo is not null
+    union select sid, hi[2]::int8, hi[1] from buckets where hi is not null
+    union select sid, sfirst, 'NaN'::float8 from buckets where lo is null) y
+)
+select t.run_id, r.name as run_name, t.key, k.step, k.value
+from kept k join stats t using (sid) join runs r on r.run_id = t.run_id
+order by k.sid, k.step, k.ts nulls last
+"""
 
 _CURVES_SCHEMA = {"run_id": pl.String, "run_name": pl.String, "key": pl.String, "step": pl.Int64, "value": pl.Float64}
 
@@ -223,7 +242,7 @@ def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
 
     Columns run_id, run_name, key, step, value; ordered by the runs as given, then key,
     then step. Series of at most ``max_points`` points come back whole, exactly as logged
-    (NaN included). Longer ones are downsampled in DuckDB (see the module docstring):
+    (NaN included). Longer ones are downsampled in the database (see the module docstring):
     NaN points never stand for a bucket's min or max; a bucket holding only NaN keeps one
     NaN point, so the chart shows a gap there, and a NaN first or last point is kept.
     """

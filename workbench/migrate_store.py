@@ -1,26 +1,46 @@
-"""Prototype of ``workbench migrate --from duckdb:///path --to postgresql://...``.
+"""Copy a whole DuckDB store into an empty PostgreSQL database: ``workbench migrate``.
 
-Copies every table of a DuckDB store into an empty PostgreSQL database in one transaction
-(COPY, binary), moves the sequences past the copied ids, then checks row counts and the
-audit chain on the target, and that the target's head equals the source's.
+Every table is copied in one transaction on the target (binary COPY, streamed in Arrow
+batches), the sequences are moved past the copied ids, and then the copy is checked
+before it commits: the same row count in every table, an audit chain that verifies, and
+the same head (sequence number and digest) as the source. A failed check rolls the whole
+copy back, so the target is either a full copy or stays empty.
+
+Artifacts are referenced, not duplicated: the target records the source's artifact
+folder in ``store_info.artifact_root``, so both stores read the same content-addressed
+files (``WORKBENCH_ARTIFACTS`` overrides it on machines that mount the folder elsewhere).
+No audit event is appended to the copy: its head is the source's, which an anchor taken
+on the source still checks. The source is only read (opening it brings an older store up
+to this version first, as every command does).
+
+Example (a throwaway PostgreSQL database)::
+
+    summary = migrate("data/workbench.duckdb", "postgresql+psycopg://wb:pw@db:5432/workbench")
+    summary["head"] == summary["source_head"]
 """
+
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from . import audit
-from .errors import StoreError
-from .store import schema
-from .store.connection import Store
+from . import artifacts, audit
+from .errors import StoreError, ValidationError
+from .store.connection import Store, is_postgres
 
-_PG_TYPE = {"INTEGER": "int4", "BIGINT": "int8", "DOUBLE": "float8", "FLOAT": "float8", "VARCHAR": "text",
-            "BOOLEAN": "bool", "DATETIME": "timestamptz", "TIMESTAMP": "timestamptz"}
+#: Columns that name a file in the artifact folder by its sha256.
+FILE_COLUMNS = (("artifacts", "sha256"), ("model_versions", "sha256"), ("evidence", "artifact_sha256"),
+                ("prediction_batches", "sha256"))
+#: Rows a new store makes for itself; the source's replace them.
+_OWN_ROWS = ("store_info", "audit_head")
 
 
 def _pg_type(col: sa.Column) -> str:
+    """The PostgreSQL type name COPY (binary) needs for a column of the model."""
     t = col.type
     if isinstance(t, sa.DateTime):
         return "timestamptz"
@@ -35,53 +55,96 @@ def _pg_type(col: sa.Column) -> str:
     return "text"
 
 
-def migrate(source: str, target: str, batch_rows: int = 100_000, log=print) -> dict:
-    src = Store(source)
-    if src.is_postgres:
-        raise StoreError("--from must be a DuckDB store")
-    dst = Store(target)  # creates the schema on an empty database
-    if not dst.is_postgres:
-        raise StoreError("--to must be a postgresql:// URL")
-    counts = {}
+def _check_locations(source: str, target: str) -> None:
+    if is_postgres(source):
+        raise ValidationError(f"--from must be a DuckDB store (a file path or duckdb:///path), not {source.split('://')[0]}://.")
+    if not is_postgres(target):
+        raise ValidationError("--to must be a PostgreSQL URL: postgresql+psycopg://user:password@host:port/database.")
+    path = Path(source[len("duckdb:///"):] if source.startswith("duckdb:///") else source)
+    if not path.is_file():
+        raise ValidationError(f"--from {path}: no store file there.")
+
+
+def _missing_files(conn: sa.Connection, root: Path) -> list[str]:
+    digests: set[str] = set()
+    for table, column in FILE_COLUMNS:
+        digests.update(r[0] for r in conn.execute(sa.text(f"select distinct {column} from {table} where {column} is not null")))
+    return sorted(d for d in digests if not artifacts.path_for(root, d).exists())
+
+
+def _copy_table(raw_src, cur, table: sa.Table, batch_rows: int) -> int:
+    cols = [c.name for c in table.columns]
+    collist = ", ".join(f'"{c}"' for c in cols)
+    n = 0
+    reader = raw_src.sql(f"select {collist} from {table.name}").to_arrow_reader(batch_rows)
+    with cur.copy(f"copy {table.name} ({collist}) from stdin (format binary)") as cp:
+        cp.set_types([_pg_type(c) for c in table.columns])
+        for batch in reader:
+            for row in zip(*(c.to_pylist() for c in batch.columns)):
+                cp.write_row(row)
+            n += batch.num_rows
+    return n
+
+
+def migrate(source: str, target: str, *, artifact_root: str | Path | None = None, batch_rows: int = 100_000,
+            log: Callable[[str], None] = lambda _: None) -> dict:
+    """Copy the DuckDB store ``source`` into the empty PostgreSQL database ``target``.
+
+    ``artifact_root`` is where the target will find the source's artifact folder (default:
+    where it is now). Returns the rows per table, the event count, both heads, the
+    artifact folder, the referenced files missing from it, and the seconds taken.
+    """
+    source, target = str(source), str(target)
+    _check_locations(source, target)
     t0 = time.perf_counter()
-    with src.connection() as sconn, dst.transaction() as dconn:
-        n_dst = dconn.execute(sa.text("select count(*) from audit_events")).scalar()
-        if n_dst:
-            raise StoreError(f"{dst.display} already holds {n_dst} audit events: migrate into an empty database.")
-        raw_src = sconn.connection.dbapi_connection
-        raw_dst = dconn.connection.dbapi_connection
-        with raw_dst.cursor() as cur:
-            # the new store's own rows (store_info, audit head) are replaced by the source's
-            cur.execute("delete from store_info")
-            cur.execute("delete from audit_head")
+    src = Store(source)
+    dst = None
+    try:
+        root = Path(artifact_root).resolve() if artifact_root else src.artifact_root.resolve()
+        dst = Store(target)  # creates the schema in an empty database
+        counts: dict[str, int] = {}
+        with src.connection() as sconn, dst.transaction() as dconn:
+            dst.lock_for_write(dconn)
             for table in SQLModel.metadata.sorted_tables:
-                cols = [c.name for c in table.columns]
-                types = [_pg_type(c) for c in table.columns]
-                collist = ", ".join(f'"{c}"' for c in cols)
-                n = 0
-                reader = raw_src.sql(f"select {collist} from {table.name}").to_arrow_reader(batch_rows)
-                with cur.copy(f"copy {table.name} ({collist}) from stdin (format binary)") as cp:
-                    cp.set_types(types)
-                    for b in reader:
-                        for row in zip(*(c.to_pylist() for c in b.columns)):
-                            cp.write_row(row)
-                        n += b.num_rows
-                counts[table.name] = n
-            for table in SQLModel.metadata.sorted_tables:  # sequences past the copied ids
-                for c in table.columns:
-                    if c.default is not None and isinstance(c.default, sa.Sequence):
-                        cur.execute(f"select setval('{c.default.name}', coalesce((select max({c.name}) from {table.name}), 0) + 1, false)")
-        check = audit.verify(dconn)
-        src_head = sconn.execute(sa.text("select seq, hash from audit_head")).first()
-        if not check.ok:
-            raise StoreError(f"the copied audit chain does not verify: {check.reason}")
-        if src_head is not None and (src_head[0], src_head[1]) != (check.n_events, check.head_hash):
-            raise StoreError("the copied chain's head differs from the source's")
-        for name, n in counts.items():
-            got = dconn.execute(sa.text(f"select count(*) from {name}")).scalar()
-            if got != n:
-                raise StoreError(f"{name}: copied {n} rows, target has {got}")
-    elapsed = time.perf_counter() - t0
-    src.close()
-    dst.close()
-    return {"tables": counts, "events": check.n_events, "head": check.head_hash, "seconds": elapsed}
+                if table.name in _OWN_ROWS:
+                    continue
+                if dconn.execute(sa.text(f"select exists (select 1 from {table.name})")).scalar():
+                    raise StoreError(f"{dst.display} is not empty (table {table.name} has rows): "
+                                     "migrate into a new, empty database.")
+            raw_src = sconn.connection.dbapi_connection
+            with dconn.connection.dbapi_connection.cursor() as cur:
+                for name in _OWN_ROWS:
+                    cur.execute(f"delete from {name}")
+                for table in SQLModel.metadata.sorted_tables:
+                    counts[table.name] = _copy_table(raw_src, cur, table, batch_rows)
+                    log(f"  {table.name}: {counts[table.name]:,} rows")
+                # a source without events has no head row; PostgreSQL writers lock that row: make it
+                cur.execute("insert into audit_head (id, seq, hash) values (1, 0, %s) on conflict do nothing",
+                            [audit.GENESIS])
+                for table in SQLModel.metadata.sorted_tables:  # new ids continue after the copied ones
+                    for c in table.columns:
+                        if isinstance(c.default, sa.Sequence):
+                            cur.execute(f"select setval('{c.default.name}', "
+                                        f"coalesce((select max({c.name}) from {table.name}), 0) + 1, false)")
+            dconn.execute(sa.text("update store_info set artifact_root = :r"), {"r": str(root)})
+            counts["audit_head"] = max(counts["audit_head"], 1)
+            for name, n in counts.items():
+                got = dconn.execute(sa.text(f"select count(*) from {name}")).scalar()
+                if got != n:
+                    raise StoreError(f"{name}: {n:,} rows read from the source but {got:,} in the copy")
+            source_head = sconn.execute(sa.text("select seq, hash from audit_head")).first()
+            check = audit.verify(dconn)
+            if not check.ok:
+                raise StoreError(f"The copied audit chain does not verify ({check.reason}): nothing was kept.")
+            if source_head is not None and (source_head[0], source_head[1]) != (check.n_events, check.head_hash):
+                raise StoreError("The copy's audit head differs from the source's: nothing was kept.")
+            missing = _missing_files(sconn, root)
+            if sconn.in_transaction():
+                sconn.commit()
+    finally:
+        src.close()
+        if dst is not None:
+            dst.close()
+    return {"tables": counts, "events": check.n_events, "head": check.head_hash,
+            "source_head": source_head[1] if source_head else audit.GENESIS, "artifact_root": str(root),
+            "missing_files": missing, "seconds": time.perf_counter() - t0}

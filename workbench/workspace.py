@@ -230,12 +230,9 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return self._read(sql, [name, name])
 
     def _in_transaction(self, fn):
-        """``fn(conn)`` on a leased connection (reads that need more than one query)."""
-        with self.store.connection() as conn:
-            try:
-                return fn(conn)
-            finally:
-                conn.commit()
+        """``fn(conn)`` for reads that need more than one query, all seeing the same moment."""
+        with self.store.snapshot() as conn:
+            return fn(conn)
 
     def _model_exists(self, name: str) -> None:
         if self.store.scalar("select count(*) from registered_models where name = ?", [name]) == 0:

@@ -128,28 +128,62 @@ _PG_TYPES = {16: pl.Boolean, 20: pl.Int64, 21: pl.Int64, 23: pl.Int64, 700: pl.F
              1700: pl.Float64}
 
 
+def _unique(names: list[str]) -> list[str]:
+    """Two result columns may share a name (PostgreSQL calls every ``count(...)`` "count");
+    polars needs distinct ones: the second becomes ``name_1``."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}_{k}")
+    return out
+
+
 def frame(raw, sql: str, params: list | dict | None = None) -> pl.DataFrame:
     """A query's result as polars, through Arrow (DuckDB's relation API avoids a copy)."""
     if hasattr(raw, "pgconn"):  # psycopg 3
         with raw.cursor() as cur:
-            cur.execute(pg_sql(sql), params or None)
-            names = [d.name for d in cur.description]
-            schema = {d.name: _PG_TYPES.get(d.type_code, pl.Object) for d in cur.description}
+            cur.execute(pg_sql(sql), params or [])
+            names = _unique([d.name for d in cur.description])
+            schema = {n: _PG_TYPES.get(d.type_code, pl.Object) for n, d in zip(names, cur.description)}
             rows = cur.fetchall()
         if not rows:
             return pl.DataFrame(schema={n: (t if t != pl.Object else pl.String) for n, t in schema.items()})
         # the cursor's types where known, so an all-null column keeps its type (not Null)
         known = {n: t for n, t in schema.items() if t != pl.Object}
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None, schema_overrides=known)
-    return pl.from_arrow(raw.sql(sql, params=params or None).to_arrow_table())
+    table = raw.sql(sql, params=params or None).to_arrow_table()
+    if len(set(table.column_names)) < table.num_columns:
+        table = table.rename_columns(_unique(table.column_names))
+    return pl.from_arrow(table)
 
 
 def raw_rows(raw, sql: str, params: list | None = None) -> list:
     if hasattr(raw, "pgconn"):
         with raw.cursor() as cur:
-            cur.execute(pg_sql(sql), params or None)
+            cur.execute(pg_sql(sql), params or [])
             return cur.fetchall()
     return raw.execute(sql, params or []).fetchall()
+
+
+def _add_missing(conn: sa.Connection) -> None:
+    """Columns (nullable) and indexes the model has and the database does not yet."""
+    pg = conn.dialect.name == "postgresql"
+    for table in SQLModel.metadata.sorted_tables:
+        # information_schema, not SQLAlchemy's inspector: duckdb_engine's needs pg_catalog views DuckDB 2 lacks
+        have = {r[0] for r in conn.execute(sa.text(
+            "select column_name from information_schema.columns where table_name = :t"
+            + (" and table_schema = current_schema()" if pg else "")), {"t": table.name})}
+        for col in table.columns:
+            if col.name not in have:
+                if not col.nullable:
+                    raise StoreError(f"cannot add the required column {table.name}.{col.name} to an existing store")
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'alter table {table.name} add column "{col.name}" {kind}'))
+        if pg:  # DuckDB's only indexes (index=True) date from their tables' creation
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 class Store:
@@ -179,7 +213,8 @@ class Store:
             self.display = url.render_as_string(hide_password=True)
             # a pool: no file to free between uses; sessions in UTC so times read back as UTC
             self._engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=8,
-                                            connect_args={"options": "-c TimeZone=UTC"})
+                                            connect_args={"options": "-c TimeZone=UTC",
+                                                          "application_name": f"workbench pid {os.getpid()}"})
         else:
             self.path = store_path(self.location).resolve()
             self.display = str(self.path)
@@ -197,16 +232,23 @@ class Store:
         self._closed = False
         self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
         self._run_index = None  # search.RunIndex of this process, kept current by search.run_index
+        self._artifact_root: str | None = None  # store_info.artifact_root, read once
         self._ensure_schema()
 
     @property
     def artifact_root(self) -> Path:
-        """Content-addressed files live beside the store: ``<store>.artifacts/``."""
+        """Where content-addressed files live: ``$WORKBENCH_ARTIFACTS``, else the folder the
+        store names (``store_info.artifact_root``, set by ``workbench migrate``), else
+        ``<store file>.artifacts/`` beside a DuckDB file."""
         override = os.environ.get("WORKBENCH_ARTIFACTS")
         if override:
             return Path(override)
+        if self._artifact_root is None:
+            self._artifact_root = self.scalar("select artifact_root from store_info") or ""
+        if self._artifact_root:
+            return Path(self._artifact_root)
         if self.path is None:
-            raise StoreError("A PostgreSQL store keeps its files in WORKBENCH_ARTIFACTS: set it to a shared folder.")
+            raise StoreError("A PostgreSQL store keeps its files in a shared folder: set WORKBENCH_ARTIFACTS to it.")
         return self.path.with_suffix(".artifacts")
 
     # -- connection lease -------------------------------------------------------------
@@ -263,6 +305,59 @@ class Store:
                 conn.commit()
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A read-only transaction whose queries all see one moment (a chain and its head).
+
+        DuckDB's transactions are snapshots already. PostgreSQL's default (read committed)
+        lets each statement see newer commits, so other processes' writes would land between
+        two queries: ask for repeatable read.
+        """
+        with self.connection() as conn:
+            if conn.in_transaction():
+                conn.commit()
+            with conn.begin():
+                if self.is_postgres:
+                    conn.execute(sa.text("set transaction isolation level repeatable read, read only"))
+                yield conn
+
+    def lock_for_write(self, conn: sa.Connection) -> None:
+        """On PostgreSQL, take the audit head's row lock first in a write transaction.
+
+        One writer at a time, as with DuckDB's file: every write appends to the audit chain,
+        so its head orders them (and check-then-insert ops are safe). Waiting is bounded by
+        ``lock_timeout``, as for the file, and ends in :class:`StoreLockedError`.
+        """
+        if not self.is_postgres:
+            return  # DuckDB: holding the file is the lock
+        conn.execute(sa.text(f"set local lock_timeout = {max(1, int(self.lock_timeout * 1000))}"))
+        try:
+            conn.execute(sa.text("select seq from audit_head where id = 1 for update"))
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":
+                raise
+            holder = self._pg_head_holder()
+            raise StoreLockedError(
+                f"Store {self.display}: another writer ({holder}) held the write lock for "
+                f"{self.lock_timeout:.0f} s. Let it finish, or raise WORKBENCH_LOCK_TIMEOUT."
+            ) from None
+
+    def _pg_head_holder(self) -> str:
+        """Who holds the audit head's lock, from a fresh connection (ours is aborted)."""
+        sql = ("select a.pid, a.application_name, a.client_addr from pg_locks l "
+               "join pg_stat_activity a on a.pid = l.pid "
+               "where l.relation = 'audit_head'::regclass and l.granted and a.pid <> pg_backend_pid() "
+               "order by a.xact_start limit 1")
+        try:
+            with self._engine.connect() as other:
+                row = other.execute(sa.text(sql)).first()
+        except sa.exc.DBAPIError:
+            row = None
+        if row is None:
+            return "another session"
+        where = f" from {row[2]}" if row[2] else ""
+        return f"PostgreSQL process {row[0]}, {row[1] or 'unnamed client'}{where}"
 
     def read(self, sql: str, params: list | dict | None = None) -> pl.DataFrame:
         """Run a read query and return a polars DataFrame (via Arrow, no row loop)."""
@@ -330,11 +425,14 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------
     def _migrate(self, conn: sa.Connection, found: int) -> None:
-        """Bring an older store up to this version: so far only new tables, added in place."""
+        """Bring an older store up to this version in place: changes are additive only (new
+        tables, nullable columns and indexes), so the same step runs on both backends."""
         from .. import audit  # here: audit imports store.schema, this module is imported first
 
         with conn.begin():
-            SQLModel.metadata.create_all(conn, checkfirst=True)
+            self.lock_for_write(conn)  # the migration's event joins the chain in order
+            SQLModel.metadata.create_all(conn, checkfirst=True)  # new tables, with their indexes
+            _add_missing(conn)  # new columns and indexes of existing tables
             conn.execute(sa.update(schema.StoreInfo.__table__).values(schema_version=schema.SCHEMA_VERSION))
             audit.append(conn, [audit.Event("workbench", "system", "store.migrate", "store", (self.path.name if self.path else self.display),
                                             {"from": found, "to": schema.SCHEMA_VERSION, "by": __version__})])

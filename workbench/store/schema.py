@@ -1,9 +1,11 @@
 """The store's tables, as SQLModel classes: the types are the schema and its documentation.
 
-Portable on purpose (DuckDB now, PostgreSQL later): integer keys come from explicit
-sequences (duckdb_engine has no SERIAL), times are timezone-aware UTC, and there are
-no ``ON DELETE CASCADE`` clauses (DuckDB rejects them). High-volume rows (metric points)
-live in a plain table without a key and are appended as Arrow batches, not through the ORM.
+Portable on purpose (DuckDB and PostgreSQL): integer keys come from explicit sequences
+(duckdb_engine has no SERIAL), times are timezone-aware UTC, and there are no
+``ON DELETE CASCADE`` clauses (DuckDB rejects them). High-volume rows (metric points)
+live in a plain table without a key and are appended as Arrow batches (COPY on
+PostgreSQL), not through the ORM. Secondary indexes that only PostgreSQL needs are
+``pg_index``: DuckDB scans columns with zone maps, and an index there only slows appends.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from sqlmodel import Field, SQLModel
 #: 1: tracking, registry, users, audit. 2: evidence. 3: prediction logs, monitor policies, alerts.
 #: 4: the audit head; promotion requests, decisions, comments, gate policies, stage changes, rollouts.
 #: 5: report schedules and their runs, model card text. 6: column marks of data sets.
-SCHEMA_VERSION = 6
+#: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
+SCHEMA_VERSION = 7
 
 
 def utcnow() -> datetime:
@@ -33,6 +36,11 @@ def _id(seq: str) -> sa.Column:
     return sa.Column(sa.Integer, sa.Sequence(seq), primary_key=True)
 
 
+def pg_index(name: str, *columns: str) -> sa.Index:
+    """An index created on PostgreSQL only (a row store needs it; DuckDB does not)."""
+    return sa.Index(name, *columns).ddl_if(dialect="postgresql")
+
+
 class StoreInfo(SQLModel, table=True):
     """One row: what wrote this store, so a newer store is refused by older code."""
 
@@ -41,6 +49,9 @@ class StoreInfo(SQLModel, table=True):
     schema_version: int
     created_at: datetime = Field(sa_column=_ts())
     created_with: str
+    #: The artifact folder, when it is not beside the store file (a store migrated to
+    #: PostgreSQL keeps using its files where they are). WORKBENCH_ARTIFACTS overrides it.
+    artifact_root: str | None = None
 
 
 class User(SQLModel, table=True):
@@ -102,6 +113,7 @@ metrics_table = sa.Table(
     sa.Column("value", sa.Double, nullable=False),  # sa.Float is 32-bit FLOAT in DuckDB
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    pg_index("ix_metrics_run_key_step", "run_id", "key", "step"),  # curves of the compared runs
 )
 
 
@@ -217,6 +229,7 @@ class AuditEvent(SQLModel, table=True):
     """Append-only. ``hash = sha256(prev_hash + canonical event)`` chains every event."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (pg_index("ix_audit_events_entity", "entity_type", "entity_id"),)  # an entity's history
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
     ts: datetime = Field(sa_column=_ts())
     actor: str

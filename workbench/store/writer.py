@@ -162,10 +162,7 @@ class Writer:
     def _commit_group(self, group: list[tuple[Any, Future]]) -> None:
         try:
             with self.store.transaction() as conn:
-                if conn.dialect.name == "postgresql":
-                    # One writer at a time, as with DuckDB's file: every write appends to the audit
-                    # chain, so take its head first (also makes check-then-insert ops safe).
-                    conn.execute(sa.text("select seq from audit_head where id = 1 for update"))
+                self.store.lock_for_write(conn)
                 results = self._apply(conn, group)
         except Exception as exc:
             if os.environ.get("WORKBENCH_DEBUG"):
@@ -228,7 +225,7 @@ def _append_pg(conn: sa.Connection, data: pa.Table, sql: str) -> None:
     cols = ", ".join(f'"{f.name}" {t}' for f, t in zip(data.schema, types))
     with raw.cursor() as cur:
         cur.execute(f"create temp table batch ({cols}) on commit drop")
-        with cur.copy(f"copy batch from stdin (format binary)") as cp:
+        with cur.copy("copy batch from stdin (format binary)") as cp:
             cp.set_types(types)
             for row in zip(*(c.to_pylist() for c in data.columns)):
                 cp.write_row(row)
