@@ -104,11 +104,12 @@ def private_demo() -> str | Path:
 def _migrated(source: Path) -> str:
     import psycopg
     import sqlalchemy as sa
+    from _raw import drop_pg_database
 
     db = f"wbt_demo_{os.getpid()}_{next(_PG_COPIES)}"
     admin = sa.engine.make_url(_PG).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f"drop database if exists {db} with (force)")
+        drop_pg_database(con, db)
         con.execute(f"create database {db}")
     atexit.register(_drop_database, admin, db)
     target = sa.engine.make_url(_PG).set(database=db).render_as_string(hide_password=False)
@@ -120,9 +121,10 @@ def _migrated(source: Path) -> str:
 
 def _drop_database(admin: str, db: str) -> None:
     import psycopg
+    from _raw import drop_pg_database
 
     with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f"drop database if exists {db} with (force)")
+        drop_pg_database(con, db)
 
 
 def demo_copy() -> Path:

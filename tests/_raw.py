@@ -39,3 +39,18 @@ def raw_sql(store, sql: str, params: list | None = None, timeout: float = 5.0) -
         return cur.fetchall() if cur.description else []
     finally:
         con.close()
+
+
+def drop_pg_database(admin, db: str) -> None:
+    """Drop a test database. ``with (force)`` ends our own leftover sessions, but is refused
+    while an autovacuum worker (a superuser's process) is in it; a plain drop cancels that
+    worker, so fall back to it, retrying while sessions are still closing."""
+    import psycopg
+
+    for attempt in range(50):
+        try:
+            admin.execute(f"drop database if exists {db}" + (" with (force)" if attempt % 2 == 0 else ""))
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            time.sleep(0.1)
+    admin.execute(f"drop database if exists {db} with (force)")  # the real error, if it persists

@@ -8,6 +8,7 @@ import os
 import pytest
 
 import workbench as wb
+from _raw import drop_pg_database
 from workbench import workspace as _workspace
 from workbench.workspace import operator_workspace
 
@@ -66,13 +67,13 @@ def _pg_template():
     from workbench.store.connection import Store
 
     with _pg_admin() as a:
-        a.execute(f"drop database if exists {_PG_TEMPLATE}")
+        drop_pg_database(a, _PG_TEMPLATE)
         a.execute(f"create database {_PG_TEMPLATE}")
     s = Store(_pg_url(_PG_TEMPLATE))  # creates the schema once
     s.close()
     yield _PG_TEMPLATE
     with _pg_admin() as a:
-        a.execute(f"drop database if exists {_PG_TEMPLATE} with (force)")
+        drop_pg_database(a, _PG_TEMPLATE)
 
 
 def _forget(path) -> None:
@@ -108,7 +109,7 @@ def store_path(tmp_path, monkeypatch, request):
         yield url
         _forget(url)
         with _pg_admin() as a:
-            a.execute(f"drop database if exists {db} with (force)")
+            drop_pg_database(a, db)
         return
     path = tmp_path / "workbench.duckdb"
     yield path

@@ -226,3 +226,27 @@ def test_two_leads_deciding_at_once_record_exactly_one_decision(team, store_path
     final = wb.connect(store_path, user="casey").request(req.id)
     assert len(final.decisions) == 1 and final.status in ("approved", "rejected")
     assert "already" in next(o[0] for o in outs if o[0].startswith("TOLD"))
+
+
+def test_free_text_with_a_nul_character_is_refused_and_nothing_is_kept(team, store_path):
+    """PostgreSQL text cannot hold NUL; every backend refuses it, so a store can move whole.
+    (Text kept only in an audit payload, such as a withdrawal's reason, is JSON: escaped.)"""
+    dana, lee, casey = team["dana"], team["lee"], team["casey"]
+    mv = _version(dana, "scorer", "low", evidence=())
+    req = dana.request_promotion(mv, "Staging", "try")
+    before = casey.verify_audit().n_events
+    nul = "looks fine\x00 but is not"
+    attempts = [lambda: dana.request_promotion(mv, "Production", nul), lambda: dana.comment(req.id, nul),
+                lambda: lee.decide(req.id, False, nul),
+                lambda: dana.set_card_text("scorer", "limitations", nul), lambda: dana.update_model("scorer", use_case=nul)]
+    for attempt in attempts:
+        with pytest.raises(wb.ValidationError, match="NUL character"):
+            attempt()
+    check = casey.verify_audit()
+    assert check.ok
+    new = casey.audit_events().filter(pl.col("seq") > before)["action"].to_list()
+    assert set(new) <= {"refused"}  # governance audits refused attempts; nothing else was kept
+    assert dana.request(req.id).status == "pending" and dana.card_text("scorer")["limitations"] is None
+    assert dana.request(req.id).comments == [] and dana.request(req.id).decisions == []
+    assert dana.models()["use_case"].to_list() == [None]
+    dana.comment(req.id, "still usable")  # the writer goes on

@@ -197,41 +197,64 @@ from kept k join stats t using (sid) join runs r on r.run_id = t.run_id
 order by k.sid, k.step, k.ts nulls last
 """
 
-# PostgreSQL has no arg_min/arg_max. An ordered array_agg per group sorts every series
-# (3.3 s for 1M points); instead min/max of a two-element array picks the extreme value and
-# its step in one hash aggregate (0.96 s). The step rides along as float8: exact up to 2^53.
-# NaN sorts above every number in PostgreSQL, so min/max skip it with a filter, as above.
-_CURVES_SQL_PG = """
-with stats as materialized (
-  select row_number() over (order by array_position($ids::text[], run_id), key) as sid, * from (
-    select run_id, key, count(*) as n, min(step) as s0, max(step) as s1,
-           (min(array[step::float8, value]))[2] as v0, (max(array[step::float8, value]))[2] as v1
-    from metrics where run_id = any($ids::text[]) and ($all_keys::boolean or key = any($keys::text[]))
-    group by run_id, key) g
-),
-buckets as (
-  select sid, min(array[value, step::float8]) filter (where value <> 'NaN'::float8) as lo,
-         max(array[value, step::float8]) filter (where value <> 'NaN'::float8) as hi, min(step) as sfirst
-  from (select t.sid, m.step, m.value,
-               least(floor((m.step - t.s0)::float8 * $nb / (t.s1 - t.s0 + 1)), $nb - 1) as b
-        from metrics m join stats t on t.run_id = m.run_id and t.key = m.key where t.n > $max_points) x
-  group by sid, b
-),
-kept as (
-  select t.sid, m.step, m.value, m.ts
-  from metrics m join stats t on t.run_id = m.run_id and t.key = m.key where t.n <= $max_points
-  union all
-  select sid, step, value, null::timestamptz as ts from (
-    select sid, s0 as step, v0 as value from stats where n > $max_points
-    union select sid, s1, v1 from stats where n > $max_points
-    union select sid, lo[2]::int8, lo[1] from buckets where lo is not null
-    union select sid, hi[2]::int8, hi[1] from buckets where hi is not null
-    union select sid, sfirst, 'NaN'::float8 from buckets where lo is null) y
-)
-select t.run_id, r.name as run_name, t.key, k.step, k.value
-from kept k join stats t using (sid) join runs r on r.run_id = t.run_id
-order by k.sid, k.step, k.ts nulls last
+# PostgreSQL has no arg_min/arg_max, and an ordered array_agg per group sorts every series
+# (3.3 s for 1M points). There, min/max of a two-element array picks the extreme value and
+# its step in one hash aggregate (the step rides along as float8: exact up to 2^53), and
+# the work is three queries: the series' stats, then their buckets with the series passed as
+# arrays, which PostgreSQL can run in parallel (a CTE would not be): 0.65 s for 1M points.
+# NaN sorts above every number in PostgreSQL, so min/max skip it with a filter.
+_PG_STATS = """
+select run_id, key, count(*) as n, min(step) as s0, max(step) as s1,
+       (min(array[step::float8, value]))[2] as v0, (max(array[step::float8, value]))[2] as v1
+from metrics where run_id = any($ids::text[]) and ($all_keys::boolean or key = any($keys::text[]))
+group by run_id, key order by array_position($ids::text[], run_id), key
 """
+_PG_BUCKETS = """
+select sid, (min(array[value, step::float8]) filter (where value <> 'NaN'::float8))[2]::int8 as lo_step,
+       (min(array[value, step::float8]) filter (where value <> 'NaN'::float8))[1] as lo,
+       (max(array[value, step::float8]) filter (where value <> 'NaN'::float8))[2]::int8 as hi_step,
+       (max(array[value, step::float8]) filter (where value <> 'NaN'::float8))[1] as hi, min(step) as sfirst
+from (select t.sid, m.step, m.value, least(floor((m.step - t.s0)::float8 * $nb / (t.s1 - t.s0 + 1)), $nb - 1) as b
+      from metrics m join unnest($runs::text[], $keys::text[], $sids::int8[], $s0::int8[], $s1::int8[])
+           as t(run_id, key, sid, s0, s1) on t.run_id = m.run_id and t.key = m.key) x
+group by sid, b
+"""
+_PG_WHOLE = """
+select t.sid, m.step, m.value, m.ts
+from metrics m join unnest($runs::text[], $keys::text[], $sids::int8[]) as t(run_id, key, sid)
+     on t.run_id = m.run_id and t.key = m.key
+"""
+
+
+def _curves_pg(ws, runs: pl.DataFrame, key_list: list[str] | None, max_points: int) -> pl.DataFrame:
+    """The same points as ``_CURVES_SQL``, computed on PostgreSQL (see above)."""
+    ids = runs["run_id"].to_list()
+    stats = ws._read(_PG_STATS, {"ids": ids, "all_keys": key_list is None, "keys": key_list or []})
+    stats = stats.with_row_index("sid").with_columns(pl.col("sid").cast(pl.Int64))
+    big, small = stats.filter(pl.col("n") > max_points), stats.filter(pl.col("n") <= max_points)
+    parts = [pl.DataFrame(schema={"sid": pl.Int64, "step": pl.Int64, "value": pl.Float64,
+                                  "ts": pl.Datetime("us", "UTC")})]
+    if small.height:
+        whole = ws._read(_PG_WHOLE, {"runs": small["run_id"].to_list(), "keys": small["key"].to_list(),
+                                     "sids": small["sid"].to_list()})
+        parts.append(whole.select("sid", "step", "value", "ts"))
+    if big.height:
+        b = ws._read(_PG_BUCKETS, {"nb": (max_points - 2) // 2, "runs": big["run_id"].to_list(),
+                                   "keys": big["key"].to_list(), "sids": big["sid"].to_list(),
+                                   "s0": big["s0"].to_list(), "s1": big["s1"].to_list()})
+        kept = pl.concat([
+            big.select("sid", step="s0", value="v0"), big.select("sid", step="s1", value="v1"),
+            b.filter(pl.col("lo").is_not_null()).select("sid", step="lo_step", value="lo"),
+            b.filter(pl.col("hi").is_not_null()).select("sid", step="hi_step", value="hi"),
+            b.filter(pl.col("lo").is_null()).select("sid", step="sfirst", value=pl.lit(float("nan"))),
+        ], how="vertical_relaxed").unique(maintain_order=True)  # SQL's union: each kept point once
+        parts.append(kept.with_columns(ts=pl.lit(None, pl.Datetime("us", "UTC"))))
+    points = pl.concat([p.cast({"sid": pl.Int64, "step": pl.Int64, "value": pl.Float64,
+                                "ts": pl.Datetime("us", "UTC")}) for p in parts])
+    return (points.join(stats.select("sid", "run_id", "key"), on="sid")
+            .join(runs.select("run_id", "run_name"), on="run_id")
+            .sort(["sid", "step", "ts"], nulls_last=True))
+
 
 _CURVES_SCHEMA = {"run_id": pl.String, "run_name": pl.String, "key": pl.String, "step": pl.Int64, "value": pl.Float64}
 
@@ -254,9 +277,12 @@ def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
     key_list = None if keys is None else [str(k) for k in keys]
     if key_list is not None and not key_list:
         return pl.DataFrame(schema=_CURVES_SCHEMA)
-    points = ws._read(_CURVES_SQL_PG if ws.store.is_postgres else _CURVES_SQL, {
-        "ids": runs["run_id"].to_list(), "all_keys": key_list is None, "keys": key_list,
-        "nb": (max_points - 2) // 2, "max_points": max_points})
+    if ws.store.is_postgres:
+        points = _curves_pg(ws, runs, key_list, max_points)
+    else:
+        points = ws._read(_CURVES_SQL, {
+            "ids": runs["run_id"].to_list(), "all_keys": key_list is None, "keys": key_list,
+            "nb": (max_points - 2) // 2, "max_points": max_points})
     return points.select(list(_CURVES_SCHEMA)).cast(_CURVES_SCHEMA)
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 from .. import __version__
-from ..errors import StoreError, StoreLockedError
+from ..errors import StoreError, StoreLockedError, ValidationError
 from . import schema
 
 DEFAULT_STORE = "data/workbench.duckdb"
@@ -186,6 +186,25 @@ def _add_missing(conn: sa.Connection) -> None:
                 index.create(conn, checkfirst=True)
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(conn, cursor, statement, parameters, context, executemany) -> None:
+    """PostgreSQL text cannot hold NUL (0x00): refuse it before any statement, on both
+    backends, so every store can move to PostgreSQL whole. Names and keys are checked where
+    they enter, with their name; this catches free text (comments, reasons, card text)."""
+    if parameters and _has_nul(parameters):
+        raise ValidationError("A text contains a NUL character (0x00), which the store cannot keep: "
+                              "remove it. Nothing of this change was saved.")
+
+
 class Store:
     """A leased connection to one store file, safe to share between threads.
 
@@ -225,6 +244,7 @@ class Store:
                 poolclass=NullPool,
                 connect_args={"config": dict(_DUCKDB_CONFIG)},
             )
+        sa.event.listen(self._engine, "before_cursor_execute", _refuse_nul)
         self._lock = threading.RLock()
         self._conn: sa.Connection | None = None
         self._last_use = 0.0
