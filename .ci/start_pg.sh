@@ -24,7 +24,14 @@ DIR=$1 PORT=$2 DB=${3:-workbench} PGUSER_=${4:-workbench} PW=${5:-workbench}
 [[ $PGUSER_ =~ ^[a-z_][a-z0-9_]*$ ]] || die "user name '$PGUSER_' must match [a-z_][a-z0-9_]*"
 [[ $PW != *"'"* && $PW != *"@"* && $PW != *"/"* && $PW != *":"* ]] || die "password must not contain ' @ / :"
 
-# 1. Install Debian's server if missing. The image may already have it; don't upgrade then.
+# 1. Refuse a busy port or a used folder, with the reason (before installing anything).
+if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then
+    die "port $PORT on 127.0.0.1 is already in use (another cluster? see: ss -ltnp 'sport = :$PORT')"
+fi
+if [ -e "$DIR/data/PG_VERSION" ]; then
+    die "$DIR/data already holds a cluster; stop it (stop_pg.sh $DIR --rm) or choose another folder"
+fi
+# 1b. Install Debian's server if missing. The image may already have it; don't upgrade then.
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ]; then
     [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and only root can apt-get install it"
@@ -50,13 +57,6 @@ else
     as() { "$@"; }
 fi
 
-# 3. Refuse a busy port or a used folder, with the reason.
-if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then
-    die "port $PORT on 127.0.0.1 is already in use (another cluster? see: ss -ltnp 'sport = :$PORT')"
-fi
-if [ -e "$DIR/data/PG_VERSION" ]; then
-    die "$DIR/data already holds a cluster; stop it (stop_pg.sh $DIR --rm) or choose another folder"
-fi
 mkdir -p "$DIR" || die "cannot create $DIR"
 DIR=$(cd "$DIR" && pwd)
 mkdir -p "$DIR/data" "$DIR/sock"
