@@ -8,7 +8,7 @@ the API (the compare page's long, downsampled series), then migrates the copy wi
 ``workbench migrate`` into a fresh throwaway PostgreSQL cluster (``.ci/start_pg.sh``, under
 ``/tmp``, loopback only; timed: rows/s) and runs ``ANALYZE`` there, as autovacuum would.
 The cached file itself is never opened (opening a store brings it up to the current schema
-in place). Then, on both stores:
+in place); when it is missing, W5's builder makes a fifth of it. Then, on both stores:
 
 - **search**: W2's four filters over 100k runs, warm (median of ``--reps``); the first search
   in a fresh process (``--cold-reps`` processes per backend, interleaved: it builds the
@@ -23,22 +23,24 @@ in place). Then, on both stores:
   ``verify_audit`` on W8's 200k-event chain (``w8_audit_200000.duckdb``, copied and migrated
   into a second database; skipped when that cache is missing or with ``--skip-chain``).
 
-Warm operations run as blocks (one untimed call, then the repetitions back to back), one
-backend after the other, which one goes first alternating between operations. Both backends
+Before anything is timed the script waits (``--max-wait``, default 10 minutes) for the
+1-minute load average to drop below ``--load-threshold`` (1.5), and records it. Warm
+operations run as blocks (one untimed call, two when the first takes over 0.5 s, then the
+repetitions back to back), one backend after the other, which one goes first alternating
+between operations. Both backends
 must return the same rows (searches: the same run ids in the same order); a difference is
 printed and kept in the JSON. Afterwards the slowest PostgreSQL statements seen while
 running each operation once more are shown with ``EXPLAIN (ANALYZE, BUFFERS)``, and timed
 again with ``jit`` off when their plan spent time compiling.
 
     python bench/w13_postgres_reads.py [--reps 11] [--page-reps 7] [--cold-reps 5] [--write-reps 7]
-                                       [--explain 6] [--skip-chain] [--skip-pages] [--max-wait 600]
+                                       [--explain 8] [--skip-chain] [--skip-pages] [--max-wait 600]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -57,11 +59,12 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE = RESULTS_DIR / "w5_store_100k_5M_v2.duckdb"  # w5_pages.py's cached store
 CHAIN_SOURCE = RESULTS_DIR / "w8_audit_200000.duckdb"  # w8_audit_verify.py's cached 200k chain
 FILTER = "metrics.m0 > 0.5 and params.p0 = 'rf'"
-FILTERS = {  # as W2 part 2 (w2_search.BIG_FILTERS)
+FILTERS = {  # W2 part 2's (w2_search.BIG_FILTERS)
     "and (the W2 filter)": FILTER,
     "or + parentheses": "(params.p0 = 'rf' or params.p0 = 'gbm') and (metrics.m1 < 0.2 or metrics.m2 > 0.9)",
     "min()/max()": "max(metrics.m3) > 0.9 and min(metrics.m4) < 0.5",
-    "like": "params.p3 like 'value-1%' and metrics.m5 > 0.5",
+    # W2's params.p3 is 'value-N'; W5's store holds numbers 0-99 as text: the same LIKE on its values
+    "like": "params.p3 like '1%' and metrics.m5 > 0.5",
 }
 N_LONG, LONG_KEYS, LONG_STEPS = 50, ("loss", "acc"), 5_000
 LONG_EXPERIMENT, PROBE_EXPERIMENT = "w13-long", "w13-probe"
@@ -174,24 +177,21 @@ def cold_child(store: str) -> None:
                       "second_search_s": second_s, "n": df.height}))
 
 
-def _writer_child(store: str, conn) -> None:
-    """Another process of the team: logs one (probe) run per request, then lets go of the store."""
-    try:
-        import workbench as wb
+def writer_child(store: str) -> None:
+    """Another process of the team: logs one (probe) run per line read on stdin, then lets go of the store."""
+    import workbench as wb
 
-        ws = wb.connect(store, user="dana")
-        ws.close()
-        conn.send("ready")
-        while True:
-            msg = conn.recv()
-            if msg is None:
-                break
-            with ws.start_run(PROBE_EXPERIMENT, name=f"probe-{msg}") as run:
-                run.set_tags({"probe": str(msg)})
-            ws.close()  # flush, and release the DuckDB file for the reader
-            conn.send("ok")
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        conn.send(f"error: {type(exc).__name__}: {exc}")
+    ws = wb.connect(store, user="dana")
+    ws.close()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        i = line.strip()
+        if not i:
+            break
+        with ws.start_run(PROBE_EXPERIMENT, name=f"probe-{i}") as run:
+            run.set_tags({"probe": i})
+        ws.close()  # flush, and release the DuckDB file for the reader
+        print("ok", flush=True)
 
 
 # -- the PostgreSQL statement recorder ----------------------------------------------------------
@@ -217,7 +217,7 @@ class Recorder:
                 dt = time.perf_counter() - t
                 text = query if isinstance(query, str) else query.as_string(cur)
                 rec.calls.append({"op": rec.op, "sql": text, "params": params, "seconds": dt,
-                                  "rows": cur.rowcount})
+                                  "rows": cur.rowcount, "db": cur.connection.info.dbname})
 
         psycopg.Cursor.execute = execute
 
@@ -240,19 +240,22 @@ def explain_slowest(url: str, calls: list[dict], top: int) -> list[dict]:
     for c in calls:
         if not re.match(r"\s*(select|with)\b", c["sql"], re.I):
             continue
-        key = re.sub(r"\s+", " ", c["sql"]).strip()
+        key = c["db"] + ":" + re.sub(r"\s+", " ", c["sql"]).strip()
         if key not in best or c["seconds"] > best[key]["seconds"]:
             best[key] = c
     chosen = sorted(best.values(), key=lambda c: -c["seconds"])[:top]
     out = []
-    con = pg_connect(url)
+    cons: dict = {}
     try:
         for c in chosen:
+            if c["db"] not in cons:  # the statement's own database (W8's chain has a second one)
+                cons[c["db"]] = pg_connect(url.rsplit("/", 1)[0] + "/" + c["db"])
+            con = cons[c["db"]]
             plan = [r[0] for r in con.execute("explain (analyze, buffers) " + c["sql"], c["params"]).fetchall()]
             text = "\n".join(plan)
             m = re.search(r"Execution Time: ([\d.]+) ms", text)
             jit = re.search(r"Timing: .*Total ([\d.]+) ms", text)
-            item = {"op": c["op"], "sql": c["sql"], "params": _short_params(c["params"]), "seconds_in_op": c["seconds"],
+            item = {"op": c["op"], "db": c["db"], "sql": c["sql"], "params": _short_params(c["params"]), "seconds_in_op": c["seconds"],
                     "rows": c["rows"], "execution_ms": float(m.group(1)) if m else None,
                     "jit_ms": float(jit.group(1)) if jit else 0.0, "plan": text}
             if jit:  # the same statement with and without JIT compilation, median of 3 each
@@ -269,7 +272,8 @@ def explain_slowest(url: str, calls: list[dict], top: int) -> list[dict]:
                 item["jit_on_s"], item["jit_off_s"] = times["on"], times["off"]
             out.append(item)
     finally:
-        con.close()
+        for con in cons.values():
+            con.close()
     return out
 
 
@@ -339,10 +343,14 @@ def ops_for(ws: dict, reviewer: dict, chain_ws: dict | None, ids: dict) -> list[
 
 def time_pages(stores: dict, cases: list, reps: int) -> list[dict]:
     """W5's method: AppTest script runs for a signed-in user, one warm-up then ``reps``, per backend."""
+    import logging
+
     from streamlit.testing.v1 import AppTest
 
     from workbench import auth, ui
 
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda r: "missing ScriptRunContext" not in r.getMessage())  # harmless in bare mode, twice a run
     signed = {(b, u): auth.sign_in(s, u, pw) for b, s in stores.items() for u, pw in USERS.items()}
     rows = []
     for i, (label, page, user, query) in enumerate(cases):
@@ -403,6 +411,15 @@ def build_small(path: Path) -> None:
     close_stores()
 
 
+def code_version() -> dict:
+    """The commit measured, and whether workbench/ had changes not yet committed."""
+    def git(*a):
+        out = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
+        return out.stdout.strip()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "subject": git("log", "-1", "--format=%s"),
+            "uncommitted_in_workbench": git("status", "--short", "--", "workbench").splitlines()}
+
+
 def pg_settings(url: str) -> dict:
     con = pg_connect(url)
     try:
@@ -423,20 +440,26 @@ def main() -> None:
     ap.add_argument("--page-reps", type=int, default=7, help="AppTest runs per page and backend after a warm-up (default 7)")
     ap.add_argument("--cold-reps", type=int, default=5, help="fresh processes per backend for the first search (default 5)")
     ap.add_argument("--write-reps", type=int, default=7, help="searches right after another process's write (default 7)")
-    ap.add_argument("--explain", type=int, default=6, help="slowest PostgreSQL statements to EXPLAIN ANALYZE (default 6)")
+    ap.add_argument("--explain", type=int, default=8, help="slowest PostgreSQL statements to EXPLAIN ANALYZE (default 8)")
     ap.add_argument("--skip-chain", action="store_true", help="skip W8's 200k-event chain")
     ap.add_argument("--skip-pages", action="store_true", help="skip the AppTest page runs")
     ap.add_argument("--load-threshold", type=float, default=1.5, help="wait while the 1-min load average is above (1.5)")
     ap.add_argument("--max-wait", type=float, default=600, help="at most this many seconds of waiting (default 600)")
     ap.add_argument("--cold-child", metavar="STORE", help=argparse.SUPPRESS)
+    ap.add_argument("--writer-child", metavar="STORE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.cold_child:
         return cold_child(args.cold_child)
+    if args.writer_child:
+        return writer_child(args.writer_child)
 
     t_all = time.perf_counter()
     banner("W13: analytics reads on PostgreSQL vs the DuckDB file (W5's 100k runs / 5.95M points + 50 long-curve runs)")
+    code = code_version()
+    log(f"code: commit {code['commit']} ({code['subject']})"
+        + (f"; uncommitted in workbench/: {', '.join(code['uncommitted_in_workbench'])}" if code["uncommitted_in_workbench"] else ""))
     load = wait_for_quiet(args.load_threshold, args.max_wait)
-    res: dict = {"workload": "W13", "load": load, "config": {k: getattr(args, k) for k in (
+    res: dict = {"workload": "W13", "load": load, "code": code, "config": {k: getattr(args, k) for k in (
         "reps", "slow_reps", "page_reps", "cold_reps", "write_reps", "explain")}}
     work = Path(tempfile.mkdtemp(prefix="wbbench-w13-", dir="/tmp"))
     pg_dir = None
@@ -558,9 +581,13 @@ def main() -> None:
             row: dict = {"group": group, "op": label}
             agree = {}
             for b in order:
-                t = time.perf_counter()
-                fns[b]()  # untimed: warms this process for the operation, and tells how long it takes
-                probe = time.perf_counter() - t
+                probe = 0.0
+                for _ in range(2):  # untimed: warm this process for the operation (the first call may build
+                    t = time.perf_counter()  # the run index), and tell how long it takes
+                    fns[b]()
+                    probe = time.perf_counter() - t
+                    if probe < 0.5:
+                        break
                 reps = args.slow_reps if probe > 0.5 else args.reps
                 times, out = block(fns[b], reps)
                 row[b] = stats(times)
@@ -598,32 +625,30 @@ def main() -> None:
         # 7. a search right after another process logged a run
         log(f"\nsearch right after another process logged one run ({args.write_reps} per backend; "
             f"load {' '.join(map(str, load_now()))})")
-        ctx = mp.get_context("spawn")
-        pipes = {}
+        procs = {}
         for b, s in stores.items():
-            ws[b].close()
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_writer_child, args=(s, child), name=f"w13-writer-{b}")
-            p.start()
+            ws[b].close()  # DuckDB: let the writer open the file
+            p = subprocess.Popen([sys.executable, __file__, "--writer-child", s], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
             writers.append(p)
-            msg = parent.recv()
-            if msg != "ready":
-                raise RuntimeError(f"the writer process on {b} failed: {msg}")
-            pipes[b] = parent
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the writer process on {b} failed to start (exit {p.wait()})")
+            procs[b] = p
         after = {b: [] for b in stores}
         for r in range(args.write_reps + 1):  # the first round warms up
             for b in (list(stores) if r % 2 == 0 else list(stores)[::-1]):
                 ws[b].close()  # DuckDB: let the writer have the file
-                pipes[b].send(r)
-                msg = pipes[b].recv()
-                if msg != "ok":
-                    raise RuntimeError(f"the writer process on {b} failed: {msg}")
+                procs[b].stdin.write(f"{r}\n")
+                procs[b].stdin.flush()
+                if procs[b].stdout.readline().strip() != "ok":
+                    raise RuntimeError(f"the writer process on {b} failed (exit {procs[b].wait()})")
                 t = time.perf_counter()
                 ws[b].search_runs(FILTER)
                 if r:
                     after[b].append(time.perf_counter() - t)
         for b in stores:
-            pipes[b].send(None)
+            procs[b].stdin.write("\n")
+            procs[b].stdin.flush()
         res["after_write"] = {b: stats(xs) for b, xs in after.items()}
         for b in stores:
             log(f"  {b:7} {fmt_s(res['after_write'][b]['median_s']):>9} median, p95 "
@@ -659,10 +684,11 @@ def main() -> None:
                 log("    " + (line if len(line) < 240 else line[:237] + "..."))
     finally:
         for p in writers:
-            p.join(10)
-            if p.is_alive():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
                 p.terminate()
-                p.join(5)
+                p.wait(10)
         close_stores()
         if pg_dir is not None:
             stop_pg(pg_dir)

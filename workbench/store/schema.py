@@ -36,9 +36,10 @@ def _id(seq: str) -> sa.Column:
     return sa.Column(sa.Integer, sa.Sequence(seq), primary_key=True)
 
 
-def pg_index(name: str, *columns: str) -> sa.Index:
-    """An index created on PostgreSQL only (a row store needs it; DuckDB does not)."""
-    return sa.Index(name, *columns).ddl_if(dialect="postgresql")
+def pg_index(name: str, *columns: str, include: tuple[str, ...] = ()) -> sa.Index:
+    """An index created on PostgreSQL only (a row store needs it; DuckDB does not);
+    ``include`` columns make it covering, so reads need no heap fetch."""
+    return sa.Index(name, *columns, postgresql_include=list(include)).ddl_if(dialect="postgresql")
 
 
 class StoreInfo(SQLModel, table=True):
@@ -113,7 +114,7 @@ metrics_table = sa.Table(
     sa.Column("value", sa.Double, nullable=False),  # sa.Float is 32-bit FLOAT in DuckDB
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
-    pg_index("ix_metrics_run_key_step", "run_id", "key", "step"),  # curves of the compared runs
+    pg_index("ix_metrics_run_key_step", "run_id", "key", "step", include=("value",)),  # curves of compared runs
 )
 
 
