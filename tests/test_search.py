@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 import workbench as wb
@@ -224,3 +225,27 @@ def test_refreshed_run_index_equals_a_rebuilt_one(ws, text):
     assert_frame_equal(refreshed, _fresh_search(ws, text))
     if text == "":
         assert refreshed.height == 16 and refreshed["run_name"][0] == "late2"
+
+
+AWKWARD_TEXT = ["", " ", "a,b", 'say "hi"', "two\nlines\r\n", "é ünïcödé", "\\N", "NULL", "'; --"]
+AWKWARD_FLOATS = [float("nan"), float("inf"), float("-inf"), 1e-300, 0.1 + 0.2, -0.0, 123456789.12345679]
+
+
+def test_a_rebuilt_index_keeps_every_text_and_float_exactly(ws):
+    """The full index is read with COPY as CSV on PostgreSQL: nothing may change on the way."""
+    ids = []
+    for i, text in enumerate(AWKWARD_TEXT):
+        with ws.start_run("awkward", name=f"t{i}") as run:
+            run.log_params({"p": text})
+            run.set_tags({"t": text})
+            run.log_metrics({"m": AWKWARD_FLOATS[i % len(AWKWARD_FLOATS)]})
+        ids.append(run.run_id)
+    fresh = _fresh_search(ws).filter(pl.col("experiment") == "awkward")
+    by_id = {r["run_id"]: r for r in fresh.to_dicts()}
+    for i, rid in enumerate(ids):
+        row = by_id[rid]
+        assert row["params.p"] == AWKWARD_TEXT[i] and row["tags.t"] == AWKWARD_TEXT[i], (i, row)
+        want = AWKWARD_FLOATS[i % len(AWKWARD_FLOATS)]
+        got = row["metrics.m"]
+        assert (np.isnan(want) and np.isnan(got)) or (got == want and np.copysign(1, got) == np.copysign(1, want)), (i, got)
+    assert fresh.height == len(AWKWARD_TEXT)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from .filterlang import Operand, compile_filter
-from .store.connection import frame
+from .store.connection import copy_frame, frame
 
 _ATTRIBUTE_COLUMNS = {"run_id": "run_id", "name": "run_name", "status": "status", "user": "user_name",
                       "start_time": "start_time", "end_time": "end_time", "experiment": "experiment",
@@ -77,16 +77,23 @@ _REFRESH_MAX = 0.2  # more changed runs than this share of the index: rebuild in
 _NEWEST_FIRST = dict(by=["start_time", "run_id"], descending=[True, False])
 
 
+_LONGS = {
+    "metrics": ("select m.run_id, m.key, m.value, m.min_value, m.max_value from latest_metrics m",
+                {"run_id": pl.String, "key": pl.String, "value": pl.Float64, "min_value": pl.Float64,
+                 "max_value": pl.Float64}),
+    "params": ("select p.run_id, p.key, p.value from params p", {"run_id": pl.String, "key": pl.String, "value": pl.String}),
+    "tags": ("select t.run_id, t.key, t.value from tags t", {"run_id": pl.String, "key": pl.String, "value": pl.String}),
+}
+
+
 def _load(raw, changed: list | None) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-    where = " where {t}.run_id in (select unnest(?::varchar[]))" if changed is not None else ""
-    p = [changed] if changed is not None else None
-    runs = frame(raw, _RUNS_SQL + where.format(t="r"), p)
-    longs = {
-        "metrics": frame(raw, "select m.run_id, m.key, m.value, m.min_value, m.max_value from latest_metrics m"
-                              + where.format(t="m"), p),
-        "params": frame(raw, "select p.run_id, p.key, p.value from params p" + where.format(t="p"), p),
-        "tags": frame(raw, "select t.run_id, t.key, t.value from tags t" + where.format(t="t"), p),
-    }
+    if changed is None:  # the whole index: millions of rows, so COPY on PostgreSQL
+        runs = frame(raw, _RUNS_SQL)
+        longs = {kind: copy_frame(raw, sql, schema) for kind, (sql, schema) in _LONGS.items()}
+        return runs.sort(**_NEWEST_FIRST), longs
+    where = " where {t}.run_id in (select unnest(?::varchar[]))"
+    runs = frame(raw, _RUNS_SQL + where.format(t="r"), [changed])
+    longs = {kind: frame(raw, sql + where.format(t=sql.split()[-1]), [changed]) for kind, (sql, _) in _LONGS.items()}
     return runs.sort(**_NEWEST_FIRST), longs
 
 
