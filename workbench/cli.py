@@ -85,8 +85,6 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
     """Start the dashboard (Streamlit) on the store; over HTTPS with --tls-cert and --tls-key."""
     import ssl
 
-    from .store.connection import resolve_store
-
     if (tls_cert is None) != (tls_key is None):
         _fail("--tls-cert and --tls-key go together: give both, or neither.")
     tls = tls_cert is not None
@@ -116,8 +114,7 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
     home = Path(__file__).resolve().parent.parent / "app" / "Home.py"
     if not home.exists():
         _fail(f"Dashboard files not found at {home}: install workbench from its source folder (pip install -e .).")
-    loc = resolve_store(store)
-    env = dict(os.environ, WORKBENCH_STORE=loc if "://" in loc and not loc.startswith("duckdb") else str(Path(loc).resolve()))
+    env = dict(os.environ, WORKBENCH_STORE=ws.store.location)  # the resolved file path, or the URL
     cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            # one theme for every page, wherever serve is started from

@@ -30,7 +30,8 @@ from sqlmodel import SQLModel
 
 from . import artifacts, audit
 from .errors import StoreError, ValidationError
-from .store.connection import Store, is_postgres
+from .store.connection import Store, is_postgres, store_path
+from .store.writer import copy_batches
 
 #: Columns that name a file in the artifact folder by its sha256.
 FILE_COLUMNS = (("artifacts", "sha256"), ("model_versions", "sha256"), ("evidence", "artifact_sha256"),
@@ -60,7 +61,7 @@ def _check_locations(source: str, target: str) -> None:
         raise ValidationError(f"--from must be a DuckDB store (a file path or duckdb:///path), not {source.split('://')[0]}://.")
     if not is_postgres(target):
         raise ValidationError("--to must be a PostgreSQL URL: postgresql+psycopg://user:password@host:port/database.")
-    path = Path(source[len("duckdb:///"):] if source.startswith("duckdb:///") else source)
+    path = store_path(source)
     if not path.is_file():
         raise ValidationError(f"--from {path}: no store file there.")
 
@@ -73,17 +74,10 @@ def _missing_files(conn: sa.Connection, root: Path) -> list[str]:
 
 
 def _copy_table(raw_src, cur, table: sa.Table, batch_rows: int) -> int:
-    cols = [c.name for c in table.columns]
-    collist = ", ".join(f'"{c}"' for c in cols)
-    n = 0
+    collist = ", ".join(f'"{c.name}"' for c in table.columns)
     reader = raw_src.sql(f"select {collist} from {table.name}").to_arrow_reader(batch_rows)
-    with cur.copy(f"copy {table.name} ({collist}) from stdin (format binary)") as cp:
-        cp.set_types([_pg_type(c) for c in table.columns])
-        for batch in reader:
-            for row in zip(*(c.to_pylist() for c in batch.columns)):
-                cp.write_row(row)
-            n += batch.num_rows
-    return n
+    return copy_batches(cur, f"copy {table.name} ({collist}) from stdin (format binary)",
+                        [_pg_type(c) for c in table.columns], reader)
 
 
 def migrate(source: str, target: str, *, artifact_root: str | Path | None = None, batch_rows: int = 100_000,

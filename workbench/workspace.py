@@ -16,7 +16,7 @@ from . import artifacts, audit, registry, roles, users
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .registry import ModelVersion
 from .search import search_runs as _search_runs
-from .store.connection import Store, resolve_store, store_key, store_path
+from .store.connection import Store, resolve_store, store_key
 from .store.writer import Writer
 from .tracking import Run, check_key, check_run_name, ensure_experiment
 from .workspace_governance import GovernanceMethods

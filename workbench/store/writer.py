@@ -218,6 +218,18 @@ def _pg_type(f: pa.Field) -> str:
     return _ARROW_TO_PG.get(f.type, "text")
 
 
+def copy_batches(cur, statement: str, types: list[str], batches) -> int:
+    """Binary ``COPY ... FROM STDIN`` of Arrow tables or record batches; returns the rows sent."""
+    n = 0
+    with cur.copy(statement) as cp:
+        cp.set_types(types)
+        for batch in batches:
+            for row in zip(*(c.to_pylist() for c in batch.columns)):
+                cp.write_row(row)
+            n += batch.num_rows
+    return n
+
+
 def _append_pg(conn: sa.Connection, data: pa.Table, sql: str) -> None:
     """PostgreSQL: COPY the rows into a temporary ``batch`` table (binary), then run ``sql``."""
     raw = conn.connection.dbapi_connection
@@ -225,10 +237,7 @@ def _append_pg(conn: sa.Connection, data: pa.Table, sql: str) -> None:
     cols = ", ".join(f'"{f.name}" {t}' for f, t in zip(data.schema, types))
     with raw.cursor() as cur:
         cur.execute(f"create temp table batch ({cols}) on commit drop")
-        with cur.copy("copy batch from stdin (format binary)") as cp:
-            cp.set_types(types)
-            for row in zip(*(c.to_pylist() for c in data.columns)):
-                cp.write_row(row)
+        copy_batches(cur, "copy batch from stdin (format binary)", types, [data])
         cur.execute(sql)
         cur.execute("drop table batch")
 
