@@ -58,10 +58,17 @@ class ReportMethods:
         self._require("reports")
         self._call(lambda conn: schedules.remove(conn, self.user, self.role, name))
 
-    def schedules(self) -> pl.DataFrame:
-        """Schedules with their last run (status, time, file) and the next due time."""
+    def schedules(self, now: datetime | None = None) -> pl.DataFrame:
+        """Schedules with their last run (status, time, file) and the next occurrence after ``now``.
+
+        Parameters
+        ----------
+        now : datetime, optional
+            The moment the listing is for (aware UTC); default: the wall clock. Pass it where the
+            answer must not depend on the day it is asked (tests, reports of a past state).
+        """
         rows = self._read(schedules.SCHEDULES_SQL)
-        now = datetime.now(timezone.utc)
+        now = now or datetime.now(timezone.utc)
         nxt = [schedules.next_due(c, max(filter(None, [last, created, now]))) for c, last, created
                in rows.select(["cron", "last_due_at", "created_at"]).iter_rows()] if rows.height else []
         return rows.with_columns(pl.Series("next_due", nxt, dtype=pl.Datetime("us", "UTC")))
