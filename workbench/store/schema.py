@@ -21,7 +21,8 @@ from sqlmodel import Field, SQLModel
 #: 4: the audit head; promotion requests, decisions, comments, gate policies, stage changes, rollouts.
 #: 5: report schedules and their runs, model card text. 6: column marks of data sets.
 #: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
-SCHEMA_VERSION = 7
+#: 8: issue 15 (trust and data defects): the columns its fixes add (all nullable, added in place).
+SCHEMA_VERSION = 8
 
 
 def utcnow() -> datetime:
