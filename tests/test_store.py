@@ -294,12 +294,13 @@ def test_a_run_held_back_by_a_lock_timeout_is_kept_and_saved_by_the_next_flush(w
     quick.close()  # release the file so the other process can take it
     holder = _holder(store_path, 3)
     try:
-        with quick.start_run("exp", name="patient") as run:
-            run.log_params({"lr": 0.1})
-            run.log_metrics({"auc": 0.8})
-        with pytest.raises(wb.StoreLockedError) as info:
-            quick.flush()
+        with pytest.raises(wb.StoreLockedError) as info:  # the end waits for its commit: it says so at once
+            with quick.start_run("exp", name="patient") as run:
+                run.log_params({"lr": 0.1})
+                run.log_metrics({"auc": 0.8})
         assert str(holder.pid) in str(info.value)
+        with pytest.raises(wb.StoreLockedError):  # kept, tried again, still held
+            quick.flush()
     finally:
         holder.wait(timeout=30)
     quick.flush()  # the holder is gone: the same batch is written now, nothing was dropped
@@ -318,14 +319,17 @@ def test_a_write_ahead_log_from_another_store_is_named_not_blamed_on_versions(tm
     _release(a)
     other = operator_workspace(b)
     other.add_user("y", "data_scientist", None)
-    with other.store.connection():  # b is open, so its log is still beside it
+    with other.store.connection() as conn:  # b is open with a write not yet checkpointed: its log is beside it
+        conn.exec_driver_sql("create table scratch (a integer)")
+        conn.commit()
         assert (tmp_path / "b.duckdb.wal").exists()
         shutil.copy(tmp_path / "b.duckdb.wal", tmp_path / "a.duckdb.wal")
     with pytest.raises(wb.StoreError) as info:
         operator_workspace(a)
     message = str(info.value)
-    assert "a.duckdb.wal" in message and "leftover write-ahead log" in message
-    assert "another DuckDB version" not in message
+    assert "a.duckdb.wal" in message and "is damaged" in message and "Nothing has been changed" in message
+    assert "move" not in message and "another DuckDB version" not in message
+    assert (tmp_path / "a.duckdb.wal").exists()  # the log is left where it was
 
 
 def test_a_read_with_two_columns_of_one_name_gets_distinct_names(ws):

@@ -332,6 +332,37 @@ def artifacts_encrypt(store: Optional[str] = StoreOpt) -> None:
 
 
 @app.command()
+def backup(out: Path = typer.Option(..., "--out", help="A new file for the copy (never overwritten)."),
+           store: Optional[str] = StoreOpt) -> None:
+    """A consistent copy of a DuckDB store: checkpointed, then copied while no one else can write it."""
+    from .store.connection import Store
+
+    s = Store(store)
+    try:
+        done = s.backup(out)
+    finally:
+        s.close()
+    typer.echo(f"Backed up {s.display} to {done['path']} ({done['bytes']:,} bytes, sha256 {done['sha256']}); "
+               f"audit chain head: event {done['seq']} ({done['hash']}).")
+    typer.echo("Keep the artifact folder's backup beside it: the store refers to files there by their sha256.")
+
+
+@app.command()
+def recover(store: Optional[str] = StoreOpt) -> None:
+    """Open a store whose write-ahead log is damaged, accepting the loss of what the log held.
+
+    The damaged log is kept beside the store under a new name; the loss is an audit event.
+    """
+    from .store.recovery import accept_log_loss
+
+    out = accept_log_loss(store)
+    typer.echo(f"Opened {out['store']}: the chain ends at event {out['found_seq']}"
+               + (f"; {out['expected_seq'] - out['found_seq']} committed event(s) after it are lost"
+                  if out["expected_seq"] > out["found_seq"] else "")
+               + (f". The damaged log is kept as {out['kept_log']}." if out["kept_log"] else "."))
+
+
+@app.command()
 def migrate(source: str = typer.Option(..., "--from", help="The DuckDB store to copy: a file path or duckdb:///path."),
             target: str = typer.Option(..., "--to", help="An empty PostgreSQL database: "
                                        "postgresql+psycopg://user:password@host:port/database."),

@@ -2,8 +2,14 @@
 
 A :class:`Run` validates every value when it is logged (a bad value raises at once and
 nothing of that call is kept), buffers params, tags and metric points in memory, and hands
-them to the store's writer in batches: at the end of the run, and during long runs every
-``flush_points`` points or ``flush_seconds`` seconds.
+them to the store's writer in batches: during long runs every ``flush_points`` points or
+``flush_seconds`` seconds, and at its end, which returns only once everything the run logged
+is committed (a process may end the moment after, by any means, and lose nothing).
+
+A process that is sent SIGTERM inside a run ends it as ``FAILED`` (error ``KILLED``) with
+what it logged, then exits. A run whose process died without ending it (``kill -9``, power
+loss) stays ``RUNNING`` until the store is next opened on that host, which marks it
+``FAILED`` (:func:`reap_dead_runs`).
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ import numbers
 import os
 import random
 import reprlib
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -139,6 +149,28 @@ def caller_source() -> tuple[str | None, str | None]:
     return None, _git_commit(os.getcwd())
 
 
+HOST = socket.gethostname()
+_open_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()  # this process's runs not yet ended
+
+
+class RunKilled(SystemExit):
+    """Raised in the main thread by SIGTERM while a run is open: the run ends ``FAILED`` (KILLED)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    if not _open_runs:  # nothing of ours to end: die as the signal's default would
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise RunKilled(128 + signum)
+
+
+def _watch_sigterm() -> None:
+    """End open runs on SIGTERM, where nobody else handles it (only the main thread can)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class Run:
     """An experiment run. Use as a context manager from :meth:`Workspace.start_run`.
 
@@ -170,12 +202,14 @@ class Run:
         self._batch = RunBatch(self.run_id, insert=dict(
             run_id=self.run_id, experiment_id=experiment_id, name=self.name, status="RUNNING",
             user_name=ws.user, start_time=self.start_time, parent_run_id=parent_run_id,
-            git_commit=self.git_commit, source=self.source))
+            git_commit=self.git_commit, source=self.source, host=HOST, pid=os.getpid()))
         self._batch.events.append(self._event("run.start", {
             "experiment": experiment, "name": self.name, "parent_run_id": parent_run_id,
             "git_commit": self.git_commit, "source": self.source}))
         self._last_flush = time.monotonic()
         self._ended = False
+        _open_runs.add(self)
+        _watch_sigterm()
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -338,6 +372,7 @@ class Run:
         self._ws._writer.flush()
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """End the run; returns once the run and everything it logged are committed."""
         if self._ended:
             return
         self.status = status
@@ -345,8 +380,10 @@ class Run:
         self._note_points()  # events keep the order things happened: points before the end
         self._batch.events.append(self._event("run.end", {"status": status, "error": error}))
         self._ended = True
-        self._submit()
+        _open_runs.discard(self)
         self._ws._open_runs.pop(self.run_id, None)
+        batch, self._batch = self._batch, RunBatch(self.run_id)
+        self._ws._writer.commit(batch)  # acknowledged means committed: no exit hook, timer or luck
 
     def __enter__(self) -> "Run":
         return self
@@ -355,6 +392,8 @@ class Run:
         # A run that raises ends as FAILED; everything it logged is kept.
         if exc_type is None:
             self.end("FINISHED")
+        elif issubclass(exc_type, RunKilled):
+            self.end("FAILED", error="KILLED: the process received SIGTERM")
         else:
             self.end("FAILED", error=f"{exc_type.__name__}: {exc}"[:2000])
 
@@ -408,3 +447,53 @@ def ensure_experiment(conn, ws: "Workspace", name: str, description: str | None 
     exp_id = conn.execute(sa.insert(t).values(name=name, description=description, created_by=ws.user,
                                               created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
     return exp_id, [Event(ws.user, ws.role, "experiment.create", "experiment", str(exp_id), {"name": name, "description": description})]
+
+
+# -- runs left behind by dead processes ----------------------------------------------------
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0.0  # alive, start unknown (no /proc): never reaped
+
+
+def dead_runs(conn) -> list[tuple[str, int]]:
+    """(run_id, pid) of the runs this host's processes left ``RUNNING`` and that are gone.
+
+    A pid that now belongs to a process started after the run is a reused pid: that run's
+    process is gone too. Runs of other hosts are left alone (their pids mean nothing here).
+    """
+    t = schema.Run.__table__
+    rows = conn.execute(sa.select(t.c.run_id, t.c.pid, t.c.start_time).where(
+        t.c.status == "RUNNING", t.c.host == HOST, t.c.pid.is_not(None))).all()
+    dead = []
+    for run_id, pid, started in rows:
+        began = _process_started(pid)
+        if began is None or began > started.timestamp() + 1:
+            dead.append((run_id, pid))
+    return dead
+
+
+def reap_dead_runs(conn, actor: str = "workbench", role: str = "system"):
+    """Mark the :func:`dead_runs` ``FAILED`` (KILLED), each with its audit event (a writer op)."""
+    t = schema.Run.__table__
+    events = []
+    for run_id, pid in dead_runs(conn):
+        error = f"KILLED: process {pid} on {HOST} ended without ending the run"
+        conn.execute(sa.update(t).where(t.c.run_id == run_id).values(
+            status="FAILED", end_time=schema.utcnow(), error=error))
+        events.append(Event(actor, role, "run.end", "run", run_id, {"status": "FAILED", "error": error}))
+    if not events:  # another process reaped them first
+        events.append(Event(actor, role, "store.reap", "store", "runs", {"runs": 0}))
+    return len(events), events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import io
 import json
@@ -40,8 +41,21 @@ def _shared_store(location, **kwargs) -> tuple[Store, Writer]:
                     setattr(hit[0], name, float(value))
             return hit
         store = Store(location, **kwargs)
-        _stores[key] = (store, Writer(store))
-        return _stores[key]
+        writer = Writer(store)
+        _stores[key] = (store, writer)
+    _reap_dead_runs(store, writer)
+    return store, writer
+
+
+def _reap_dead_runs(store: Store, writer: Writer) -> None:
+    """At open: runs that processes on this host left RUNNING and died are marked FAILED (KILLED)."""
+    from .tracking import dead_runs, reap_dead_runs
+
+    with store.connection() as conn:
+        found = dead_runs(conn)
+        conn.commit()
+    if found:
+        writer.call(reap_dead_runs)
 
 
 def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
@@ -510,7 +524,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         """Recompute the chain (and check it passes through ``anchor``, from :meth:`audit_anchor`)."""
         self._require("audit_view")
         self._writer.flush()
-        return self._in_transaction(lambda conn: audit.verify(conn, anchor))
+        return self._in_transaction(lambda conn: _with_head_mark(audit.verify(conn, anchor), self.store, conn))
 
     def audit_head(self) -> dict:
         """The recorded head of the chain (seq, hash), without verifying it."""
@@ -579,6 +593,18 @@ def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
 def _check_evidence_id(evidence_id) -> None:
     if isinstance(evidence_id, bool) or not isinstance(evidence_id, int) and not hasattr(evidence_id, "__index__"):
         raise ValidationError(f"An evidence id is the integer in ws.evidence()['id'], got {evidence_id!r}.")
+
+
+def _with_head_mark(check: audit.ChainCheck, store: Store, conn) -> audit.ChainCheck:
+    """A chain that verifies must also reach the head recorded beside the store at its last commit:
+    otherwise committed events are gone (a damaged log, a truncated chain, a file copied alone)."""
+    if not check.ok:
+        return check
+    why = store.mark_problem(conn)
+    if why is None:
+        return check
+    return dataclasses.replace(check, ok=False, first_broken_seq=check.n_events + 1,
+                               reason=f"{why} (per {store.path.name}.head, written at every commit)")
 
 
 def operator_workspace(store=None) -> Workspace:

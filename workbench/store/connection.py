@@ -16,6 +16,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,7 +29,7 @@ from sqlmodel import SQLModel
 
 from .. import __version__
 from ..errors import StoreError, StoreLockedError, ValidationError
-from . import schema
+from . import headmark, schema
 
 DEFAULT_STORE = "data/workbench.duckdb"
 
@@ -105,6 +106,10 @@ def _check_file(path: Path) -> None:
         )
     if not os.access(path, os.W_OK):
         raise StoreError(f"Store file {path} is not writable by this user.")
+
+
+class _Locked(Exception):
+    """Another process holds the file (raised by the read-only log check; retried like an open)."""
 
 
 _PLACEHOLDER = re.compile(r"('(?:[^']|'')*')|(\?)|(\$[A-Za-z_][A-Za-z0-9_]*)|(%)")
@@ -225,6 +230,32 @@ def _refuse_nul(conn, cursor, statement, parameters, context, executemany) -> No
                               "remove it. Nothing of this change was saved.")
 
 
+_live_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
+_abandoned: list = []  # connections a forked child inherited: never used, never closed (see below)
+
+
+def _release_before_fork() -> None:
+    # A child must not inherit an open DuckDB database: DuckDB caches it per path, so the
+    # child's next connect would reuse the parent's copy in memory and write the file without
+    # its lock. Handing the file back first (committed and checkpointed) leaves nothing open.
+    for store in list(_live_stores):
+        if store.path is not None and store._lock.acquire(timeout=5):
+            try:
+                store.release()
+            except Exception:  # noqa: BLE001 - a fork must not fail over a checkpoint
+                pass
+            finally:
+                store._lock.release()
+
+
+def _reset_in_child() -> None:
+    for store in list(_live_stores):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(before=_release_before_fork, after_in_child=_reset_in_child)
+
+
 class Store:
     """A leased connection to one store file, safe to share between threads.
 
@@ -241,6 +272,7 @@ class Store:
         *,
         lease_seconds: float | None = None,
         lock_timeout: float | None = None,
+        accept_log_loss: bool = False,
     ) -> None:
         self.location = resolve_store(location)
         self.lease_seconds = float(lease_seconds if lease_seconds is not None else os.environ.get("WORKBENCH_LEASE_SECONDS", 0.3))
@@ -273,7 +305,19 @@ class Store:
         self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
         self._run_index = None  # search.RunIndex of this process, kept current by search.run_index
         self._artifact_root: str | None = None  # store_info.artifact_root, read once
+        self.accept_log_loss = accept_log_loss  # `workbench recover` only: open past a damaged log
+        _live_stores.add(self)
         self._ensure_schema()
+
+    def _after_fork_in_child(self) -> None:
+        """The parent's connection (if a fork came while it was held) and locks are not ours."""
+        if self._conn is not None:
+            _abandoned.append(self._conn)  # closing it could checkpoint the parent's file
+            self._conn = None
+        self._lock = threading.RLock()
+        self._releaser = None
+        if self.is_postgres:
+            self._engine.dispose(close=False)  # the pool's sockets belong to the parent
 
     @property
     def artifact_root(self) -> Path:
@@ -297,9 +341,10 @@ class Store:
         delay = 0.005
         while True:
             try:
+                self._check_log()
                 return self._engine.connect()
-            except sa.exc.DBAPIError as exc:
-                msg = str(exc.orig) if exc.orig is not None else str(exc)
+            except (sa.exc.DBAPIError, _Locked) as exc:
+                msg = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
                 if "Could not set lock" not in msg:
                     raise self._explain_open_error(msg) from None
                 if time.monotonic() + delay > deadline:
@@ -313,12 +358,44 @@ class Store:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
 
+    def _check_log(self) -> None:
+        """Before a DuckDB file with a write-ahead log is opened for writing (which replays the
+        log and then removes it), replay it read-only and compare the chain with the head mark."""
+        if self.path is None or self.accept_log_loss or not headmark.log_of(self.path).exists():
+            return
+        mark = headmark.read(self.path)
+        if mark is None:
+            return
+        import duckdb
+
+        try:
+            raw = duckdb.connect(str(self.path), read_only=True, config=dict(_DUCKDB_CONFIG))
+        except duckdb.Error as exc:
+            msg = str(exc)
+            if "Could not set lock" in msg:
+                raise _Locked(msg) from None
+            if "different configuration" in msg:
+                return  # this process has the file open already: the log was replayed then
+            raise self._explain_open_error(msg) from None
+        try:
+            tables = {r[0] for r in raw.execute("select table_name from information_schema.tables").fetchall()}
+            head = raw.execute("select seq, hash from audit_head").fetchone() if "audit_head" in tables else None
+            seq = head[0] if head else 0
+            at_mark = None
+            if head and seq >= mark["seq"]:
+                row = raw.execute("select hash from audit_events where seq = ?", [mark["seq"]]).fetchone()
+                at_mark = row[0] if row else ""
+        finally:
+            raw.close()
+        why = headmark.behind(mark, seq, at_mark)
+        if why:
+            raise headmark.DamagedLogError(headmark.damaged_log_message(self.path, why))
+
     def _explain_open_error(self, msg: str) -> StoreError:
         if "not a valid DuckDB database" in msg or "Could not read enough bytes" in msg:
             return StoreError(f"{self.path} is corrupt or not a DuckDB database: it cannot be used as a store.")
         if "wal" in msg.lower():  # DuckDB's WAL-replay errors also mention "version"
-            return StoreError(f"{self.path} has a leftover write-ahead log ({self.path.name}.wal) that does not "
-                              f"belong to it (from another copy of the store?); move that file away: {msg}")
+            return headmark.DamagedLogError(headmark.damaged_log_message(self.path, f"DuckDB cannot replay it ({msg})"))
         if "newer" in msg.lower() or "version" in msg.lower():
             return StoreError(f"{self.path} was written by another DuckDB version: {msg}")
         return StoreError(f"Cannot open store {self.display}: {msg}")
@@ -424,15 +501,88 @@ class Store:
             conn.connection.dbapi_connection.commit()
 
     def release(self) -> None:
-        """Close the connection now, so other processes can open the file."""
+        """Close the connection now, so other processes can open the file.
+
+        A DuckDB file is checkpointed first: what was committed moves from the write-ahead log
+        into the file itself, so a copy of the file alone holds every commit.
+        """
         with self._lock:
             if self._conn is not None:
                 try:
                     if self._conn.in_transaction():
                         self._conn.commit()
+                    self._checkpoint(self._conn)
                 finally:
                     self._conn.close()
                     self._conn = None
+
+    def _checkpoint(self, conn: sa.Connection) -> None:
+        if self.path is None:
+            return
+        try:
+            conn.exec_driver_sql("checkpoint")
+        except sa.exc.DBAPIError:  # e.g. a read still open elsewhere: the log keeps it, and the mark guards it
+            conn.rollback()
+        if conn.in_transaction():
+            conn.commit()
+
+    def after_commit(self, conn: sa.Connection, *, checkpoint: bool) -> None:
+        """Right after a write transaction committed on ``conn`` (the lease still held): record the
+        chain's head beside a DuckDB file, and checkpoint when asked (after governance writes)."""
+        if self.path is None:
+            return
+        if checkpoint:
+            self._checkpoint(conn)
+        head = conn.exec_driver_sql("select seq, hash from audit_head").first()
+        if conn.in_transaction():
+            conn.commit()
+        if head is not None:
+            headmark.write(self.path, head[0], head[1])
+
+    def mark_problem(self, conn: sa.Connection) -> str | None:
+        """Why the chain in this store has lost committed events (per the head mark), or None."""
+        if self.path is None:
+            return None
+        mark = headmark.read(self.path)
+        if mark is None:
+            return None
+        head = conn.execute(sa.text("select seq from audit_head")).first()
+        seq = head[0] if head else 0
+        row = conn.execute(sa.text("select hash from audit_events where seq = :s"), {"s": mark["seq"]}).first()
+        return headmark.behind(mark, seq, (row[0] if row else "") if seq >= mark["seq"] else None)
+
+    def backup(self, out: str | os.PathLike) -> dict:
+        """A consistent copy of a DuckDB store: checkpointed, then copied while the file is held.
+
+        Returns {"path", "bytes", "sha256", "seq", "hash"}: what was copied and the chain head it holds.
+        """
+        import hashlib
+        import shutil
+
+        if self.path is None:
+            raise StoreError("A PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or a base "
+                             "backup with its WAL archive); `workbench migrate` also copies it into a DuckDB file.")
+        target = Path(out).expanduser().resolve()
+        if target == self.path or target.exists():
+            raise ValidationError(f"{target} exists already: a backup never overwrites a file; choose a new path.")
+        if not target.parent.is_dir():
+            raise ValidationError(f"Folder {target.parent} does not exist.")
+        with self.connection() as conn:  # held: no other process can write while the bytes are copied
+            if conn.in_transaction():
+                conn.commit()
+            conn.exec_driver_sql("checkpoint")
+            head = conn.exec_driver_sql("select seq, hash from audit_head").first()
+            conn.commit()
+            tmp = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, target)
+        seq, digest = (head[0], head[1]) if head else (0, "0" * 64)
+        headmark.write(target, seq, digest)
+        sha = hashlib.sha256()
+        with open(target, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+        return {"path": str(target), "bytes": target.stat().st_size, "sha256": sha.hexdigest(), "seq": seq, "hash": digest}
 
     @property
     def closed(self) -> bool:

@@ -90,6 +90,9 @@ class Run(SQLModel, table=True):
     git_commit: str | None = None
     source: str | None = None
     error: str | None = None
+    # The logging process, so a run its dead process left RUNNING is found at the next open.
+    host: str | None = None
+    pid: int | None = None
 
 
 class Param(SQLModel, table=True):

@@ -7,8 +7,12 @@ commits, not 200. Consecutive run batches are merged into one Arrow append per t
 Every op must return at least one audit event; they are appended in the same transaction,
 so a write without its event cannot happen.
 
-Run batches are asynchronous (``submit``); entity writes that need a result wait
-(``call``). Reads call :meth:`Writer.flush` first, so a process always reads its own writes.
+Run batches logged during a run are asynchronous (``submit``); a run's last batch
+(``commit``) and entity writes that need a result (``call``) wait until committed, so a run
+that has ended is stored whatever happens to the process next. Waiting callers are not held
+back to gather more, but whatever queued while a commit was in flight goes in the next one,
+so concurrent runs still share commits. Reads call :meth:`Writer.flush` first, so a process
+always reads its own writes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class RunBatch:
     chunks: list[tuple[list[str], list[float], "int | list[int]", int]] = field(default_factory=list)
     n_points: int = 0
     events: list[audit.Event] = field(default_factory=list)
+    waited: bool = False  # a caller waits for its commit (a run's end): errors go to it
 
     def add_points(self, keys: list[str], values: list[float], steps: "int | list[int]", ts_us: int) -> None:
         self.chunks.append((keys, values, steps, ts_us))
@@ -68,13 +73,23 @@ def _register_exit_hook() -> None:
 
 
 def _flush_all_at_exit() -> None:
+    # Not what makes data safe (a run's end and every entity write are committed before they
+    # return): this sends what open runs' background batches still hold, and hands the file
+    # back checkpointed.
     for w in list(_live):
         try:
             w.flush()
+            w.store.release()
         except WorkbenchError as exc:  # nothing else can be done this late: say it
-            import sys
-
             print(f"workbench: could not save pending writes at exit: {exc}", file=sys.stderr)
+
+
+def _reset_writers_in_child() -> None:
+    for w in list(_live):
+        w._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_writers_in_child)
 
 
 class Writer:
@@ -98,10 +113,18 @@ class Writer:
         fut: Future = Future()
         with self._cv:
             self._queue.append((item, fut))
-            if not isinstance(item, RunBatch):
-                self._urgent = True  # somebody waits for this op's result
+            if not isinstance(item, RunBatch) or item.waited:
+                self._urgent = True  # somebody waits for this write
             self._start()
         return fut
+
+    def commit(self, batch: RunBatch) -> None:
+        """Write ``batch`` and return once it is committed; raise its error if it failed.
+
+        A run's end goes through here: acknowledged means committed, not queued.
+        """
+        batch.waited = True
+        self.submit(batch).result()
 
     def _start(self) -> None:
         """Wake the writer thread (caller holds the condition)."""
@@ -161,9 +184,11 @@ class Writer:
 
     def _commit_group(self, group: list[tuple[Any, Future]]) -> None:
         try:
-            with self.store.transaction() as conn:
-                self.store.lock_for_write(conn)
-                results = self._apply(conn, group)
+            with self.store.connection() as held:  # the lease stays ours until the head is recorded
+                with self.store.transaction() as conn:
+                    self.store.lock_for_write(conn)
+                    results = self._apply(conn, group)
+                self._after_commit(held, group)
         except Exception as exc:
             if os.environ.get("WORKBENCH_DEBUG"):
                 print(f"workbench writer: group of {len(group)} failed: {exc!r}", file=sys.stderr)
@@ -176,13 +201,34 @@ class Writer:
         for (_, fut), res in zip(group, results):
             fut.set_result(res)
 
+    def _after_commit(self, conn: sa.Connection, group) -> None:
+        # Governance and other entity writes reach the file itself at once; run data waits
+        # for the checkpoint when the lease is released (a few hundred ms idle). The group is
+        # committed already: a failure here is reported, never treated as the write's.
+        try:
+            self.store.after_commit(conn, checkpoint=any(not isinstance(item, RunBatch) for item, _ in group))
+        except Exception as exc:  # noqa: BLE001
+            print(f"workbench: committed, but could not record the chain's head beside the store: {exc!r}",
+                  file=sys.stderr)
+
     def _fail(self, group, exc: BaseException) -> None:
         for item, fut in group:
             fut.set_exception(exc)
-            if isinstance(item, RunBatch):  # nobody waits on these: report at flush()
-                self._errors.append(exc)
+            if isinstance(item, RunBatch):
+                if not item.waited:  # nobody waits on these: report at flush()
+                    self._errors.append(exc)
                 if isinstance(exc, StoreLockedError):
+                    item.waited = False  # its caller has been told; a later flush() reports again
                     self._parked.append(item)  # kept, and retried by the next flush()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts with an empty writer: the parent's queue is the parent's to commit,
+        and its thread and condition (perhaps held at the fork) do not exist here."""
+        self._queue = deque()
+        self._cv = threading.Condition()
+        self._busy = self._urgent = False
+        self._errors, self._parked = [], []
+        self._thread = None
 
     def _apply(self, conn: sa.Connection, group) -> list[Any]:
         results: list[Any] = []
@@ -258,12 +304,14 @@ def _append(conn: sa.Connection, data: pa.Table, sql: str) -> None:
 
 
 def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
-    inserts = [b.insert for b in batches if b.insert]
+    # A run that starts and ends in one batch (most short runs) is inserted ended: one
+    # statement fewer in every such commit.
+    inserts = [{"end_time": None, "error": None, **b.insert, **(b.update or {})} for b in batches if b.insert]
     if inserts:
         _append(conn, pa.Table.from_pylist(inserts),
-                "insert into runs (run_id, experiment_id, name, status, user_name, start_time, "
-                "parent_run_id, git_commit, source) select run_id, experiment_id, name, status, user_name, "
-                "start_time, parent_run_id, git_commit, source from batch")
+                "insert into runs (run_id, experiment_id, name, status, user_name, start_time, end_time, error, "
+                "parent_run_id, git_commit, source, host, pid) select run_id, experiment_id, name, status, "
+                "user_name, start_time, end_time, error, parent_run_id, git_commit, source, host, pid from batch")
     params = [(b.run_id, k, v) for b in batches for k, v in b.params]
     if params:
         r, k, v = zip(*params)
@@ -304,7 +352,7 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
             _append(conn, data, _INSERT_LATEST)
         else:
             _append(conn, data, _UPSERT_LATEST)
-    updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update]
+    updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update and not b.insert]
     if updates:
         _append(conn, pa.Table.from_pylist(updates),
                 "update runs set status = batch.status, end_time = batch.end_time, error = batch.error "
