@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,6 +14,8 @@ import workbench as wb
 from workbench import audit
 
 from _raw import raw_sql as _duck
+from workbench.store import headmark
+from workbench.store.connection import is_postgres
 
 
 @pytest.fixture
@@ -243,6 +246,13 @@ def _rewrite_whole_chain(store_path, new_actor: str) -> None:
         _duck(store_path, "update audit_events set actor = ?, prev_hash = ?, hash = ? where seq = ?", [new_actor, prev, h, seq])
         prev = h
     _duck(store_path, "update audit_head set seq = ?, hash = ?", [len(rows), prev])
+    _forge_head_mark(store_path, len(rows), prev)
+
+
+def _forge_head_mark(store_path, seq: int, digest: str) -> None:
+    """The head mark beside a DuckDB file is as writable as the file: the strongest attacker rewrites it too."""
+    if not is_postgres(str(store_path)):
+        headmark.write(Path(store_path), seq, digest)
 
 
 def test_a_rewritten_and_rehashed_chain_is_found_only_with_an_anchor(ws, cora, store_path, tmp_path):
@@ -264,6 +274,9 @@ def test_anchor_also_finds_truncation_below_it(ws, cora, store_path, tmp_path):
     rows = _duck(store_path, "select seq, hash from audit_events where seq = ?", [mark["seq"] - 2])
     _duck(store_path, "delete from audit_events where seq > ?", [mark["seq"] - 2])
     _duck(store_path, "update audit_head set seq = ?, hash = ?", [rows[0][0], rows[0][1]])
+    if not is_postgres(str(store_path)):
+        assert not cora.verify_audit().ok  # the head mark beside the file still knows the last commit ...
+    _forge_head_mark(store_path, rows[0][0], rows[0][1])  # ... unless it is rewritten too
     assert cora.verify_audit().ok
     check = cora.verify_audit(mark)
     assert not check.ok and "before the anchor's event" in check.reason

@@ -281,3 +281,29 @@ def test_backup_is_a_consistent_copy_and_never_overwrites(dana_store, tmp_path):
     assert copy.load_model("scorer", "Production").predict([[1]]).tolist() == [1]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+def test_runs_ending_together_in_threads_share_commits(ws, monkeypatch):
+    import threading
+
+    from workbench.store.writer import Writer
+
+    commits = []
+    real = Writer._commit_group
+    monkeypatch.setattr(Writer, "_commit_group", lambda self, group: (commits.append(len(group)), real(self, group))[1])
+    gate = threading.Barrier(8)
+
+    def work(k: int) -> None:
+        gate.wait()
+        for i in range(10):
+            with ws.start_run("threads", name=f"t{k}-{i}") as run:
+                run.log_metrics({"loss": 0.5}, step=0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ws.search_runs(experiment="threads").height == 80
+    ended = sum(commits)  # each run's end is one queued batch; more than one per commit means shared commits
+    assert ended >= 80 and len(commits) < 80 and max(commits) > 1, commits
