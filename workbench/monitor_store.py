@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from . import registry
 from .audit import Event, canonical_json
+from .monitoring import UNCHANGED, effective_thresholds
 from .store import schema
 
 
@@ -39,8 +40,6 @@ def set_policy(conn, actor: str, role: str, name: str, changes: dict, command):
     """Change the thresholds named in ``changes`` (and the command, unless it is
     ``monitoring.UNCHANGED``); the rest stay as stored. Read and written in one transaction,
     so two leads changing different thresholds at once both keep their change."""
-    from .monitoring import UNCHANGED, effective_thresholds
-
     t = schema.MonitorPolicy.__table__
     mid = model_id(conn, name)
     row = conn.execute(sa.select(t.c.thresholds, t.c.retrain_command).where(t.c.model_id == mid)).first()
