@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from workbench import monitor_charts as charts
-from workbench import ui
+from workbench import roles, ui
 
 ws = ui.require_page("drift")
 st.title("Drift & monitoring")
@@ -73,5 +73,7 @@ with ui.shown_errors():
     if alerts.is_empty():
         ui.empty("No alerts recorded for this version.")
     else:
-        st.dataframe(alerts.select(["window_start", "metric", "value", "threshold", "rule", "command", "exit_code",
-                                    "created_by", "created_at"]), hide_index=True, width="stretch")
+        # the retraining command's output only for the roles the service gives it to
+        output = ["output"] if roles.allowed(ws.role, "view_command_output") else []
+        st.dataframe(alerts.select(["window_start", "metric", "value", "threshold", "rule", "command", "command_status",
+                                    "exit_code", *output, "created_by", "created_at"]), hide_index=True, width="stretch")

@@ -223,6 +223,14 @@ def test_drift_page_shows_windows_features_and_the_alert(demo_env, truth):
     assert "windows of 1d" in at.caption[0].value
 
 
+def test_drift_page_shows_retraining_output_to_leads_and_admins_only(demo_env):
+    for role, shown in (("reviewer", False), ("data_scientist", False), ("lead", True), ("admin", True)):
+        at = _signed_in(AppTest.from_file(str(PAGE_FILES["drift"]), default_timeout=60), role).run()
+        _assert_clean(at)
+        alerts = at.dataframe[1].value
+        assert "command_status" in alerts.columns and ("output" in alerts.columns) == shown, (role, alerts.columns)
+
+
 def test_drift_page_on_a_store_without_logs_says_what_to_do(evidence_store):
     at = _signed_in(AppTest.from_file(str(PAGE_FILES["drift"]), default_timeout=60), "reviewer",
                     store=str(evidence_store)).run()

@@ -142,18 +142,64 @@ def test_wasserstein_equals_scipy_with_ties(a, b):
     assert drift_stats.wasserstein(ref, cur) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
-def test_psi_on_reference_deciles_and_its_bands():
+def test_psi_bands():
     rng = np.random.default_rng(2)
     ref = pl.DataFrame({"x": rng.normal(0, 1, 20_000)})
     same = drift_report(ref, pl.DataFrame({"x": rng.normal(0, 1, 20_000)})).columns.row(0, named=True)
     moved = drift_report(ref, pl.DataFrame({"x": rng.normal(0.5, 1, 20_000)})).columns.row(0, named=True)
     assert same["psi_band"] == "stable" and same["psi"] < 0.01
-    # by hand: shares of current in the reference's deciles
-    edges = np.quantile(ref["x"].to_numpy(), np.linspace(0.1, 0.9, 9))
-    cur = rng.normal(0.5, 1, 20_000)
     assert moved["psi_band"] in ("moderate", "significant") and moved["psi"] > 0.1
-    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=10) / len(cur)
-    assert drift_stats.psi(np.full(10, 0.1), c) == pytest.approx(np.sum((c - 0.1) * np.log(c / 0.1)))
+
+
+def test_psi_bins_are_the_reference_deciles_by_hand():
+    """Reference 0..99: its deciles (linear interpolation) are 9.9, 19.8, ..., 89.1; a bin holds
+    (lower edge, upper edge]. One value just under and one just over each edge land as below;
+    edges at other quantile definitions (9, 19, ... or 10, 20, ...) would put them elsewhere."""
+    ref = np.arange(100.0)
+    edges = [9.9 * k for k in range(1, 10)]
+    cur = np.sort([e + d for e in edges for d in (-0.05, 0.05)])
+    r, c = drift_stats.decile_counts(ref, cur)
+    assert r.tolist() == [10] * 10
+    assert c.tolist() == [1, 2, 2, 2, 2, 2, 2, 2, 2, 1]
+    # a value on an edge belongs to the bin below it
+    assert drift_stats.decile_counts(ref, np.array([9.9, 89.1]))[1].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+
+
+def test_psi_known_answer_with_empty_bins():
+    """Current: 30 values in the first decile, 20 in the sixth, 50 in the last, none elsewhere.
+    Shares against 0.1 each; an empty bin counts as 1e-4. By hand:
+    0.2 ln 3 + 0.1 ln 2 + 0.4 ln 5 + 7 x (0.1 - 0.0001) ln(0.1 / 0.0001) = 5.763406..."""
+    ref = np.arange(100.0)
+    cur = np.sort(np.array([5.0] * 30 + [50.0] * 20 + [95.0] * 50))
+    r, c = drift_stats.decile_counts(ref, cur)
+    assert c.tolist() == [30, 0, 0, 0, 0, 20, 0, 0, 0, 50]
+    by_hand = 0.2 * math.log(3) + 0.1 * math.log(2) + 0.4 * math.log(5) + 7 * 0.0999 * math.log(1000)
+    assert by_hand == pytest.approx(5.763406, abs=1e-6)
+    assert drift_stats.psi(r, c) == pytest.approx(by_hand, rel=1e-12)
+    report = drift_report(pl.DataFrame({"x": ref}), pl.DataFrame({"x": cur}), column_kinds={"x": "numerical"})
+    assert report.columns["psi"][0] == pytest.approx(by_hand, rel=1e-12)
+    assert report.columns["psi_band"][0] == "significant"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_psi_equals_pandas_deciles_and_scipy_jeffreys_divergence(seed):
+    """Independently: pandas finds the reference deciles (equal ones merge bins), pandas' cut
+    counts both sides in them, and PSI is the symmetric Kullback-Leibler divergence (Jeffreys),
+    sum(c ln c/r) + sum(r ln r/c), from scipy's entropy."""
+    rng = np.random.default_rng(seed)
+    # rounded exponential values: many ties, so some deciles coincide and bins merge
+    ref = np.round(rng.exponential(1.0, 5_000) * 2) / 2
+    cur = np.round(rng.exponential(1.0 + 0.3 * (seed + 1), 3_000) * 2) / 2
+    deciles = pd.Series(ref).quantile([k / 10 for k in range(1, 10)]).drop_duplicates().to_list()
+    bins = [-np.inf, *deciles, np.inf]  # (lower, upper]: a value on an edge is in the bin below
+    r = pd.Series(pd.cut(ref, bins)).value_counts(sort=False).sort_index().to_numpy()
+    c = pd.Series(pd.cut(cur, bins)).value_counts(sort=False).sort_index().to_numpy()
+    assert len(r) < 10 and (c > 0).all()  # bins merged; none empty, so no epsilon is involved
+    expected = stats.entropy(c, r) + stats.entropy(r, c)
+    ours_r, ours_c = drift_stats.decile_counts(np.sort(ref), np.sort(cur))
+    assert ours_r.tolist() == r.tolist() and ours_c.tolist() == c.tolist()
+    report = drift_report(pl.DataFrame({"x": ref}), pl.DataFrame({"x": cur}), column_kinds={"x": "numerical"})
+    assert report.columns["psi"][0] == pytest.approx(expected, rel=1e-9)
 
 
 def test_parquet_paths_and_a_reused_profile_give_the_same_report(tmp_path):
@@ -243,6 +289,30 @@ def test_drift_is_judged_by_the_tier_policy_and_stored(ws, op, model_version):
     calm = ws.drift(ref, ref.sample(frac=0.5, random_state=1), model_version=model_version)
     assert calm.verdict == "pass" and calm.reasons == []
     assert ws.drift(ref, cur).evidence_id is None  # without a version: computed, not stored
+
+
+def test_a_report_testing_too_few_columns_never_passes(ws, model_version):
+    """Issue 15 item 10: 10 of 15 columns all NaN gave verdict pass with drift share 0.0."""
+    rng = np.random.default_rng(12)
+    ref = pl.DataFrame({f"c{i:02d}": rng.normal(0, 1, 800) for i in range(15)})
+    cur = ref.sample(400, seed=3)  # the same population: nothing drifts
+
+    def blank(n):  # the first n columns all NaN in the current data
+        return cur.with_columns([pl.lit(float("nan")).alias(f"c{i:02d}") for i in range(n)])
+
+    report = ws.drift(ref, blank(10), model_version=model_version)
+    assert (report.columns.height, report.not_tested.height, report.drift_share) == (5, 10, 0.0)
+    assert report.verdict == "fail" and report.policy["min_tested_share"] == 0.5
+    assert report.reasons == ["only 5 of 15 columns could be tested (share 0.333 < 0.5): c00 (no values left in the "
+                              "current data after dropping missing and infinite ones), c01 (no values left in the "
+                              "current data after dropping missing and infinite ones), c02 (no values left in the "
+                              "current data after dropping missing and infinite ones) ..."]
+    stored = ws.evidence("drifty").filter(pl.col("kind") == "drift")
+    assert stored["verdict"].to_list() == ["fail"]
+    assert ws.evidence_summary(stored["id"].item())["reasons"] == report.reasons
+    # at least half tested: judged on the columns there are (8 of 15 here, none drifted)
+    judged = ws.drift(ref, blank(7), model_version=model_version)
+    assert (judged.columns.height, judged.verdict, judged.reasons) == (8, "pass", [])
 
 
 def test_engine_evidently_stores_its_html_and_agrees(ws, model_version):

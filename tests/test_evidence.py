@@ -63,6 +63,11 @@ def test_fairness_bad_input_is_named(ws, credit_version):
     y[5] = np.nan
     with pytest.raises(wb.ValidationError, match="NaN"):
         ws.fairness(mv, test, y, sensitive_features=["sex"])
+    # no rows: refused by name, not with scikit-learn's error from predicting on nothing
+    with pytest.raises(wb.ValidationError, match=r"X has no rows"):
+        ws.fairness(mv, test.clear(), test[TARGET].to_numpy()[:0], sensitive_features=["sex"])
+    with pytest.raises(wb.ValidationError, match=r"X has no rows"):
+        ws.fairness(mv, test.clear(), [], y_pred=[], sensitive_features=["sex"])
     assert ws.evidence("credit").is_empty()  # nothing stored for refused input
 
 

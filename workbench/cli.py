@@ -268,23 +268,35 @@ def schedule_remove(name: str, store: Optional[str] = StoreOpt) -> None:
     typer.echo(f"Removed {name}")
 
 
+def _command_line(o: dict) -> str:
+    """One retraining command's outcome (never its output: `workbench` may print to a shared log)."""
+    return (f"retrain alert {o['alert_id']} ({o['model']} v{o['version']}): {o['status']}"
+            + (f" (exit {o['exit_code']})" if o.get("exit_code") is not None else ""))
+
+
 @schedule_app.command("run-due")
 def schedule_run_due(store: Optional[str] = StoreOpt) -> None:
-    """Export what is due since the last run, each occurrence once; exit 1 if any export failed."""
-    outcomes = _operator(store).run_due_schedules()
+    """Export what is due since the last run, each occurrence once, and run pending retraining
+    commands once each; exit 1 if any export or command failed."""
+    ws = _operator(store)
+    outcomes = ws.run_due_schedules()
     for o in outcomes:
         typer.echo(f"{o['schedule']}: {o['status']}" + (f" {o['path']}" if o.get("path") else "")
                    + (f" ({o['error']})" if o.get("error") else ""))
-    if not outcomes:
+    commands = ws.run_pending_commands()
+    for o in commands:
+        typer.echo(_command_line(o))
+    if not outcomes and not commands:
         typer.echo("Nothing due.")
-    if any(o["status"] == "failed" for o in outcomes):
+    if any(o["status"] == "failed" for o in outcomes + commands):
         raise typer.Exit(1)
 
 
 @app.command()
 def scheduler(store: Optional[str] = StoreOpt,
               poll: float = typer.Option(30.0, help="Seconds between checks for due schedules")) -> None:
-    """Run due schedules until stopped (Ctrl+C or SIGTERM); the same as `schedule run-due` in a loop."""
+    """Run due schedules and pending retraining commands until stopped (Ctrl+C or SIGTERM); the same
+    as `schedule run-due` in a loop."""
     import signal
     import time
 
@@ -295,6 +307,11 @@ def scheduler(store: Optional[str] = StoreOpt,
     while not stop:
         for o in ws.run_due_schedules():
             typer.echo(f"{o['schedule']}: {o['status']}" + (f" {o['path']}" if o.get("path") else ""), err=bool(o.get("error")))
+        try:
+            for o in ws.run_pending_commands():
+                typer.echo(_command_line(o), err=o["status"] == "failed")
+        except WorkbenchError as exc:  # e.g. an unreadable WORKBENCH_RETRAIN_ENV_FILE: say so, keep scheduling
+            typer.echo(f"retraining commands not run: {exc}", err=True)
         ws.store.release()  # let other processes have the file between checks
         deadline = time.monotonic() + poll
         while not stop and time.monotonic() < deadline:

@@ -61,14 +61,55 @@ def parse_window(window: str) -> str:
     return f"{int(m.group(1))}{m.group(2)}"
 
 
+#: Thresholds that are shares or scores, so a limit above 1 could never (or always) breach.
+_AT_MOST_ONE = {"max_drift_share", "max_error_rate", "min_accuracy", "min_auc", "min_f1"}
+
+
+class _Unchanged:
+    """The default of a policy setting the caller did not name: keep what is stored."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED = _Unchanged()
+
+
 def check_thresholds(values: dict) -> dict:
+    """The thresholds named in ``values``, checked; only these (an update changes what it names).
+
+    None turns a check off. A limit is a finite number >= 0, and at most 1 for shares and scores.
+
+    Parameters
+    ----------
+    values : dict
+        Threshold name (a key of ``DEFAULT_THRESHOLDS``) -> number or None.
+
+    Returns
+    -------
+    dict
+        ``values`` with integers kept as given.
+
+    >>> check_thresholds({"min_rows": 100})
+    {'min_rows': 100}
+    """
     unknown = sorted(set(values) - set(DEFAULT_THRESHOLDS))
     if unknown:
         raise ValidationError(f"Unknown monitor threshold(s) {unknown}; known: {sorted(DEFAULT_THRESHOLDS)}.")
     for k, v in values.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v)):
-            raise ValidationError(f"Threshold {k} must be a number or None, got {v!r}.")
-    return {**DEFAULT_THRESHOLDS, **values}
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValidationError(f"Threshold {k} must be a finite number >= 0, or None to turn it off; got {v!r}.")
+        if k in _AT_MOST_ONE and v > 1:
+            raise ValidationError(f"Threshold {k} is a share or score between 0 and 1; got {v!r}.")
+    return dict(values)
+
+
+def effective_thresholds(stored: dict | None) -> dict:
+    """The thresholds a model's windows are judged by: its stored policy over the defaults
+    (a threshold added to the defaults later applies to policies stored before it)."""
+    return {**DEFAULT_THRESHOLDS, **(stored or {})}
 
 
 # -- writing batches --------------------------------------------------------------------------

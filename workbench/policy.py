@@ -21,23 +21,39 @@ FAIRNESS = {
 }
 
 
-#: risk tier -> drift thresholds: the share of drifted columns a version may show, and
-#: whether drift of the target or the prediction alone fails it.
+#: risk tier -> drift thresholds: the share of drifted columns a version may show, whether
+#: drift of the target or the prediction alone fails it, and the share of the columns asked
+#: for that must have been tested at all (a report whose columns are mostly empty or
+#: mismatched says little: a drift share of 0 over 5 of 15 columns must not pass).
 DRIFT = {
-    "high": {"max_drift_share": 0.25, "prediction_drift_fails": True},
-    "medium": {"max_drift_share": 0.5, "prediction_drift_fails": False},
-    "low": {"max_drift_share": 0.5, "prediction_drift_fails": False},
+    "high": {"max_drift_share": 0.25, "prediction_drift_fails": True, "min_tested_share": 0.5},
+    "medium": {"max_drift_share": 0.5, "prediction_drift_fails": False, "min_tested_share": 0.5},
+    "low": {"max_drift_share": 0.5, "prediction_drift_fails": False, "min_tested_share": 0.5},
 }
 
 
 def drift_verdict(summary: dict, risk_tier: str) -> tuple[str, dict, list[str]]:
     """('pass' | 'fail', the thresholds used, reasons) for a drift report's summary.
 
+    Fails when too many columns drifted, when the prediction drifted (high tier), and when
+    fewer than ``min_tested_share`` of the columns asked for could be tested (the others
+    are in the summary's ``not_tested``: empty after dropping missing values, mismatched
+    types, on one side only).
+
     >>> drift_verdict({"drift_share": 0.3, "n_drifted": 3, "n_tested": 10, "prediction_drift": None}, "high")[::2]
     ('fail', ['3 of 10 columns drifted (share 0.300 >= 0.25)'])
+    >>> drift_verdict({"drift_share": 0.0, "n_drifted": 0, "n_tested": 5, "prediction_drift": None,
+    ...                "not_tested": [{"column": "x", "reason": "no values left"}] * 10}, "low")[::2]
+    ('fail', ['only 5 of 15 columns could be tested (share 0.333 < 0.5): x (no values left), x (no values left), x (no values left) ...'])
     """
     rules = dict(DRIFT[risk_tier], risk_tier=risk_tier)
     reasons = []
+    skipped = summary.get("not_tested") or []
+    asked = summary["n_tested"] + len(skipped)
+    if asked and summary["n_tested"] / asked < rules["min_tested_share"]:
+        named = ", ".join(f"{r['column']} ({r['reason']})" for r in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        reasons.append(f"only {summary['n_tested']} of {asked} columns could be tested "
+                       f"(share {summary['n_tested'] / asked:.3f} < {rules['min_tested_share']}): {named}")
     if summary["drift_share"] >= rules["max_drift_share"]:
         reasons.append(f"{summary['n_drifted']} of {summary['n_tested']} columns drifted "
                        f"(share {summary['drift_share']:.3f} >= {rules['max_drift_share']})")

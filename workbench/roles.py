@@ -20,6 +20,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "mark_columns": frozenset({"data_scientist", "compliance_officer", "lead"}),
     "record_alerts": frozenset({"data_scientist", "lead"}),
     "manage_policies": frozenset({"lead", "admin"}),
+    "view_command_output": frozenset({"lead", "admin"}),  # a retraining command's output
+    "run_commands": frozenset(),  # retraining commands: only the scheduler (the operator), no user's process
     "manage_gates": frozenset({"admin"}),
     "request_promotion": frozenset({"data_scientist", "lead"}),
     "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
@@ -52,7 +54,7 @@ def require(user: str | None, role: str | None, action: str) -> None:
             f"'{action}' needs a signed-in user: pass user= to wb.connect() or set WORKBENCH_USER."
         )
     if not allowed(role, action):
-        who = ", ".join(sorted(PERMISSIONS[action]))
+        who = ", ".join(sorted(PERMISSIONS[action])) or "none (only the local operator: the workbench CLI)"
         raise PermissionDenied(f"User {user!r} ({role}) may not {action.replace('_', ' ')}; allowed roles: {who}.")
 
 

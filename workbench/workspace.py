@@ -327,6 +327,9 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         missing = [f for f in features if f not in frame.columns]
         if missing:
             raise ValidationError(f"Sensitive feature(s) {missing} are not columns of X (it has {frame.columns[:12]}...).")
+        if frame.height == 0:  # before the model predicts on nothing (scikit-learn's error names no input)
+            raise ValidationError("X has no rows: fairness needs the predictions and outcomes of at least one "
+                                  "person per group.")
         model = self.load_model(name, version)
         is_classifier = hasattr(model, "predict_proba")
         task = task or ("binary" if is_classifier else "regression")

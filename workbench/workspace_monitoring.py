@@ -5,16 +5,12 @@ A mixin, so the workspace stays one object for users while its modules stay shor
 
 from __future__ import annotations
 
-import os
-import subprocess
 from typing import Any
 
 import polars as pl
 
-from . import artifacts, evidence, monitor_store, monitoring
+from . import artifacts, evidence, monitor_store, monitoring, retrain, roles
 from .errors import ValidationError
-
-COMMAND_TIMEOUT_S = 600
 
 
 class MonitoringMethods:
@@ -90,22 +86,48 @@ class MonitoringMethods:
         frame = self._pseudonymise(frame, self._identifying(frame, name, version, marks))
         return self._put_batch(name, version, "reference", frame)
 
-    def set_monitor_policy(self, name: str, *, retrain_command: list[str] | None = None, **thresholds) -> dict:
-        """Thresholds a monitored window must keep (see ``monitoring.DEFAULT_THRESHOLDS``), and
-        a command (a list of arguments, run without a shell) to run when a new alert is raised."""
+    def set_monitor_policy(self, name: str, *, retrain_command=monitoring.UNCHANGED, **thresholds) -> dict:
+        """Change the thresholds a monitored window must keep, and the retraining command.
+
+        Only what is named changes; the rest of the stored policy stays (the audit event
+        holds the policy before and after). Leads and admins only.
+
+        Parameters
+        ----------
+        name : str
+            The registered model.
+        retrain_command : list of str or None, optional
+            A command (a list of arguments, run without a shell) for the scheduler to run
+            once per monitor check that raises a new alert (:mod:`workbench.retrain`);
+            None removes it; left out, it stays as it is.
+        **thresholds
+            Keys of ``monitoring.DEFAULT_THRESHOLDS``: a number, or None to turn that check off.
+
+        Returns
+        -------
+        dict
+            The whole policy now: ``{"thresholds", "retrain_command"}``.
+        """
         self._require("manage_policies")
-        values = monitoring.check_thresholds(thresholds)
-        if retrain_command is not None and (not isinstance(retrain_command, (list, tuple)) or not retrain_command
-                                            or not all(isinstance(a, str) for a in retrain_command)):
-            raise ValidationError("retrain_command must be a non-empty list of strings, e.g. ['python', 'retrain.py'].")
-        command = list(retrain_command) if retrain_command else None
-        self._call(lambda conn: monitor_store.set_policy(conn, self.user, self.role, name, values, command))
-        return {"thresholds": values, "retrain_command": command}
+        changes = monitoring.check_thresholds(thresholds)
+        command = retrain_command
+        if command is not monitoring.UNCHANGED and command is not None:
+            if (not isinstance(command, (list, tuple)) or not command
+                    or not all(isinstance(a, str) and a for a in command)):
+                raise ValidationError("retrain_command must be a non-empty list of strings, e.g. ['python', "
+                                      "'retrain.py'], or None to remove it.")
+            command = list(command)
+        if not changes and command is monitoring.UNCHANGED:
+            raise ValidationError(f"Name what to change: a threshold ({', '.join(monitoring.DEFAULT_THRESHOLDS)}) "
+                                  "or retrain_command.")
+        return self._call(lambda conn: monitor_store.set_policy(conn, self.user, self.role, name, changes, command))
 
     def monitor_policy(self, name: str) -> dict:
+        """The model's monitor policy: ``{"thresholds", "retrain_command", "default"}``
+        (``default``: no policy was set, the defaults apply)."""
         self._model_exists(name)
         thresholds, command = self._in_transaction(lambda conn: monitor_store.get_policy(conn, name))
-        return {"thresholds": thresholds or dict(monitoring.DEFAULT_THRESHOLDS), "retrain_command": command,
+        return {"thresholds": monitoring.effective_thresholds(thresholds), "retrain_command": command,
                 "default": thresholds is None}
 
     def monitor(self, model_version, window: str = "1d", *, reference: Any = None, start=None, end=None,
@@ -113,8 +135,9 @@ class MonitoringMethods:
         """Per ``window`` of logged predictions: volume, latency, errors, performance over the
         labelled rows, drift against the reference (default: the one logged with
         :meth:`log_reference`), and the monitor policy's breaches. With ``alerts`` (needs a
-        data scientist or lead), new breaches are recorded as alerts and the policy's
-        retraining command is run once, its exit status and output recorded.
+        data scientist or lead), new breaches are recorded as alerts; when the policy names a
+        retraining command, the newest new alert is marked pending for the scheduler, which
+        runs it (never this process: see :mod:`workbench.retrain`).
         """
         window = monitoring.parse_window(window)
         if alerts:
@@ -133,36 +156,61 @@ class MonitoringMethods:
         policy = self.monitor_policy(name)
         report = monitoring.monitor(logs, window=window, task=task, thresholds=policy["thresholds"], reference=reference)
         if alerts:
-            self._raise_alerts(name, version, report, policy["retrain_command"])
+            self._raise_alerts(name, version, report)
         report.alerts = self.alerts(name).filter(pl.col("version") == mv.version)
         return report
 
-    def _raise_alerts(self, name: str, version: int, report, command: list[str] | None) -> None:
+    def _raise_alerts(self, name: str, version: int, report) -> None:
         breaches = [{**b, "window_start": w["window_start"], "window_end": w["window_end"]}
                     for w in report.windows.iter_rows(named=True) for b in w["breaches"]]
-        new = self._call(lambda conn: monitor_store.record_alerts(conn, self.user, self.role, name, version, breaches))
-        if new and command:
-            exit_code, output = _run(command, {"WORKBENCH_ALERT_ID": str(new[-1]), "WORKBENCH_MODEL": name,
-                                               "WORKBENCH_VERSION": str(version), "WORKBENCH_STORE": self.store.location})
-            self._call(lambda conn: monitor_store.record_command(conn, self.user, self.role, name, version, new[-1],
-                                                                 command, exit_code, output))
+        self._call(lambda conn: monitor_store.record_alerts(conn, self.user, self.role, name, version, breaches))
 
     def monitored_versions(self) -> pl.DataFrame:
         """Versions with logged predictions: how many batches and rows, over which time span."""
         return self._read(monitor_store.MONITORED_SQL)
 
     def alerts(self, name: str | None = None) -> pl.DataFrame:
-        """Recorded alerts, newest window first (with the command each ran and its exit status)."""
-        return self._read_for_model(monitor_store.ALERTS_SQL, name)
+        """Recorded alerts, newest window first, with the retraining command of each, its
+        status (pending, running, ok, failed) and exit code. The command's ``output`` is
+        given to leads and admins only; other roles get it as null."""
+        rows = self._read_for_model(monitor_store.ALERTS_SQL, name)
+        if not roles.allowed(self.role, "view_command_output"):
+            rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("output"))
+        return rows
 
+    def run_pending_commands(self) -> list[dict]:
+        """Run the retraining commands alerts left pending, each once (the scheduler's work).
 
-def _run(command: list[str], env: dict[str, str]) -> tuple[int | None, str]:
-    """Run the retraining command without a shell; (exit code or None if it could not run, output tail)."""
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
-                             env={**os.environ, **env})
-    except FileNotFoundError:
-        return None, f"command not found: {command[0]}"
-    except subprocess.TimeoutExpired as exc:
-        return None, f"timed out after {COMMAND_TIMEOUT_S} s\n{(exc.stdout or '')[-2000:]}"
-    return out.returncode, (out.stdout + out.stderr)[-4000:]
+        Only the scheduler may: ``workbench schedule run-due`` and ``workbench scheduler``
+        call it. A command configured by one person never runs in another person's process.
+
+        Returns
+        -------
+        list of dict
+            Per command: ``alert_id``, ``model``, ``version``, ``status`` (ok, failed, or
+            skipped: another scheduler took it) and ``exit_code``.
+        """
+        self._require("run_commands")
+        configured = retrain.configured_env()  # a broken configuration refuses before anything is claimed
+        runner = retrain.runner_id()
+        outcomes = []
+        for alert in self._read(monitor_store.COMMANDS_SQL).to_dicts():
+            out = {"alert_id": alert["id"], "model": alert["name"], "version": alert["version"], "exit_code": None}
+            if alert["command_status"] == "running":
+                if retrain.runner_gone(alert["command_runner"]):
+                    why = f"abandoned: the scheduler {alert['command_runner']} stopped before the command finished"
+                    if self._call(lambda conn, a=alert: monitor_store.abandon_command(conn, self.user, self.role, a, why)):
+                        outcomes.append({**out, "status": "failed", "error": why})
+                continue
+            command = self._call(lambda conn, a=alert: monitor_store.claim_command(conn, self.user, self.role, a, runner))
+            if command is None:
+                outcomes.append({**out, "status": "skipped"})
+                continue
+            self.store.release()  # the command may open the store itself
+            exit_code, output = retrain.run_command(command, retrain.command_env(
+                configured, store=self.store.location, alert_id=alert["id"], model=alert["name"],
+                version=alert["version"]))
+            status = self._call(lambda conn, a=alert: monitor_store.finish_command(
+                conn, self.user, self.role, a, runner, exit_code, output))
+            outcomes.append({**out, "status": status or "failed", "exit_code": exit_code})
+        return outcomes

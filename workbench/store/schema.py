@@ -318,7 +318,13 @@ class Alert(SQLModel, table=True):
     rule: str  # e.g. "drift_share >= 0.5"
     command: str | None = None  # the retraining command run, canonical JSON list
     exit_code: int | None = None
-    output: str | None = None  # its output, the tail
+    output: str | None = None  # its output, the tail (leads and admins read it; others get None)
+    #: The retraining command's state: None (no command), pending (the scheduler will run it),
+    #: running (claimed by ``command_runner``, host:pid), ok, failed. Schema 8 (issue 15).
+    command_status: str | None = None
+    command_runner: str | None = None
+    command_started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    command_finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_by: str
     created_at: datetime = Field(sa_column=_ts())
 
