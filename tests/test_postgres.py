@@ -282,3 +282,17 @@ def test_the_chain_verifies_while_other_processes_write(op, store_path):
     assert all(w.returncode == 0 for w in writers)
     assert len(seen) >= 3, seen  # the chain really grew while it was being checked
     assert [c.reason for c in checks if not c.ok] == []
+
+
+def test_serve_never_prints_the_databases_password(store_path, tmp_path):
+    from _server import serving
+
+    url = sa.engine.make_url(str(store_path))
+    assert url.password  # the PostgreSQL pass connects with one
+    log = tmp_path / "serve.log"
+    with serving(store_path, log) as (address, _):
+        said = log.read_text()
+        assert f"Dashboard on {address}" in said, said  # the banner was printed, and the server answers
+    said = log.read_text()  # everything serve and Streamlit printed, up to their exit
+    assert f":{url.password}@" not in said and url.render_as_string(hide_password=False) not in said, said
+    assert url.render_as_string(hide_password=True) in said, said  # the store is still named, password masked
