@@ -139,8 +139,18 @@ def finish(conn, actor: str, role: str, schedule: dict, run_id: int, *, path: st
 def run_timeout() -> timedelta:
     """How long a report run may stay "running" before it is taken as interrupted.
 
-    ``WORKBENCH_REPORT_TIMEOUT_MINUTES`` (default 60): well above an export's minutes, since
-    a run still working past it would be exported a second time.
+    Well above an export's minutes by default, since a run still working past it would be
+    exported a second time.
+
+    Returns
+    -------
+    timedelta
+        ``WORKBENCH_REPORT_TIMEOUT_MINUTES`` (default 60) minutes.
+
+    Raises
+    ------
+    ValidationError
+        The variable is not a positive, finite number.
     """
     raw = os.environ.get("WORKBENCH_REPORT_TIMEOUT_MINUTES", "60")
     try:
@@ -167,8 +177,23 @@ def _process_gone(runner: str) -> bool:
 
 
 def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | None:
-    """Why a run still marked running is taken as interrupted (its process died, or it is
-    older than ``timeout``, which also covers a pid reused by another process), or None."""
+    """Why a run still marked running is taken as interrupted, or None if it may be working.
+
+    Parameters
+    ----------
+    run : dict
+        A row of ``RUNNING_SQL`` (``runner`` is host:pid, ``started_at`` aware UTC).
+    now : datetime
+        The wall clock (``started_at`` was written from it).
+    timeout : timedelta
+        Older than this, a run is interrupted even if a process with its pid exists: the pid
+        may have been reused, or the run is on another host, whose pids cannot be checked.
+
+    Returns
+    -------
+    str or None
+        The reason (its process ended, or it ran past the timeout), or None.
+    """
     if _process_gone(run["runner"]):
         return f"its process {run['runner']} ended before it finished"
     if now - run["started_at"] > timeout:
@@ -180,9 +205,26 @@ def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | No
 def interrupt(conn, actor: str, role: str, run: dict, why: str):
     """Mark a run that never finished failed and hand its occurrence back to be exported again.
 
-    A compare-and-set on the status, so two schedulers recover a run once (else None and no
-    event); the claim goes back only while it is still the schedule's latest. Returns whether
-    the occurrence was handed back.
+    A compare-and-set on the status, so two schedulers recover a run once; the claim goes
+    back (to the run's ``prev_due_at``) only while it is still the schedule's latest: a later
+    occurrence claimed since has exported the current state already.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The write transaction.
+    actor, role : str
+        Who runs the scheduler.
+    run : dict
+        A row of ``RUNNING_SQL``.
+    why : str
+        From :func:`why_interrupted`.
+
+    Returns
+    -------
+    tuple
+        (whether the occurrence was handed back, or None if another scheduler recovered the
+        run first; the ``schedule.interrupted`` event with before and after values, or none).
     """
     t, r = schema.ReportSchedule.__table__, schema.ReportRun.__table__
     if conn.execute(sa.update(r).where(r.c.id == run["id"], r.c.status == "running").values(
@@ -190,7 +232,10 @@ def interrupt(conn, actor: str, role: str, run: dict, why: str):
         return None, []
     handed_back = conn.execute(sa.update(t).where(t.c.id == run["schedule_id"], t.c.last_due_at == run["due_at"])
                                .values(last_due_at=run["prev_due_at"])).rowcount == 1
-    iso = lambda d: d.isoformat() if d is not None else None  # noqa: E731
+
+    def iso(d: datetime | None) -> str | None:
+        return d.isoformat() if d is not None else None
+
     return handed_back, [Event(actor, role, "schedule.interrupted", "schedule", run["name"] or f"#{run['schedule_id']}", {
         "run_id": run["id"], "runner": run["runner"], "due_at": iso(run["due_at"]), "error": f"interrupted: {why}",
         "status": {"before": "running", "after": "failed"},
@@ -205,7 +250,19 @@ from report_runs r left join report_schedules s on s.id = r.schedule_id where r.
 
 def recover_interrupted(ws) -> list[dict]:
     """Mark the runs whose process died (or that ran too long) failed, handing their
-    occurrences back; one outcome each. Judged on the wall clock, as ``started_at`` is."""
+    occurrences back; judged on the wall clock, as ``started_at`` is.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace allowed to run reports.
+
+    Returns
+    -------
+    list of dict
+        One outcome per recovered run: schedule, status ``interrupted``, run_id, due_at,
+        error (why) and retried (whether its occurrence was handed back).
+    """
     timeout, now = run_timeout(), datetime.now(timezone.utc)
     outcomes = []
     for run in ws._read(RUNNING_SQL).to_dicts():
