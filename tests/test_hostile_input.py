@@ -351,11 +351,14 @@ def _garbage(kind: str, folder: Path, real: bytes) -> Path:
         con = duckdb.connect(str(target))
         con.execute("create table invoices (id integer, total decimal(10, 2)); insert into invoices values (1, 9.99)")
         con.close()
+    elif kind == "other-apps-empty-duckdb":
+        duckdb.connect(str(target)).close()  # a DuckDB file with no tables, made by another tool
     return target
 
 
 GARBAGE = {"random-bytes": "not a DuckDB database", "truncated-store": "corrupt or not a DuckDB database",
-           "empty-file": "is an empty file", "directory": "is a directory", "other-apps-duckdb": "not a workbench store"}
+           "empty-file": "is an empty file", "directory": "is a directory", "other-apps-duckdb": "not a workbench store",
+           "other-apps-empty-duckdb": "with no tables, not a workbench store"}
 
 
 @pytest.mark.parametrize("kind", GARBAGE)

@@ -141,6 +141,13 @@ def _table_counts(location) -> dict[str, int]:
         store.close()
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file directly in ``folder`` (a store file and its WAL, if any)."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
 def test_migrate_copies_the_demo_store_with_the_same_audit_head(store_path, monkeypatch):
     monkeypatch.delenv("WORKBENCH_ARTIFACTS")  # the copy must find the files through the store itself
     source = _demo_store.demo_copy()
@@ -153,9 +160,11 @@ def test_migrate_copies_the_demo_store_with_the_same_audit_head(store_path, monk
     files_before = sorted(p.name for p in source.with_suffix(".artifacts").rglob("*") if p.is_file())
     counts_before = _table_counts(source)
     _forget(source)
+    bytes_before = _digests(source.parent)
 
     done = _demo_store.run_cli("migrate", "--from", source, "--to", store_path, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert _digests(source.parent) == bytes_before  # the source was only read: the file (and any WAL) as it was
     assert f"head {src_head.head_hash}" in done.stdout and "workbench:workbench@" not in done.stdout + done.stderr
     assert str(source.with_suffix(".artifacts").resolve()) in done.stdout
 
@@ -244,6 +253,76 @@ def test_an_empty_store_migrates_and_its_writers_still_queue_on_the_head(store_p
     assert op.verify_audit().n_events == 1
 
 
+def _small_source(folder: Path) -> tuple[Path, str]:
+    """A DuckDB store with a user and a run, closed; and the run's id."""
+    source = folder / "source" / "old.duckdb"
+    op = operator_workspace(source)
+    op.add_user("dana", "data_scientist")
+    dana = wb.connect(source, user="dana")
+    with dana.start_run("exp") as run:
+        run.log_params({"model": "rf"})
+        run.log_metrics({"auc": 0.75})
+    dana.close()
+    _forget(source)
+    return source, run.run_id
+
+
+def test_migrate_reads_an_older_source_as_it_is_and_never_changes_it(store_path, tmp_path, monkeypatch):
+    import duckdb
+
+    monkeypatch.delenv("WORKBENCH_ARTIFACTS")
+    source, run_id = _small_source(tmp_path)
+    older = schema.SCHEMA_VERSION - 1
+    # as a store written before store_info.artifact_root and model_card_text existed
+    raw_sql(source, "alter table store_info drop column artifact_root")
+    raw_sql(source, "drop table model_card_text")
+    raw_sql(source, f"update store_info set schema_version = {older}")
+    head = raw_sql(source, "select seq, hash from audit_head")[0]
+    before = _digests(source.parent)
+
+    done = _demo_store.run_cli("migrate", "--from", source, "--to", store_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{head[0]} events, head {head[1]}" in done.stdout, done.stdout
+
+    assert _digests(source.parent) == before  # byte for byte, and no WAL left beside it
+    con = duckdb.connect(str(source), read_only=True)
+    try:  # still the older store: not upgraded, no migration event in its chain
+        assert con.execute("select schema_version from store_info").fetchall() == [(older,)]
+        assert con.execute("select count(*) from audit_events where action = 'store.migrate'").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+    # the copy holds the source's data; its first open upgrades it, in its own chain
+    assert raw_sql(store_path, "select schema_version from store_info") == [(older,)]
+    copy = operator_workspace(store_path)
+    assert copy.store.scalar("select schema_version from store_info") == schema.SCHEMA_VERSION
+    last = raw_sql(store_path, "select action, payload from audit_events order by seq desc limit 1")[0]
+    assert last[0] == "store.migrate" and f'"from":{older}' in last[1]
+    check = copy.verify_audit()
+    assert check.ok and check.n_events == head[0] + 1
+    got = wb.connect(store_path, user="dana").get_run(run_id)
+    assert got["params"] == {"model": "rf"} and got["metrics"] == {"auc": 0.75}
+    assert copy.store.artifact_root == source.with_suffix(".artifacts").resolve()
+
+
+def test_migrate_refuses_a_source_it_cannot_read_and_leaves_it_as_it_was(store_path, tmp_path):
+    import duckdb
+
+    newer, _ = _small_source(tmp_path / "newer")
+    raw_sql(newer, f"update store_info set schema_version = {schema.SCHEMA_VERSION + 1}")
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()  # another tool's database: no store_info
+    cases = [(newer, f"schema version {schema.SCHEMA_VERSION + 1}", "Upgrade workbench"),
+             (empty, "not a workbench store", str(empty))]
+    for source, *needles in cases:
+        before = _digests(source.parent)
+        done = _demo_store.run_cli("migrate", "--from", source, "--to", store_path)
+        assert done.returncode == 1 and done.stderr.startswith("Error: ") and "Traceback" not in done.stderr
+        assert all(n in done.stderr for n in needles), done.stderr
+        assert _digests(source.parent) == before
+    assert raw_sql(store_path, "select count(*) from users") == [(0,)]
+
+
 _LOOP_WRITER = """
 import sys, time
 import workbench as wb
@@ -282,3 +361,17 @@ def test_the_chain_verifies_while_other_processes_write(op, store_path):
     assert all(w.returncode == 0 for w in writers)
     assert len(seen) >= 3, seen  # the chain really grew while it was being checked
     assert [c.reason for c in checks if not c.ok] == []
+
+
+def test_serve_never_prints_the_databases_password(store_path, tmp_path):
+    from _server import serving
+
+    url = sa.engine.make_url(str(store_path))
+    assert url.password  # the PostgreSQL pass connects with one
+    log = tmp_path / "serve.log"
+    with serving(store_path, log) as (address, _):
+        said = log.read_text()
+        assert f"Dashboard on {address}" in said, said  # the banner was printed, and the server answers
+    said = log.read_text()  # everything serve and Streamlit printed, up to their exit
+    assert f":{url.password}@" not in said and url.render_as_string(hide_password=False) not in said, said
+    assert url.render_as_string(hide_password=True) in said, said  # the store is still named, password masked

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +154,92 @@ def test_the_long_running_scheduler_exports_and_stops_on_sigterm(casey, store_pa
     assert proc.returncode == 0, err
     assert out.count("hourly: ok") == 1 and out.rstrip().endswith("Scheduler stopped.")
     assert len(list(tmp_path.glob("model-card-scorer-*.json"))) == 1
+
+
+_CRASH_AFTER_CLAIM = """
+import os, sys
+from datetime import datetime
+import workbench as wb
+from workbench import reports
+
+def crash(*args, **kwargs):
+    os._exit(9)  # dies between claim and finish, as under kill -9 or a power cut: no cleanup runs
+
+reports.export = crash
+wb.connect(sys.argv[1], user="casey").run_due_schedules(now=datetime.fromisoformat(sys.argv[2]))
+"""
+
+
+def _crash_after_claim(store_path, now: datetime) -> int:
+    """Run the due schedules in a process that dies once it has claimed; its pid."""
+    proc = subprocess.run([sys.executable, "-c", _CRASH_AFTER_CLAIM, str(store_path), now.isoformat()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    running = raw_sql(store_path, "select runner from report_runs where status = 'running'")
+    assert len(running) == 1, running
+    return int(running[0][0].rsplit(":", 1)[1])
+
+
+def test_a_run_whose_process_died_after_its_claim_is_marked_interrupted_and_retried(casey, store_path, tmp_path):
+    casey.add_schedule("pack", "0 6 * * *", "model-card", "scorer", "md", tmp_path)
+    _backdate(casey, store_path, "pack", T0)
+    now = T0 + timedelta(hours=2)
+    dead = _crash_after_claim(store_path, now)
+    assert list(tmp_path.glob("model-card-scorer-*.md")) == []
+
+    outcomes = casey.run_due_schedules(now=now)  # the same moment: only the dead run's occurrence is due
+    assert [(o["schedule"], o["status"]) for o in outcomes] == [("pack", "interrupted"), ("pack", "ok")], outcomes
+    assert outcomes[0]["retried"] is True and f":{dead} ended" in outcomes[0]["error"]
+    assert outcomes[1]["due_at"] == outcomes[0]["due_at"] == T0 + timedelta(hours=1)  # the same occurrence
+    assert len(list(tmp_path.glob("model-card-scorer-*.md"))) == 1
+    runs = casey.schedule_runs()
+    assert runs["status"].to_list() == ["ok", "failed"]
+    assert runs["error"][1].startswith("interrupted: its process") and runs["finished_at"][1] is not None
+    event = casey.audit_events().filter(action="schedule.interrupted").row(0, named=True)
+    payload = json.loads(event["payload"])
+    assert payload["run_id"] == runs["id"][1] and payload["status"] == {"before": "running", "after": "failed"}
+    due = (T0 + timedelta(hours=1)).isoformat()
+    assert payload["last_due_at"] == {"before": due, "after": None}  # handed back: never handled before
+    assert casey.run_due_schedules(now=now) == []  # recovered once, exported once
+    assert casey.verify_audit().ok
+
+
+def test_a_run_that_may_still_be_working_is_left_until_the_timeout(casey, store_path, tmp_path, monkeypatch):
+    casey.add_schedule("pack", "0 6 * * *", "model-card", "scorer", "md", tmp_path)
+    _backdate(casey, store_path, "pack", T0)
+    now = T0 + timedelta(hours=2)
+    _crash_after_claim(store_path, now)
+    # a runner on another machine (its pid cannot be checked), then a live process of this one
+    for runner in ("other-host:4242", f"{socket.gethostname()}:{os.getpid()}"):
+        raw_sql(store_path, "update report_runs set runner = ?", [runner])
+        assert casey.run_due_schedules(now=now) == []
+        assert casey.schedule_runs()["status"].to_list() == ["running"]
+    assert list(tmp_path.glob("model-card-scorer-*.md")) == []
+
+    monkeypatch.setenv("WORKBENCH_REPORT_TIMEOUT_MINUTES", "soon")
+    with pytest.raises(wb.ValidationError, match="WORKBENCH_REPORT_TIMEOUT_MINUTES must be a positive number"):
+        casey.run_due_schedules(now=now)
+    monkeypatch.setenv("WORKBENCH_REPORT_TIMEOUT_MINUTES", "30")
+    casey.close()
+    raw_sql(store_path, "update report_runs set started_at = started_at - interval '31 minutes'")
+    outcomes = casey.run_due_schedules(now=now)
+    assert [o["status"] for o in outcomes] == ["interrupted", "ok"], outcomes
+    assert "still running after 30 minutes" in outcomes[0]["error"]
+    assert casey.schedule_runs()["status"].to_list() == ["ok", "failed"]
+    assert len(list(tmp_path.glob("model-card-scorer-*.md"))) == 1
+
+
+def test_an_interrupted_run_whose_occurrence_was_covered_since_is_not_exported_again(casey, store_path, tmp_path):
+    casey.add_schedule("pack", "0 6 * * *", "model-card", "scorer", "md", tmp_path)
+    _backdate(casey, store_path, "pack", T0)
+    dead = _crash_after_claim(store_path, T0 + timedelta(hours=2))
+    casey.close()
+    # as if the dead runner's pid were alive when the next day's run came: it claimed the next occurrence
+    raw_sql(store_path, "update report_runs set runner = ?", [f"{socket.gethostname()}:{os.getpid()}"])
+    next_day = T0 + timedelta(days=1, hours=2)
+    assert [o["status"] for o in casey.run_due_schedules(now=next_day)] == ["ok"]
+    raw_sql(store_path, "update report_runs set runner = ? where status = 'running'", [f"{socket.gethostname()}:{dead}"])
+    outcomes = casey.run_due_schedules(now=next_day)
+    assert [(o["status"], o["retried"]) for o in outcomes] == [("interrupted", False)], outcomes
+    assert casey.schedule_runs()["status"].to_list() == ["ok", "failed"]
+    assert len(list(tmp_path.glob("model-card-scorer-*.md"))) == 1

@@ -167,6 +167,32 @@ def test_duckdb_file_that_is_not_a_workbench_store_is_refused_untouched(tmp_path
     assert _duck(target, "select * from customers") == [(1, "Ada")]
 
 
+def test_an_empty_duckdb_file_made_by_another_program_is_refused_untouched(tmp_path, opened):
+    import duckdb
+
+    from _demo_store import run_cli
+
+    target = tmp_path / "scratch.duckdb"
+    duckdb.connect(str(target)).close()  # another tool's database, with no tables (yet)
+    content = target.read_bytes()
+    for open_it in (lambda: wb.connect(target, user="dana"), lambda: operator_workspace(target)):
+        with pytest.raises(wb.StoreError) as err:
+            open_it()
+        msg = str(err.value)
+        assert str(target) in msg and "no tables" in msg and "not a workbench store" in msg, msg
+        assert "remove it" in msg and "new path" in msg, msg  # what to do
+    cli = run_cli("init", "--store", target)
+    assert cli.returncode == 1 and cli.stderr.startswith("Error: ") and str(target) in cli.stderr, cli.stderr
+    assert "no tables" in cli.stderr and "Traceback" not in cli.stderr
+    assert target.read_bytes() == content  # byte for byte: no table was created in it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch.duckdb"]  # and no WAL beside it
+    assert _duck(target, "select count(*) from information_schema.tables") == [(0,)]
+    # a path that does not exist yet still becomes a store
+    fresh = tmp_path / "fresh.duckdb"
+    opened.append(fresh)
+    assert operator_workspace(fresh).counts()["users"] == 0
+
+
 @pytest.mark.duckdb_file
 @pytest.mark.parametrize("damage", ["truncated", "checksum"])
 def test_corrupt_store_file_is_refused_untouched(ws, store_path, damage):

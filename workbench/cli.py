@@ -124,7 +124,8 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
         # forced on so a config.toml cannot turn it off under TLS.
         cmd += ["--server.sslCertFile", str(tls_cert), "--server.sslKeyFile", str(tls_key),
                 "--server.enableXsrfProtection", "true"]
-    typer.echo(f"Dashboard on {'https' if tls else 'http'}://{host}:{port}  (store {env['WORKBENCH_STORE']})")
+    # display, not location: a PostgreSQL URL's password must not reach the terminal or a log
+    typer.echo(f"Dashboard on {'https' if tls else 'http'}://{host}:{port}  (store {ws.store.display})")
     if os.name == "posix":
         # Become the server, so a signal sent to this pid reaches Streamlit (no orphan on the port).
         sys.stdout.flush()

@@ -7,6 +7,15 @@ running): they are folded into one run, so a week of downtime gives one report, 
 transaction, so two schedulers (or cron firing twice) export each occurrence once. A
 failed export hands its claim back, so the next run tries again; the failure is recorded.
 
+A run whose process died between claim and finish (kill -9, a crash, a reboot) would stay
+"running" and its occurrence would never be exported. So each run records its runner
+(host:pid) and the claim it replaced, and every :func:`run_due` first looks at the runs still
+running: one whose process is gone (same host, no such pid) or that started more than
+``WORKBENCH_REPORT_TIMEOUT_MINUTES`` (default 60) ago is marked failed as interrupted, and
+its occurrence is handed back and exported again by that same ``run_due``, unless a later
+occurrence was claimed since (that export covers it). A run on another host is judged by the
+timeout alone: its pid cannot be checked from here.
+
 >>> from datetime import datetime, timezone
 >>> t = lambda d, h: datetime(2026, 11, d, h, tzinfo=timezone.utc)
 >>> due("0 6 * * MON", last=t(23, 6), now=t(30, 7))  # Monday 30 Nov 06:00 is due
@@ -108,7 +117,8 @@ def claim(conn, actor: str, role: str, schedule: dict, due_at: datetime, missed:
                             {"due_at": due_at.isoformat(), "why": "claimed by another scheduler"})]
     run_id = conn.execute(sa.insert(r).values(schedule_id=schedule["id"], due_at=due_at, missed=missed,
                                               started_at=schema.utcnow(), status="running",
-                                              runner=f"{socket.gethostname()}:{os.getpid()}").returning(r.c.id)).scalar_one()
+                                              runner=f"{socket.gethostname()}:{os.getpid()}",
+                                              prev_due_at=prev).returning(r.c.id)).scalar_one()
     return run_id, [Event(actor, role, "schedule.claim", "schedule", schedule["name"],
                           {"run_id": run_id, "due_at": due_at.isoformat(), "missed": missed})]
 
@@ -124,6 +134,146 @@ def finish(conn, actor: str, role: str, schedule: dict, run_id: int, *, path: st
     return None, [Event(actor, role, "schedule.run", "schedule", schedule["name"],
                         {"run_id": run_id, "status": "failed" if error else "ok", "path": path, "sha256": sha256,
                          "error": error})]
+
+
+def run_timeout() -> timedelta:
+    """How long a report run may stay "running" before it is taken as interrupted.
+
+    Well above an export's minutes by default, since a run still working past it would be
+    exported a second time.
+
+    Returns
+    -------
+    timedelta
+        ``WORKBENCH_REPORT_TIMEOUT_MINUTES`` (default 60) minutes.
+
+    Raises
+    ------
+    ValidationError
+        The variable is not a positive, finite number.
+    """
+    raw = os.environ.get("WORKBENCH_REPORT_TIMEOUT_MINUTES", "60")
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0 or minutes == float("inf"):
+        raise ValidationError(f"WORKBENCH_REPORT_TIMEOUT_MINUTES must be a positive number of minutes, got {raw!r}.")
+    return timedelta(minutes=minutes)
+
+
+def _process_gone(runner: str) -> bool:
+    """Whether the runner (host:pid) is a process of this host that no longer exists."""
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: cannot tell from here
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the pid exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, owned by another user
+    return False
+
+
+def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | None:
+    """Why a run still marked running is taken as interrupted, or None if it may be working.
+
+    Parameters
+    ----------
+    run : dict
+        A row of ``RUNNING_SQL`` (``runner`` is host:pid, ``started_at`` aware UTC).
+    now : datetime
+        The wall clock (``started_at`` was written from it).
+    timeout : timedelta
+        Older than this, a run is interrupted even if a process with its pid exists: the pid
+        may have been reused, or the run is on another host, whose pids cannot be checked.
+
+    Returns
+    -------
+    str or None
+        The reason (its process ended, or it ran past the timeout), or None.
+    """
+    if _process_gone(run["runner"]):
+        return f"its process {run['runner']} ended before it finished"
+    if now - run["started_at"] > timeout:
+        return (f"still running after {timeout.total_seconds() / 60:g} minutes "
+                f"(WORKBENCH_REPORT_TIMEOUT_MINUTES) on {run['runner']}")
+    return None
+
+
+def interrupt(conn, actor: str, role: str, run: dict, why: str):
+    """Mark a run that never finished failed and hand its occurrence back to be exported again.
+
+    A compare-and-set on the status, so two schedulers recover a run once; the claim goes
+    back (to the run's ``prev_due_at``) only while it is still the schedule's latest: a later
+    occurrence claimed since has exported the current state already.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The write transaction.
+    actor, role : str
+        Who runs the scheduler.
+    run : dict
+        A row of ``RUNNING_SQL``.
+    why : str
+        From :func:`why_interrupted`.
+
+    Returns
+    -------
+    tuple
+        (whether the occurrence was handed back, or None if another scheduler recovered the
+        run first; the ``schedule.interrupted`` event with before and after values, or none).
+    """
+    t, r = schema.ReportSchedule.__table__, schema.ReportRun.__table__
+    if conn.execute(sa.update(r).where(r.c.id == run["id"], r.c.status == "running").values(
+            finished_at=schema.utcnow(), status="failed", error=f"interrupted: {why}")).rowcount != 1:
+        return None, []
+    handed_back = conn.execute(sa.update(t).where(t.c.id == run["schedule_id"], t.c.last_due_at == run["due_at"])
+                               .values(last_due_at=run["prev_due_at"])).rowcount == 1
+
+    def iso(d: datetime | None) -> str | None:
+        return d.isoformat() if d is not None else None
+
+    return handed_back, [Event(actor, role, "schedule.interrupted", "schedule", run["name"] or f"#{run['schedule_id']}", {
+        "run_id": run["id"], "runner": run["runner"], "due_at": iso(run["due_at"]), "error": f"interrupted: {why}",
+        "status": {"before": "running", "after": "failed"},
+        "last_due_at": {"before": iso(run["due_at"]), "after": iso(run["prev_due_at"] if handed_back else run["due_at"])}})]
+
+
+RUNNING_SQL = """
+select r.id, r.schedule_id, s.name, r.due_at, r.prev_due_at, r.started_at, r.runner
+from report_runs r left join report_schedules s on s.id = r.schedule_id where r.status = 'running' order by r.id
+"""
+
+
+def recover_interrupted(ws) -> list[dict]:
+    """Mark the runs whose process died (or that ran too long) failed, handing their
+    occurrences back; judged on the wall clock, as ``started_at`` is.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace allowed to run reports.
+
+    Returns
+    -------
+    list of dict
+        One outcome per recovered run: schedule, status ``interrupted``, run_id, due_at,
+        error (why) and retried (whether its occurrence was handed back).
+    """
+    timeout, now = run_timeout(), datetime.now(timezone.utc)
+    outcomes = []
+    for run in ws._read(RUNNING_SQL).to_dicts():
+        why = why_interrupted(run, now=now, timeout=timeout)
+        if why is None:
+            continue
+        handed_back = ws._call(lambda conn, run=run, why=why: interrupt(conn, ws.user, ws.role, run, why))
+        if handed_back is not None:
+            outcomes.append({"schedule": run["name"], "status": "interrupted", "run_id": run["id"],
+                             "due_at": run["due_at"], "error": why, "retried": handed_back})
+    return outcomes
 
 
 SCHEDULES_SQL = """
@@ -146,7 +296,7 @@ def run_due(ws, now: datetime | None = None) -> list[dict]:
     from . import artifacts, reports
 
     now = now or datetime.now(timezone.utc)
-    outcomes = []
+    outcomes = recover_interrupted(ws)  # first, so an interrupted occurrence is claimed again below
     for s in ws._read(SCHEDULES_SQL).to_dicts():
         found = due(s["cron"], last=s["last_due_at"], now=now, created=s["created_at"] - timedelta(seconds=1))
         if found is None:

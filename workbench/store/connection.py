@@ -653,6 +653,12 @@ class Store:
                 conn.commit()
 
     def _check_schema_locked(self) -> None:
+        # Only a path that did not exist before we open it becomes a new store: DuckDB creates
+        # the file on connect, so look first. A DuckDB file without tables that was already
+        # there was made by someone else (or a store whose creation never committed): refuse it
+        # rather than fill another program's database with our tables. (A PostgreSQL store is
+        # created in an empty database on purpose: that is how one is set up.)
+        new_file = self.path is not None and not self.path.exists()
         with self.connection() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             conn.commit()
@@ -673,6 +679,13 @@ class Store:
                 raise StoreError(
                     f"{self.display} is a DuckDB database but not a workbench store "
                     f"(it has tables {sorted(tables)[:5]} and no store_info). Use another path."
+                )
+            if self.path is not None and not new_file:
+                raise StoreError(
+                    f"{self.path} is a DuckDB database with no tables, not a workbench store: it was there before "
+                    "workbench opened it, and workbench creates a store only at a path that does not exist yet. "
+                    "If nothing else needs that file, remove it and run the command again to create a store "
+                    "there; otherwise point --store / WORKBENCH_STORE at a new path."
                 )
             with conn.begin():
                 SQLModel.metadata.create_all(conn)

@@ -443,6 +443,9 @@ class ReportRun(SQLModel, table=True):
     sha256: str | None = None
     error: str | None = None
     runner: str  # host:pid of the process that ran it
+    # the schedule's last_due_at before this run claimed it: handed back when the run fails or
+    # is found interrupted (its process died), so the occurrence is tried again
+    prev_due_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class ModelCardText(SQLModel, table=True):
