@@ -40,7 +40,7 @@ from sqlmodel import SQLModel
 from . import artifacts, audit
 from .errors import StoreError, StoreLockedError, ValidationError
 from .store import schema
-from .store.connection import Store, is_postgres, store_path
+from .store.connection import DUCKDB_CONFIG, Store, artifact_root_of, is_postgres, store_path
 from .store.writer import copy_batches
 
 #: Columns that name a file in the artifact folder by its sha256.
@@ -103,8 +103,7 @@ def open_source(path: Path, lock_timeout: float = 30.0) -> duckdb.DuckDBPyConnec
     StoreLockedError
         Another process kept the file for ``lock_timeout`` seconds.
     """
-    # no extension autoloading: it downloads at run time (e.g. for a SQLite file) and fails offline
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    config = dict(DUCKDB_CONFIG)  # no extension autoloading: it would download at run time and fail offline
     deadline, delay = time.monotonic() + lock_timeout, 0.05
     while True:
         try:
@@ -142,13 +141,10 @@ def _source_columns(raw_src) -> dict[str, set[str]]:
 
 def _source_artifact_root(raw_src, path: Path) -> Path:
     """Where the source's files are, found as ``Store.artifact_root`` finds them for an open store."""
-    override = os.environ.get("WORKBENCH_ARTIFACTS")
-    if override:
-        return Path(override)
     recorded = None
     if "artifact_root" in _source_columns(raw_src).get("store_info", set()):
         recorded = raw_src.execute("select artifact_root from store_info").fetchone()[0]
-    return Path(recorded) if recorded else path.with_suffix(".artifacts")
+    return artifact_root_of(path, recorded)
 
 
 def _missing_files(raw_src, root: Path) -> list[str]:

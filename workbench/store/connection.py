@@ -44,7 +44,7 @@ duckdb_engine.CursorWrapper.close = _finish_cursor
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 # Extensions other than parquet/json/icu download at run time and fail offline:
 # never let DuckDB try (it would, e.g., for a SQLite file given as the store).
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "checkpoint_threshold": "256MB"}
+DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False, "checkpoint_threshold": "256MB"}
 
 
 def resolve_store(store: str | os.PathLike | None) -> str:
@@ -106,6 +106,20 @@ def _check_file(path: Path) -> None:
         )
     if not os.access(path, os.W_OK):
         raise StoreError(f"Store file {path} is not writable by this user.")
+
+
+def artifact_root_of(path: Path | None, recorded: str | None) -> Path:
+    """Where a store's content-addressed files live: ``$WORKBENCH_ARTIFACTS``, else the folder the
+    store names (``recorded``: ``store_info.artifact_root``, set by ``workbench migrate``), else
+    ``<store file>.artifacts/`` beside a DuckDB file (``path``)."""
+    override = os.environ.get("WORKBENCH_ARTIFACTS")
+    if override:
+        return Path(override)
+    if recorded:
+        return Path(recorded)
+    if path is None:
+        raise StoreError("A PostgreSQL store keeps its files in a shared folder: set WORKBENCH_ARTIFACTS to it.")
+    return path.with_suffix(".artifacts")
 
 
 class _Locked(Exception):
@@ -294,7 +308,7 @@ class Store:
             self._engine = sa.create_engine(
                 "duckdb:///" + str(self.path),
                 poolclass=NullPool,
-                connect_args={"config": dict(_DUCKDB_CONFIG)},
+                connect_args={"config": dict(DUCKDB_CONFIG)},
             )
         sa.event.listen(self._engine, "before_cursor_execute", _refuse_nul)
         self._lock = threading.RLock()
@@ -321,19 +335,10 @@ class Store:
 
     @property
     def artifact_root(self) -> Path:
-        """Where content-addressed files live: ``$WORKBENCH_ARTIFACTS``, else the folder the
-        store names (``store_info.artifact_root``, set by ``workbench migrate``), else
-        ``<store file>.artifacts/`` beside a DuckDB file."""
-        override = os.environ.get("WORKBENCH_ARTIFACTS")
-        if override:
-            return Path(override)
-        if self._artifact_root is None:
+        """Where content-addressed files live (see :func:`artifact_root_of`)."""
+        if self._artifact_root is None and not os.environ.get("WORKBENCH_ARTIFACTS"):
             self._artifact_root = self.scalar("select artifact_root from store_info") or ""
-        if self._artifact_root:
-            return Path(self._artifact_root)
-        if self.path is None:
-            raise StoreError("A PostgreSQL store keeps its files in a shared folder: set WORKBENCH_ARTIFACTS to it.")
-        return self.path.with_suffix(".artifacts")
+        return artifact_root_of(self.path, self._artifact_root)
 
     # -- connection lease -------------------------------------------------------------
     def _open(self) -> sa.Connection:
@@ -369,7 +374,7 @@ class Store:
         import duckdb
 
         try:
-            raw = duckdb.connect(str(self.path), read_only=True, config=dict(_DUCKDB_CONFIG))
+            raw = duckdb.connect(str(self.path), read_only=True, config=dict(DUCKDB_CONFIG))
         except duckdb.Error as exc:
             msg = str(exc)
             if "Could not set lock" in msg:
