@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "record_alerts": frozenset({"data_scientist", "lead"}),
     "manage_policies": frozenset({"lead", "admin"}),
     "manage_gates": frozenset({"admin"}),
+    "set_risk_tier": frozenset({"lead", "admin"}),  # the tier decides the gates and who signs off
     "request_promotion": frozenset({"data_scientist", "lead"}),
     "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
     "decide": frozenset({"compliance_officer", "lead"}),
