@@ -15,6 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
+from _raw import raw_sql
 
 
 @pytest.fixture
@@ -479,3 +480,15 @@ def test_free_text_has_one_limit_everywhere_and_a_refusal_stores_nothing(team):
     dana.set_card_text("scorer", "limitations", at_limit)
     dana.update_model("scorer", description=at_limit)
     assert lou.rollback("scorer", at_limit) == first.version
+
+
+def test_rollbacks_recorded_before_schema_8_are_still_recognised(team, store_path):
+    """Stores from before schema 8 marked a rollback only in the stage history's note."""
+    dana, lee = team["dana"], team["lee"]
+    v = [_version(dana, "scorer", "low", evidence=(), seed=s).version for s in range(3)]
+    for version in v:
+        _approve(lee, dana, ("scorer", version))
+    assert lee.rollback("scorer", "v3 declines too many") == v[1]
+    lee.flush()
+    raw_sql(store_path, "update stage_changes set rolled_back_version = null")  # as an older store has it
+    assert lee.rollback("scorer", "v2 is no better") == v[0]
