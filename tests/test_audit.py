@@ -41,7 +41,7 @@ def _do_everything(ws, tmp_path):
         run.log_artifact(f)
         mv = run.register_model({"weights": [1, 2, 3]}, "credit", risk_tier="high")
     ws.set_stage("credit", mv.version, "Staging")
-    ws.set_alias("credit", "champion", mv.version)
+    ws.set_alias("credit", "candidate", mv.version)  # a free alias: "champion" follows Production
     ws.update_model("credit", owner_team="risk")
     return run, ds, mv
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
+from _raw import raw_sql
 
 
 @pytest.fixture
@@ -250,3 +252,243 @@ def test_free_text_with_a_nul_character_is_refused_and_nothing_is_kept(team, sto
     assert dana.request(req.id).comments == [] and dana.request(req.id).decisions == []
     assert dana.models()["use_case"].to_list() == [None]
     dana.comment(req.id, "still usable")  # the writer goes on
+
+
+# -- issue 15: governance holes a data scientist (or one person) could use ----------------------------
+def _stage_of(ws, name) -> dict[int, str]:
+    return dict(ws.model_versions(name).select(["version", "stage"]).rows())
+
+
+def _approve(lead, requester, mv, to="Production"):
+    """A low-risk version into ``to`` through a request one lead approves."""
+    return lead.decide(requester.request_promotion(mv, to, "release").id, True, "ok")
+
+
+def test_a_data_scientist_cannot_lower_the_risk_tier_to_evade_four_eyes(team):
+    """Issue 15, item 3: dana lowered a high-risk model's tier, refreshed her request and one lead
+    approved it into Production. Changing a tier is for leads and admins, never the requester, and
+    a pending request keeps the strictest tier it has seen."""
+    dana, lee, lou, casey, ada = team["dana"], team["lee"], team["lou"], team["casey"], team["ada"]
+    mv = _version(dana, "credit", "high")
+    req = dana.request_promotion(mv, "Production", "ship it")
+    assert req.needs == "a lead and a compliance officer"
+    with pytest.raises(wb.PermissionDenied, match=r"dana.*data_scientist.*may not set risk tier"):
+        dana.update_model("credit", risk_tier="low")
+    assert dana.models()["risk_tier"].to_list() == ["high"]
+    dana.update_model("credit", description="PD model")  # other fields stay hers to write
+    # a lead with a request of their own on the model may not change its tier either
+    own = lee.request_promotion(_version(dana, "credit", "high", seed=4), "Staging", "spare")
+    with pytest.raises(wb.PermissionDenied, match=f"pending request on credit \\(request {own.id}\\)"):
+        lee.update_model("credit", risk_tier="low")
+    refused = [r for r in _refusals(casey) if r["action"] == "update_model"]
+    assert len(refused) == 2 and "four eyes" in refused[0]["reason"]
+    # another lead may lower it (audited with before and after), but the pending requests keep "high"
+    assert lou.update_model("credit", risk_tier="low") == {"risk_tier": {"from": "high", "to": "low"}}
+    update = casey.audit_events(action="model.update")
+    assert json.loads(update["payload"][0]) == {"risk_tier": {"from": "high", "to": "low"}}
+    assert update["actor"][0] == "lou"
+    again = dana.refresh_request(req.id)  # the snapshot holds the tier: refreshed on the new evidence
+    assert (again.risk_tier, again.needs) == ("high", "a lead and a compliance officer")
+    assert lou.decide(req.id, True, "ok").status == "pending"  # one lead is not enough
+    assert casey.decide(req.id, True, "validated").status == "approved"  # a compliance officer still signs
+    assert _stage_of(dana, "credit")[mv.version] == "Production"
+
+
+def test_raising_the_tier_of_a_pending_request_raises_what_it_needs_and_lowering_never_undoes_it(team):
+    dana, lee, casey, ada = team["dana"], team["lee"], team["casey"], team["ada"]
+    mv = _version(dana, "scorer", "medium")
+    req = dana.request_promotion(mv, "Production", "go")
+    ada.update_model("scorer", risk_tier="high")  # admins change tiers too
+    raised = casey.audit_events(action="request.risk_tier")
+    assert raised.height == 1 and raised["entity_id"][0] == str(req.id) and raised["actor"][0] == "ada"
+    assert {k: v for k, v in json.loads(raised["payload"][0]).items() if k in ("before", "after")} == {
+        "before": "medium", "after": "high"}
+    ada.update_model("scorer", risk_tier="low")
+    assert casey.audit_events(action="request.risk_tier").height == 1  # nothing lowered
+    fresh = dana.refresh_request(req.id)
+    assert fresh.risk_tier == "high" and dana.requests()["risk_tier"].to_list() == ["high"]
+    assert lee.decide(req.id, True, "ok").status == "pending"
+    # a decided request keeps the tier it was decided on
+    assert casey.decide(req.id, True, "ok").status == "approved"
+    ada.update_model("scorer", risk_tier="medium")
+    assert dana.request(req.id).risk_tier == "high"
+
+
+def test_leaving_production_is_governed_and_archived_versions_do_not_come_back(team):
+    """Issue 15, item 4: a data scientist archived the Production version and revived an archived one."""
+    dana, lee = team["dana"], team["lee"]
+    first, second = (_version(dana, "scorer", "low", evidence=(), seed=s) for s in range(2))
+    _approve(lee, dana, first)
+    for who, stage in ((dana, "Archived"), (dana, "Staging"), (dana, "None"), (lee, "Archived")):
+        with pytest.raises(wb.PermissionDenied, match=r"scorer v1 is in Production: it leaves Production only"):
+            who.set_stage("scorer", first.version, stage)
+    assert _stage_of(dana, "scorer") == {1: "Production", 2: "None"}
+    # what a data scientist may still do: None <-> Staging, and archive what is not in Production
+    dana.set_stage("scorer", second.version, "Staging")
+    dana.set_stage("scorer", second.version, "None")
+    dana.set_stage("scorer", second.version, "Archived", reason="superseded")
+    for who, stage in ((dana, "Staging"), (dana, "None"), (lee, "Staging")):
+        with pytest.raises(wb.ValidationError, match=f"scorer v2 is archived, and an archived version does not "
+                                                     f"come back to {stage}"):
+            who.set_stage("scorer", second.version, stage)
+    assert _stage_of(dana, "scorer") == {1: "Production", 2: "Archived"}
+    # out of Production under four eyes: a request to move it back to Staging, approved by a lead
+    assert _approve(lee, dana, first, to="Staging").status == "approved"
+    assert _stage_of(dana, "scorer") == {1: "Staging", 2: "Archived"}
+    with pytest.raises(wb.NotFoundError, match="champion"):  # nothing serves as the champion any more
+        dana.load_model("scorer", "champion")
+
+
+def test_champion_follows_production_and_no_one_sets_a_serving_alias_by_hand(team):
+    """Issue 15, item 4: ``set_alias(..., 'champion', rejected)`` made load_model return a rejected version."""
+    dana, lee = team["dana"], team["lee"]
+    v1, v2, v3 = (_version(dana, "scorer", "low", evidence=(), seed=s) for s in range(3))
+    rejected = dana.request_promotion(v3, "Production", "try")
+    lee.decide(rejected.id, False, "leaks the label")
+    for who in (dana, lee):
+        for alias in ("champion", "challenger"):
+            with pytest.raises(wb.PermissionDenied, match=f"Alias '{alias}' is not set by hand"):
+                who.set_alias("scorer", alias, v3.version)
+        with pytest.raises(wb.PermissionDenied, match="'champion' is not set by hand"):
+            who.set_alias("scorer", "champion", None)
+    with pytest.raises(wb.ValidationError, match=f"v3 was rejected \\(request {rejected.id}\\)"):
+        dana.set_alias("scorer", "candidate", v3.version)  # free aliases do not point at it either
+    with pytest.raises(wb.NotFoundError, match="champion"):
+        dana.load_model("scorer", "champion")
+    X = _data(0)[0].to_pandas()
+
+    def champion_is(version):
+        assert dana.get_model_version("scorer", "champion").version == version
+        assert [mv["version"] for mv in dana.model_versions("scorer").to_dicts() if "champion" in mv["aliases"]] \
+            == [version]
+        np.testing.assert_array_equal(dana.load_model("scorer", "champion").predict_proba(X),
+                                      dana.load_model("scorer", version).predict_proba(X))
+
+    _approve(lee, dana, v1)
+    champion_is(v1.version)
+    _approve(lee, dana, v2)  # the alias moves with the stage, in the approval's transaction
+    champion_is(v2.version)
+    with pytest.raises(wb.ValidationError, match="v1 is archived: an alias does not point at an archived"):
+        dana.set_alias("scorer", "previous", v1.version)
+    lee.rollback("scorer", "v2 misbehaves")
+    champion_is(v1.version)
+    moved = [json.loads(p) for p in lee.audit_events(action="model.alias")["payload"]]
+    assert moved == [{"alias": "champion", "version": v} for v in (v1.version, v2.version, v1.version)]
+    assert set(lee.audit_events(action="model.alias")["actor"]) == {"lee"}
+
+
+def test_rollback_goes_back_through_earlier_approvals_and_never_toggles(team):
+    """Issue 15, item 5: a second rollback put back the version the first rolled back."""
+    dana, lee = team["dana"], team["lee"]
+    v = [_version(dana, "scorer", "low", evidence=(), seed=s).version for s in range(4)]
+    for version in v[:3]:
+        _approve(lee, dana, (("scorer", version)))
+    assert lee.rollback("scorer", "v3 declines too many") == v[1]
+    assert lee.rollback("scorer", "v2 is no better") == v[0]  # not back to v3: it was rolled back
+    assert _stage_of(dana, "scorer") == {v[0]: "Production", v[1]: "Archived", v[2]: "Archived", v[3]: "None"}
+    with pytest.raises(wb.ValidationError, match="scorer v1 cannot be rolled back: no version was approved into "
+                                                 "Production before it that was not itself rolled back"):
+        lee.rollback("scorer", "and again")
+    assert _stage_of(dana, "scorer")[v[0]] == "Production"
+    assert [r["reason"] for r in _refusals(lee)][0].startswith("scorer v1 cannot be rolled back")
+    # the stage history says which version each rollback rolled back
+    history = dana.stage_history("scorer").filter(pl.col("rolled_back_version").is_not_null())
+    assert sorted(history.select(["version", "from_stage", "to_stage", "rolled_back_version"]).rows()) == [
+        (v[0], "Archived", "Production", v[1]), (v[1], "Archived", "Production", v[2]),
+        (v[1], "Production", "Archived", v[1]), (v[2], "Production", "Archived", v[2])]
+    # a newer approval, then a rollback: past the rolled-back versions to the last good one
+    _approve(lee, dana, ("scorer", v[3]))
+    assert lee.rollback("scorer", "v4 too") == v[0]
+    rolled = [json.loads(p)["rolled_back"] for p in lee.audit_events(action="model_version.stage")["payload"]
+              if "rolled_back" in json.loads(p)]
+    assert rolled == [v[3], v[3], v[1], v[1], v[2], v[2]]  # newest first: both stage events of each rollback
+
+
+@pytest.mark.parametrize("gates, field", [
+    ({"min_metrics": {"roc_auc": float("nan")}}, "min_metrics['roc_auc'] must be a finite number"),
+    ({"min_metrics": {"roc_auc": float("-inf")}}, "min_metrics['roc_auc'] must be a finite number"),
+    ({"min_metrics": {"roc_auc": float("inf")}}, "min_metrics['roc_auc'] must be a finite number"),
+    ({"min_metrics": {"roc_auc": 10**400}}, "min_metrics['roc_auc'] must be a finite number"),
+    ({"max_drift_share": -5}, "max_drift_share must be a number between 0 and 1"),
+    ({"max_drift_share": float("nan")}, "max_drift_share must be a number between 0 and 1"),
+    ({"max_demographic_parity_difference": 1.5}, "max_demographic_parity_difference must be a number between 0 and 1"),
+    ({"max_equalized_odds_difference": float("-inf")}, "max_equalized_odds_difference must be a number between 0"),
+    ({"required_evidence": "drift"}, "required_evidence is a list"),
+])
+def test_gate_thresholds_must_be_finite_and_shares_within_0_and_1(team, gates, field):
+    """Issue 15, item 10: NaN and -inf thresholds and a share of -5 were accepted."""
+    ada, casey = team["ada"], team["casey"]
+    before = ada.gate_policy("high")
+    with pytest.raises(wb.ValidationError, match=re.escape(field)):
+        ada.set_gate_policy("high", **gates)
+    assert ada.gate_policy("high") == before
+    assert casey.audit_events(action="gate_policy.set").is_empty()
+    assert _refusals(casey)[0]["action"] == "set_gate_policy"
+    ada.set_gate_policy("high", min_metrics={"roc_auc": 0.7}, max_drift_share=0.0)  # the bounds themselves pass
+    assert ada.gate_policy("high")["min_metrics"] == {"roc_auc": 0.7}
+
+
+#: workbench.freetext.MAX_TEXT, written out: the limit the issue asks for (a param's, 6,000 characters)
+TEXT_LIMIT = 6000
+
+
+def test_free_text_has_one_limit_everywhere_and_a_refusal_stores_nothing(team):
+    """Issue 15, item 10: tags, comments and justifications took 5-10 MB while params stop at 6,000."""
+    dana, lee, casey, lou = team["dana"], team["lee"], team["casey"], team["lou"]
+    first, second = (_version(dana, "scorer", "low", evidence=(), seed=s) for s in range(2))
+    _approve(lee, dana, first)
+    _approve(lee, dana, second)
+    req = dana.request_promotion(_version(dana, "scorer", "low", evidence=(), seed=3), "Staging", "try")
+    before = casey.verify_audit().n_events
+    long = "x" * (TEXT_LIMIT + 1)
+    with dana.start_run("gov") as run:
+        attempts = {
+            "Tag 'note'": lambda: run.set_tags({"ok": "fine", "note": long}),
+            "Justification": lambda: dana.request_promotion(first, "Staging", long),
+            "Comment": lambda: dana.comment(req.id, long),
+            "Decision comment": lambda: lee.decide(req.id, False, long),
+            "Override reason": lambda: lee.decide(req.id, True, "ok", override_reason=long),
+            "Withdrawal reason": lambda: dana.withdraw(req.id, long),
+            "Rollback reason": lambda: lee.rollback("scorer", long),
+            "Model card limitations": lambda: dana.set_card_text("scorer", "limitations", long),
+            "Model description": lambda: dana.update_model("scorer", description=long),
+            "Model use case": lambda: dana.update_model("scorer", use_case=long),
+            "Model owner team": lambda: dana.update_model("scorer", owner_team=long),
+            "Stage change reason": lambda: dana.set_stage("scorer", req.version, "None", reason=long),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(wb.ValidationError, match=f"^{re.escape(what)} is 6,001 characters; free text is "
+                                                         "limited to 6,000 characters"):
+                attempt()
+        with pytest.raises(wb.ValidationError, match="Model description is 6,001"):
+            run.register_model(LogisticRegression(), "other", description=long)
+    new = casey.audit_events().filter(pl.col("seq") > before)
+    kept = new.filter(pl.col("action") != "refused")["action"].to_list()
+    assert sorted(kept) == ["run.end", "run.start"], kept  # the run itself, nothing of the refusals
+    assert dana.get_run(run.run_id)["tags"] == {}
+    r = dana.request(req.id)
+    assert (r.status, r.comments, r.decisions) == ("pending", [], [])
+    assert dana.models()["description"].to_list() == [None] and dana.card_text("scorer")["limitations"] is None
+    assert _stage_of(dana, "scorer")[second.version] == "Production"
+    assert dana.models()["name"].to_list() == ["scorer"]
+    # exactly the limit is fine, on every kind of field
+    at_limit = "y" * TEXT_LIMIT
+    with dana.start_run("gov") as run:
+        run.set_tags({"note": at_limit})
+    assert dana.get_run(run.run_id)["tags"] == {"note": at_limit}
+    dana.comment(req.id, at_limit)
+    dana.set_card_text("scorer", "limitations", at_limit)
+    dana.update_model("scorer", description=at_limit)
+    assert lou.rollback("scorer", at_limit) == first.version
+
+
+def test_rollbacks_recorded_before_schema_8_are_still_recognised(team, store_path):
+    """Stores from before schema 8 marked a rollback only in the stage history's note."""
+    dana, lee = team["dana"], team["lee"]
+    v = [_version(dana, "scorer", "low", evidence=(), seed=s).version for s in range(3)]
+    for version in v:
+        _approve(lee, dana, ("scorer", version))
+    assert lee.rollback("scorer", "v3 declines too many") == v[1]
+    lee.flush()
+    raw_sql(store_path, "update stage_changes set rolled_back_version = null")  # as an older store has it
+    assert lee.rollback("scorer", "v2 is no better") == v[0]

@@ -143,12 +143,11 @@ def _seed_credit(ws: Workspace, tick) -> None:
         versions[family] = ws.register_model(model, CREDIT_MODEL, run_id=run.run_id, **meta).version
     # Stages a real registry would show: the old baseline archived, a challenger in staging,
     # the champion in production. Production normally comes only from an approved request;
-    # the demo seeds it through the same single transition function, marked as a seed.
+    # the demo seeds it through the same single transition function, marked as a seed (the
+    # alias "champion" follows Production; "challenger" comes with the canary's rollout).
     ws.set_stage(CREDIT_MODEL, versions["logistic_regression"], "Archived", reason="baseline superseded")
     ws.set_stage(CREDIT_MODEL, versions["random_forest"], "Staging", reason="challenger")
     _seed_production(ws, CREDIT_MODEL, versions["hist_gradient_boosting"])
-    ws.set_alias(CREDIT_MODEL, "champion", versions["hist_gradient_boosting"])
-    ws.set_alias(CREDIT_MODEL, "challenger", versions["random_forest"])
     versions["form_scorecard"] = _seed_form_scorecard(ws, train, test, meta)
     _seed_monitoring(ws, (CREDIT_MODEL, versions["hist_gradient_boosting"]), train.select(cols), later)
     # Evidence for every version on the held-out applicants: SHAP explanations, and fairness

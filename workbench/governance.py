@@ -9,6 +9,15 @@ nobody may decide it until it is refreshed: an approval always points at what wa
 store): required evidence, minimum metrics, maximum fairness disparities, maximum drift
 share. A failing gate blocks approval unless a lead records an override with a reason.
 
+**Risk tier**: a request is judged on the strictest tier its model had while it was pending,
+so lowering a tier never lowers what a pending request needs. Changing a tier is itself a
+governed change (:func:`update_model`): leads and admins only, never someone with a pending
+request on the model, audited with the tier before and after.
+
+**Rollback** (a lead, no request: an emergency) goes to the last version approved into
+Production before the current one that was not itself rolled back, so a second rollback goes
+further back instead of undoing the first; when there is none it refuses.
+
 **Four eyes**: nobody decides their own request. A low or medium risk request needs one
 lead's approval; a high risk one needs two sign-offs from different people, a lead's and a
 compliance officer's. One rejection (with a reason) ends a request. Each decision is one
@@ -26,7 +35,7 @@ import math
 
 import sqlalchemy as sa
 
-from . import registry
+from . import freetext, registry, roles
 from .audit import Event, canonical_json
 from .errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from .store import schema
@@ -52,17 +61,35 @@ def check_gates(values: dict) -> dict:
     if unknown:
         raise ValidationError(f"Unknown gate(s) {unknown}; known: {sorted(known)}.")
     out = {**DEFAULT_GATES["low"], **values}
+    if not isinstance(out["required_evidence"], (list, tuple)):
+        raise ValidationError(f"required_evidence is a list of {EVIDENCE_KINDS}; got {out['required_evidence']!r}.")
     bad = [k for k in out["required_evidence"] if k not in EVIDENCE_KINDS]
     if bad:
         raise ValidationError(f"required_evidence may name {EVIDENCE_KINDS}, not {bad}.")
     if not isinstance(out["min_metrics"], dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in out["min_metrics"].values()):
+            isinstance(k, str) and _is_number(v) for k, v in out["min_metrics"].items()):
         raise ValidationError("min_metrics maps metric names to numbers, e.g. {'roc_auc': 0.7}.")
+    for metric, v in out["min_metrics"].items():
+        # NaN would never pass (every comparison is False) and -inf always would: neither is a threshold
+        if not _finite(v):
+            raise ValidationError(f"min_metrics[{metric!r}] must be a finite number; got {v!r}.")
     for k in ("max_demographic_parity_difference", "max_equalized_odds_difference", "max_drift_share"):
         v = out[k]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+        if v is not None and (not _is_number(v) or not _finite(v) or not 0 <= v <= 1):
             raise ValidationError(f"{k} must be a number between 0 and 1, or None; got {v!r}.")
-    return out
+    return {**out, "required_evidence": list(out["required_evidence"]),
+            "min_metrics": {k: float(v) for k, v in out["min_metrics"].items()}}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 # -- the evidence snapshot ----------------------------------------------------------------------
@@ -171,13 +198,20 @@ def gate_policy(conn, risk_tier: str) -> dict:
     return json.loads(row[0]) if row else dict(DEFAULT_GATES[risk_tier])
 
 
+#: The tier a request (``r``, joined to its model ``m``) is judged on: while pending, the strictest
+#: of the one it recorded and the model's now (a raw edit of the model's tier cannot lower it);
+#: once decided, the one it was decided on. Requests from before schema 8 recorded none.
+REQUEST_TIER_SQL = """(case when r.status <> 'pending' then coalesce(r.strictest_tier, m.risk_tier)
+      when 'high' in (r.strictest_tier, m.risk_tier) then 'high'
+      when 'medium' in (r.strictest_tier, m.risk_tier) then 'medium' else 'low' end)"""
+
+
 def _request(conn, request_id: int):
     if isinstance(request_id, bool) or not isinstance(request_id, int):
         raise ValidationError(f"A request id is an integer, got {request_id!r}.")
-    r = schema.PromotionRequest.__table__
-    m = schema.RegisteredModel.__table__
-    row = conn.execute(sa.select(r, m.c.name, m.c.risk_tier).select_from(r.join(m, m.c.id == r.c.model_id))
-                       .where(r.c.id == request_id)).mappings().first()
+    row = conn.execute(sa.text(f"select r.*, m.name, {REQUEST_TIER_SQL} as risk_tier from promotion_requests r "
+                               "join registered_models m on m.id = r.model_id where r.id = :i"),
+                       {"i": request_id}).mappings().first()
     if row is None:
         raise NotFoundError(f"No promotion request with id {request_id}.")
     return dict(row)
@@ -205,6 +239,7 @@ def create(conn, actor: str, role: str, name: str, version: int, to_stage: str, 
         raise ValidationError(f"A promotion goes to {' or '.join(TARGET_STAGES)}, not {to_stage!r}.")
     if not justification or not justification.strip():
         raise ValidationError("A promotion request needs a justification: say why this version should move.")
+    freetext.check_text("Justification", justification)
     v, m, r = schema.ModelVersion.__table__, schema.RegisteredModel.__table__, schema.PromotionRequest.__table__
     row = conn.execute(sa.select(m.c.id, m.c.risk_tier, v.c.stage).select_from(v.join(m, m.c.id == v.c.model_id))
                        .where(m.c.name == name, v.c.version == version)).first()
@@ -213,7 +248,7 @@ def create(conn, actor: str, role: str, name: str, version: int, to_stage: str, 
     model_id, tier, stage = row
     if stage == "Archived":
         raise ValidationError(f"{name} v{version} is archived: an archived version is not promoted again "
-                              "(a lead can roll back to it instead).")
+                              "(register the model again for a new version).")
     if stage == to_stage:
         raise ValidationError(f"{name} v{version} is already in {to_stage}.")
     open_ = conn.execute(sa.select(r.c.id).where(r.c.model_id == model_id, r.c.version == version,
@@ -225,7 +260,7 @@ def create(conn, actor: str, role: str, name: str, version: int, to_stage: str, 
     request_id = conn.execute(sa.insert(r).values(
         model_id=model_id, version=version, from_stage=stage, to_stage=to_stage, justification=justification.strip(),
         status="pending", evidence_sha256=sha, evidence=canonical_json(snap), gates=canonical_json(gates),
-        requested_by=actor, requested_at=schema.utcnow(), row_version=1).returning(r.c.id)).scalar_one()
+        requested_by=actor, requested_at=schema.utcnow(), row_version=1, strictest_tier=tier).returning(r.c.id)).scalar_one()
     failing = [g["gate"] for g in gates if not g["passed"]]
     return request_id, [_event(actor, role, "request.create", request_id, {
         "model": name, "version": version, "from": stage, "to": to_stage, "evidence_sha256": sha,
@@ -272,6 +307,8 @@ def _check_decidable(conn, req: dict, actor: str, role: str) -> str:
 
 def decide(conn, actor: str, role: str, request_id: int, approve: bool, comment: str, override_reason: str | None):
     req = _request(conn, request_id)
+    freetext.check_text("Decision comment", comment)
+    freetext.check_text("Override reason", override_reason)
     sha = _check_decidable(conn, req, actor, role)
     comment = (comment or "").strip()
     tier = req["risk_tier"]
@@ -326,6 +363,7 @@ def _record(conn, req, actor, role, approve, comment, override, sha) -> None:
 
 def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
     req = _request(conn, request_id)
+    freetext.check_text("Withdrawal reason", reason)
     if req["requested_by"] != actor:
         raise PermissionDenied(f"Only {req['requested_by']}, who made request {request_id}, may withdraw it.")
     if req["status"] != "pending":
@@ -351,6 +389,7 @@ def comment(conn, actor: str, role: str, request_id: int, text: str):
     req = _request(conn, request_id)
     if not text or not text.strip():
         raise ValidationError("A comment needs some text.")
+    freetext.check_text("Comment", text)
     t = schema.RequestComment.__table__
     cid = conn.execute(sa.insert(t).values(request_id=req["id"], actor=actor, role=role, text=text.strip(),
                                            created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
@@ -358,27 +397,93 @@ def comment(conn, actor: str, role: str, request_id: int, text: str):
 
 
 def rollback(conn, actor: str, role: str, name: str, reason: str):
-    """Put back the version that Production had before the current one; the current is archived."""
+    """Put back the last version approved into Production before the current one that was not
+    itself rolled back; the current one is archived and marked as rolled back."""
     if not reason or not reason.strip():
         raise ValidationError("A rollback needs a reason.")
-    c, v = schema.StageChange.__table__, schema.ModelVersion.__table__
-    model = (registry._model_row(conn, name)["id"],)
-    current = conn.execute(sa.select(v.c.version).where(v.c.model_id == model[0], v.c.stage == "Production")).first()
+    freetext.check_text("Rollback reason", reason)
+    v = schema.ModelVersion.__table__
+    model_id = registry.model_row(conn, name)["id"]
+    current = conn.execute(sa.select(v.c.version).where(v.c.model_id == model_id, v.c.stage == "Production")).first()
     if current is None:
         raise ValidationError(f"{name} has no version in Production to roll back.")
-    previous = conn.execute(sa.select(c.c.version).where(c.c.model_id == model[0], c.c.from_stage == "Production",
-                                                         c.c.version != current[0])
-                            .order_by(c.c.created_at.desc(), c.c.id.desc()).limit(1)).first()
-    if previous is None:
-        raise ValidationError(f"{name} v{current[0]} is the first version in Production: there is none to go back to.")
-    _, events = registry.transition_stage(conn, actor, role, name, previous[0], "Production",
-                                          approval=f"rollback by {actor}", reason=reason.strip())
-    return previous[0], [Event(actor, role, "model.rollback", "model", name,
-                               {"from_version": current[0], "to_version": previous[0], "reason": reason.strip()}),
-                         *events]
+    target = rollback_target(conn, model_id, current[0])
+    if target is None:
+        raise ValidationError(
+            f"{name} v{current[0]} cannot be rolled back: no version was approved into Production before it "
+            "that was not itself rolled back. Promote a version through a request instead.")
+    _, events = registry.transition_stage(conn, actor, role, name, target, "Production",
+                                          approval=f"rollback by {actor}", reason=reason.strip(), rolled_back=current[0])
+    return target, [Event(actor, role, "model.rollback", "model", name,
+                          {"from_version": current[0], "to_version": target, "reason": reason.strip()}),
+                    *events]
+
+
+def rollback_target(conn, model_id: int, current: int) -> int | None:
+    """The version a rollback of ``current`` (in Production) returns to, or None.
+
+    Read from the stage history: every entry into Production that was not a rollback is an
+    approval (a request's, or a seed's). The target is the latest such entry of another version
+    made before the current version's own latest approval, among versions never rolled back.
+    """
+    c = schema.StageChange.__table__
+    rows = conn.execute(sa.select(c.c.id, c.c.version, c.c.from_stage, c.c.to_stage, c.c.request_id, c.c.reason,
+                                  c.c.rolled_back_version).where(c.c.model_id == model_id).order_by(c.c.id)).all()
+
+    def by_rollback(row) -> bool:
+        # stores from before schema 8 marked a rollback only in the note: "... (rollback by lee)"
+        return row.rolled_back_version is not None or (row.request_id is None and "(rollback by " in (row.reason or ""))
+
+    rolled_back = {row.rolled_back_version for row in rows if row.rolled_back_version is not None}
+    rolled_back |= {row.version for row in rows if row.from_stage == "Production" and by_rollback(row)}
+    approvals = [row for row in rows if row.to_stage == "Production" and not by_rollback(row)]
+    own = [row.id for row in approvals if row.version == current] or \
+          [row.id for row in rows if row.to_stage == "Production" and row.version == current]
+    since = own[-1] if own else None
+    earlier = [row.version for row in approvals if (since is None or row.id < since) and row.version != current
+               and row.version not in rolled_back]
+    return earlier[-1] if earlier else None
+
+
+def update_model(conn, actor: str, role: str, name: str, fields: dict):
+    """Write op: change a model's fields; a risk tier change is governed.
+
+    Only leads and admins change a tier, never someone with a pending request on the model,
+    and pending requests keep the strictest tier they have seen (each one raised gets a
+    ``request.risk_tier`` event with the tier before and after). The other fields are for
+    those who register models.
+    """
+    registry.check_model_fields(fields)
+    model = registry.model_row(conn, name)
+    if any(k != "risk_tier" and model[k] != val for k, val in fields.items()):
+        roles.require(actor, role, "register_models")
+    tier = fields.get("risk_tier")
+    changes_tier = "risk_tier" in fields and tier != model["risk_tier"]
+    r = schema.PromotionRequest.__table__
+    pending = []
+    if changes_tier:
+        roles.require(actor, role, "set_risk_tier")
+        pending = conn.execute(sa.select(r.c.id, r.c.version, r.c.strictest_tier, r.c.requested_by, r.c.row_version)
+                               .where(r.c.model_id == model["id"], r.c.status == "pending").order_by(r.c.id)).all()
+        own = [p.id for p in pending if p.requested_by == actor]
+        if own:
+            raise PermissionDenied(f"{actor} has a pending request on {name} (request {own[0]}): the requester never "
+                                   "changes the risk tier a request is judged on (four eyes).")
+    changes, events = registry.update_model(conn, actor, role, name, **fields)
+    for p in pending:
+        before = p.strictest_tier or model["risk_tier"]
+        after = max(before, tier, key=registry.RISK_TIERS.index)
+        if after != p.strictest_tier:
+            _bump(conn, {"id": p.id, "row_version": p.row_version}, strictest_tier=after)
+            events.append(_event(actor, role, "request.risk_tier", p.id, {
+                "model": name, "version": p.version, "before": before, "after": after,
+                "because": f"the model's risk tier changed from {model['risk_tier']} to {tier}"}))
+    return changes, events
 
 
 def set_gate_policy(conn, actor: str, role: str, risk_tier: str, gates: dict):
+    registry.check_risk_tier(risk_tier)
+    gates = check_gates(gates)
     t = schema.GatePolicy.__table__
     before = gate_policy(conn, risk_tier)
     values = dict(gates=canonical_json(gates), updated_by=actor, updated_at=schema.utcnow())
@@ -392,7 +497,7 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.5:
         raise ValidationError(f"traffic_share is the challenger's share, between 0 and 0.5; got {share!r}.")
     v, t = schema.ModelVersion.__table__, schema.Rollout.__table__
-    model = (registry._model_row(conn, name)["id"],)
+    model = (registry.model_row(conn, name)["id"],)
     champion = conn.execute(sa.select(v.c.version).where(v.c.model_id == model[0], v.c.stage == "Production")).first()
     if champion is None:
         raise ValidationError(f"{name} has no Production version to share traffic with.")
@@ -405,7 +510,7 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
     if share > 0:
         conn.execute(sa.insert(t).values(model_id=model[0], champion_version=champion[0], challenger_version=challenger,
                                          traffic_share=float(share), set_by=actor, set_at=schema.utcnow()))
-    _, alias_events = registry.set_alias(conn, actor, role, name, "challenger", challenger if share > 0 else None)
+    alias_events = registry.move_alias(conn, actor, role, model[0], name, "challenger", challenger if share > 0 else None)
     return share, [Event(actor, role, "model.rollout", "model", name,
                          {"champion": champion[0], "challenger": challenger, "traffic_share": share}), *alias_events]
 
@@ -417,7 +522,7 @@ def refusal(actor: str, role: str, action: str, target: str, reason: str):
 
 
 REQUESTS_SQL = """
-select r.id, m.name, r.version, m.risk_tier, r.from_stage, r.to_stage, r.status, r.requested_by, r.requested_at,
+select r.id, m.name, r.version, """ + REQUEST_TIER_SQL + """ as risk_tier, r.from_stage, r.to_stage, r.status, r.requested_by, r.requested_at,
        r.decided_at, r.justification, r.evidence_sha256, r.gates, r.row_version,
        (select count(*) from request_decisions d where d.request_id = r.id and d.approve
           and d.evidence_sha256 = r.evidence_sha256) as sign_offs

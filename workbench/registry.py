@@ -1,7 +1,21 @@
 """The model registry: registered models, their versions, stages and aliases.
 
-A version's stage moves only through :func:`transition_stage`. Production is reachable
-only with an approval (the governance flow); no public API moves a version there directly.
+A version's stage moves only through :func:`transition_stage`, which holds the rules:
+
+- Production is entered only with an approval (an approved promotion request, or a lead's
+  rollback in the governance flow); no public API moves a version there directly.
+- Production is left the same way: a version in Production moves only when a newer one is
+  approved into Production, when a request to move it to Staging is approved, or when a lead
+  rolls it back. A data scientist may still move other versions between None and Staging and
+  archive them.
+- Archived is final outside a rollback: an archived version (superseded, rejected and retired,
+  or rolled back) never silently comes back to None or Staging. Register the model again for a
+  new version, or ask a lead to roll back to it.
+
+Aliases: ``champion`` means the Production version and moves with the stage (no one sets it
+by hand; ``get_model_version(name, "champion")`` is the Production version); ``challenger``
+is the canary's version and is set only by a lead's rollout. Other aliases are free, but
+never point at an archived version or at one whose last decided request was rejected.
 """
 
 from __future__ import annotations
@@ -14,13 +28,25 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import artifacts
+from . import artifacts, freetext
 from .audit import Event
 from .errors import NotFoundError, PermissionDenied, ValidationError
 from .store import schema
 
 STAGES = ("None", "Staging", "Production", "Archived")
-RISK_TIERS = ("low", "medium", "high")
+RISK_TIERS = ("low", "medium", "high")  # from the least to the most strict
+
+#: The alias that means "the version in Production"; it moves with the stage, never by hand.
+PRODUCTION_ALIAS = "champion"
+#: Aliases that say what serves traffic, and the only way each one moves.
+GOVERNED_ALIASES = {
+    PRODUCTION_ALIAS: "it names the Production version and moves only with it (an approved promotion "
+                      "or a lead's rollback)",
+    "challenger": "it names the canary's version and is set only by a lead's rollout (ws.set_rollout)",
+}
+#: Model fields people edit, with the name a refusal uses.
+MODEL_FIELDS = {"owner_team": "Owner team", "use_case": "Use case", "risk_tier": "Risk tier",
+                "description": "Description"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,24 @@ def check_risk_tier(tier: str) -> str:
     return tier
 
 
+def check_model_text(fields: dict) -> dict:
+    """``fields`` unchanged, after the free-text limit on the text ones (owner team, use case, description)."""
+    for key, value in fields.items():
+        if key != "risk_tier" and key in MODEL_FIELDS:
+            freetext.check_text(f"Model {MODEL_FIELDS[key].lower()}", value)
+    return fields
+
+
+def check_model_fields(fields: dict) -> dict:
+    """``fields`` unchanged, once each is an editable field with a valid value (tier, text length)."""
+    unknown = set(fields) - set(MODEL_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown model field(s) {sorted(unknown)}; editable: {sorted(MODEL_FIELDS)}.")
+    if "risk_tier" in fields:
+        check_risk_tier(fields["risk_tier"])
+    return check_model_text(fields)
+
+
 def serialize(model: Any) -> bytes:
     try:
         return pickle.dumps(model, protocol=5)
@@ -64,12 +108,16 @@ def load(root, digest: str) -> Any:
     return pickle.load(io.BytesIO(artifacts.get_bytes(root, digest)))
 
 
-def _model_row(conn, name: str):
+def model_row(conn, name: str):
+    """The registered model's row (id, name, fields), or NotFoundError."""
     t = schema.RegisteredModel.__table__
     row = conn.execute(sa.select(t).where(t.c.name == name)).mappings().first()
     if row is None:
         raise NotFoundError(f"No registered model named {name!r}.")
     return row
+
+
+_model_row = model_row  # the older name, still used by monitor_store.py
 
 
 def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, model_class: str,
@@ -79,8 +127,8 @@ def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, 
     events = []
     row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
     if row is None:
-        fields = dict(owner_team=owner_team, use_case=use_case, risk_tier=check_risk_tier(risk_tier or "medium"),
-                      description=description)
+        fields = check_model_text(dict(owner_team=owner_team, use_case=use_case,
+                                       risk_tier=check_risk_tier(risk_tier or "medium"), description=description))
         model_id = conn.execute(sa.insert(t).values(name=name, created_by=actor, created_at=schema.utcnow(), **fields)
                                 .returning(t.c.id)).scalar_one()
         events.append(Event(actor, role, "model.create", "model", name, fields))
@@ -98,11 +146,35 @@ def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, 
 
 
 def transition_stage(conn, actor: str, role: str, name: str, version: int, stage: str, *,
-                     approval: str | None = None, reason: str | None = None):
-    """Write op: the only code that changes a version's stage.
+                     approval: str | None = None, reason: str | None = None, rolled_back: int | None = None):
+    """Write op: the only code that changes a version's stage (the rules are in the module's docstring).
 
-    Moving to Production needs ``approval`` (the id of the approved promotion request) and
-    archives the version that was in Production before.
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The writer's transaction.
+    actor, role : str
+        Who moves the version.
+    name : str
+        The registered model.
+    version : int
+        The version that moves.
+    stage : str
+        One of :data:`STAGES`.
+    approval : str, optional
+        The id of the approved promotion request (or ``"rollback by <lead>"``): needed to enter
+        Production, to leave it, and to bring an archived version back (to Production only).
+    reason : str, optional
+        Why, as the stage history shows it (free text, limited).
+    rolled_back : int, optional
+        For a rollback: the version rolled back. Recorded on both stage changes so that no later
+        rollback returns to it.
+
+    Returns
+    -------
+    tuple
+        ``(stage, events)``: the version's new stage and the audit events of every change made
+        (the version archived to make room, the alias ``champion`` following Production).
     """
     if stage not in STAGES:
         raise ValidationError(f"Stage {stage!r} is not one of {', '.join(STAGES)}.")
@@ -110,67 +182,118 @@ def transition_stage(conn, actor: str, role: str, name: str, version: int, stage
         raise PermissionDenied(
             "A version reaches Production only through an approved promotion request, never directly."
         )
-    model = _model_row(conn, name)
+    freetext.check_text("Stage change reason", reason)
+    model = model_row(conn, name)
     v = schema.ModelVersion.__table__
     current = conn.execute(sa.select(v.c.stage).where(v.c.model_id == model["id"], v.c.version == version)).first()
     if current is None:
         raise NotFoundError(f"Model {name!r} has no version {version}.")
+    if current[0] == "Production" and stage != "Production" and not approval:
+        # leaving Production changes what serves, exactly like entering it: the same governance
+        raise PermissionDenied(
+            f"{name} v{version} is in Production: it leaves Production only when another version is approved "
+            "into Production, when a promotion request moving it to Staging is approved, or through a lead's "
+            "rollback, never directly.")
+    if current[0] == "Archived" and stage != "Archived" and not (stage == "Production" and approval):
+        raise ValidationError(
+            f"{name} v{version} is archived, and an archived version does not come back to {stage}: only a lead's "
+            "rollback returns one (to Production). Register the model again for a new version.")
     now = schema.utcnow()
     events = []
+    extra = {} if rolled_back is None else {"rolled_back": rolled_back}
     if stage == "Production":
         for (old,) in conn.execute(sa.select(v.c.version).where(v.c.model_id == model["id"], v.c.stage == "Production",
                                                                 v.c.version != version)).all():
             conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == old)
                          .values(stage="Archived", stage_changed_at=now))
-            _record_change(conn, model["id"], old, "Production", "Archived", actor, approval,
-                           f"v{version} promoted", now)
+            because = f"v{version} promoted" if rolled_back is None else f"rolled back to v{version}"
+            _record_change(conn, model["id"], old, "Production", "Archived", actor, approval, because, now, rolled_back)
             events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{old}",
-                                {"from": "Production", "to": "Archived", "because": f"v{version} promoted"}))
+                                {"from": "Production", "to": "Archived", "because": because, **extra}))
     conn.execute(sa.update(v).where(v.c.model_id == model["id"], v.c.version == version)
                  .values(stage=stage, stage_changed_at=now))
-    _record_change(conn, model["id"], version, current[0], stage, actor, approval, reason, now)
+    _record_change(conn, model["id"], version, current[0], stage, actor, approval, reason, now, rolled_back)
     events.append(Event(actor, role, "model_version.stage", "model_version", f"{name}/{version}",
-                        {"from": current[0], "to": stage, "approval": approval, "reason": reason}))
+                        {"from": current[0], "to": stage, "approval": approval, "reason": reason, **extra}))
+    if "Production" in (stage, current[0]):
+        events += _follow_production(conn, actor, role, model["id"], name, version if stage == "Production" else None)
     return stage, events
 
 
+def _follow_production(conn, actor: str, role: str, model_id: int, name: str, version: int | None) -> list[Event]:
+    """Point the Production alias at ``version`` (None: remove it), with its event when it moves."""
+    a = schema.ModelAlias.__table__
+    now = conn.execute(sa.select(a.c.version).where(a.c.model_id == model_id, a.c.alias == PRODUCTION_ALIAS)).first()
+    if (now[0] if now else None) == version:
+        return []
+    return move_alias(conn, actor, role, model_id, name, PRODUCTION_ALIAS, version)
+
+
 def _record_change(conn, model_id: int, version: int, from_stage: str, to_stage: str, actor: str,
-                   approval: str | None, reason: str | None, now) -> None:
+                   approval: str | None, reason: str | None, now, rolled_back: int | None = None) -> None:
     request_id = int(approval) if approval and str(approval).isdigit() else None
     note = reason if request_id is not None or not approval else f"{reason or ''} ({approval})".strip()
     conn.execute(sa.insert(schema.StageChange.__table__).values(
         model_id=model_id, version=version, from_stage=from_stage, to_stage=to_stage, actor=actor,
-        request_id=request_id, reason=note, created_at=now))
+        request_id=request_id, reason=note, created_at=now, rolled_back_version=rolled_back))
 
 
 STAGE_HISTORY_SQL = """
-select m.name, c.version, c.from_stage, c.to_stage, c.actor, c.request_id, c.reason, c.created_at
+select m.name, c.version, c.from_stage, c.to_stage, c.actor, c.request_id, c.reason, c.rolled_back_version,
+       c.created_at
 from stage_changes c join registered_models m on m.id = c.model_id
 where (cast(? as varchar) is null or m.name = ?) order by c.created_at desc, c.id desc
 """
 
 
 def set_alias(conn, actor: str, role: str, name: str, alias: str, version: int | None):
-    """Write op: point ``alias`` at ``version`` (or remove it when version is None)."""
-    model = _model_row(conn, name)
-    a = schema.ModelAlias.__table__
+    """Write op: point a free ``alias`` at ``version`` (or remove it when version is None).
+
+    The aliases in :data:`GOVERNED_ALIASES` are refused here (their governed paths use
+    :func:`move_alias`), and so is an archived version or one whose last decided promotion
+    request was rejected: an alias is how code loads a model, and must not load those.
+    """
+    model = model_row(conn, name)
     v = schema.ModelVersion.__table__
-    if version is not None and conn.execute(sa.select(v.c.id).where(v.c.model_id == model["id"], v.c.version == version)).first() is None:
-        raise NotFoundError(f"Model {name!r} has no version {version}.")
-    conn.execute(sa.delete(a).where(a.c.model_id == model["id"], a.c.alias == alias))
+    stage = None
     if version is not None:
-        conn.execute(sa.insert(a).values(model_id=model["id"], alias=alias, version=version))
-    return version, [Event(actor, role, "model.alias", "model", name, {"alias": alias, "version": version})]
+        stage = conn.execute(sa.select(v.c.stage).where(v.c.model_id == model["id"], v.c.version == version)).first()
+        if stage is None:
+            raise NotFoundError(f"Model {name!r} has no version {version}.")
+    if alias in GOVERNED_ALIASES:
+        raise PermissionDenied(f"Alias {alias!r} is not set by hand: {GOVERNED_ALIASES[alias]}.")
+    if stage is not None and stage[0] == "Archived":
+        raise ValidationError(f"{name} v{version} is archived: an alias does not point at an archived version.")
+    if version is not None:
+        r = schema.PromotionRequest.__table__
+        last = conn.execute(sa.select(r.c.id, r.c.status).where(
+            r.c.model_id == model["id"], r.c.version == version, r.c.status.in_(("approved", "rejected")))
+            .order_by(r.c.id.desc()).limit(1)).first()
+        if last is not None and last[1] == "rejected":
+            raise ValidationError(f"{name} v{version} was rejected (request {last[0]}): an alias does not point at a "
+                                  "rejected version.")
+    return version, move_alias(conn, actor, role, model["id"], name, alias, version)
+
+
+def move_alias(conn, actor: str, role: str, model_id: int, name: str, alias: str, version: int | None) -> list[Event]:
+    """Point ``alias`` at ``version`` (None: remove it), unchecked: for the governed paths only
+    (:func:`transition_stage` moving ``champion``, a lead's rollout moving ``challenger``) and for
+    :func:`set_alias` once it has checked a free alias. Returns the ``model.alias`` event."""
+    a = schema.ModelAlias.__table__
+    conn.execute(sa.delete(a).where(a.c.model_id == model_id, a.c.alias == alias))
+    if version is not None:
+        conn.execute(sa.insert(a).values(model_id=model_id, alias=alias, version=version))
+    return [Event(actor, role, "model.alias", "model", name, {"alias": alias, "version": version})]
 
 
 def update_model(conn, actor: str, role: str, name: str, **fields):
-    model = _model_row(conn, name)
-    allowed = {"owner_team", "use_case", "risk_tier", "description"}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValidationError(f"Unknown model field(s) {sorted(unknown)}; editable: {sorted(allowed)}.")
-    if "risk_tier" in fields:
-        check_risk_tier(fields["risk_tier"])
+    """Write op: change a model's fields; the event holds each changed field's ``from`` and ``to``.
+
+    Only the field checks are here; who may change the risk tier, and what a tier change does
+    to pending requests, is governance's (``governance.update_model`` calls this).
+    """
+    check_model_fields(fields)
+    model = model_row(conn, name)
     changes = {k: {"from": model[k], "to": val} for k, val in fields.items() if model[k] != val}
     if changes:
         t = schema.RegisteredModel.__table__

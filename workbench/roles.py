@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view_command_output": frozenset({"lead", "admin"}),  # a retraining command's output
     "run_commands": frozenset(),  # retraining commands: only the scheduler (the operator), no user's process
     "manage_gates": frozenset({"admin"}),
+    "set_risk_tier": frozenset({"lead", "admin"}),  # the tier decides the gates and who signs off
     "request_promotion": frozenset({"data_scientist", "lead"}),
     "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
     "decide": frozenset({"compliance_officer", "lead"}),

@@ -291,8 +291,10 @@ class Run:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (text); a tag may be overwritten, unlike a param."""
+        from .freetext import check_text  # the one free-text limit (tags, comments, reasons, card text)
+
         self._check_open()
-        checked = {check_key("Tag", k): as_text("Tag", k, v) for k, v in dict(tags).items()}
+        checked = {check_key("Tag", k): check_text(f"Tag {k!r}", as_text("Tag", k, v)) for k, v in dict(tags).items()}
         self._check_room("tags", len(self._tag_keys), len(checked.keys() - self._tag_keys))
         self._tag_keys.update(checked)
         self._batch.tags.update(checked)

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from . import artifacts, audit, registry, roles, users
+from . import artifacts, audit, governance, registry, roles, users
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .registry import ModelVersion
 from .search import search_runs as _search_runs
@@ -218,6 +218,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         check_key("Model", name)
         if risk_tier is not None:
             registry.check_risk_tier(risk_tier)
+        registry.check_model_text(dict(owner_team=owner_team, use_case=use_case, description=description))
         digest, size = artifacts.put_bytes(self.store.artifact_root, registry.serialize(model))
         cls = f"{type(model).__module__}.{type(model).__qualname__}"
         return self._call(lambda conn: registry.register(
@@ -253,7 +254,13 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             raise NotFoundError(f"No registered model named {name!r}.")
 
     def get_model_version(self, name: str, version: int | str | None = None) -> ModelVersion:
-        """A version by number, by alias, by stage name ('Production'), or the latest."""
+        """A version by number, by alias, by stage name ('Production'), or the latest.
+
+        ``'champion'`` is the Production version, by definition (its alias moves with the stage).
+        """
+        asked = version
+        if version == registry.PRODUCTION_ALIAS:
+            version = "Production"
         df = self.model_versions(name)
         if df.is_empty():
             raise NotFoundError(f"Model {name!r} has no versions.")
@@ -266,7 +273,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         else:
             sel = df.filter(pl.col("aliases").list.contains(version))
         if sel.is_empty():
-            raise NotFoundError(f"Model {name!r} has no version {version!r}.")
+            raise NotFoundError(f"Model {name!r} has no version {asked!r}.")
         r = sel.row(0, named=True)
         return ModelVersion(r["name"], r["version"], r["run_id"], r["stage"], r["sha256"], r["model_class"],
                             r["created_by"], r["created_at"], tuple(r["aliases"] or ()))
@@ -291,9 +298,13 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self._call(lambda conn: registry.set_alias(conn, self.user, self.role, name, alias, version))
 
     def update_model(self, name: str, **fields) -> dict:
-        """Edit owner_team, use_case, risk_tier or description of a registered model."""
-        self._require("register_models")
-        return self._call(lambda conn: registry.update_model(conn, self.user, self.role, name, **fields))
+        """Edit owner_team, use_case, description (those who register models) or risk_tier of a model.
+
+        A risk tier change is governed: leads and admins only, never by someone with a pending
+        request on the model, and pending requests keep the strictest tier they have seen.
+        """
+        return self._governed("update_model", name, None, lambda conn: governance.update_model(
+            conn, self.user, self.role, name, fields))
 
     # -- evidence ------------------------------------------------------------------------
     def _version_ref(self, model_version) -> tuple[str, int]:

@@ -109,11 +109,12 @@ class GovernanceMethods:
         return self._in_transaction(lambda conn: governance.gate_policy(conn, risk_tier))
 
     def set_gate_policy(self, risk_tier: str, **gates) -> dict:
-        """Replace a tier's gates (admins; audited with the policy before and after)."""
-        registry.check_risk_tier(risk_tier)
-        values = governance.check_gates(gates)
+        """Replace a tier's gates (admins; audited with the policy before and after).
+
+        Thresholds are checked in the op: ``min_metrics`` values finite, shares within [0, 1].
+        """
         return self._governed("set_gate_policy", risk_tier, "manage_gates", lambda conn: governance.set_gate_policy(
-            conn, self.user, self.role, risk_tier, values))
+            conn, self.user, self.role, risk_tier, gates))
 
     # -- reading -------------------------------------------------------------------------------
     def requests(self, status: str | None = None, name: str | None = None) -> pl.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from . import reports, schedules
+from . import freetext, reports, schedules
 from .audit import Event
 from .errors import ValidationError
 from .store import schema
@@ -83,6 +83,7 @@ class ReportMethods:
 
 
 def _set_text(conn, actor: str, role: str, model: str, field: str, text: str):
+    freetext.check_text(f"Model card {field.replace('_', ' ')}", text)
     m, t = schema.RegisteredModel.__table__, schema.ModelCardText.__table__
     mid = conn.execute(sa.select(m.c.id).where(m.c.name == model)).scalar_one()
     conn.execute(sa.delete(t).where(t.c.model_id == mid, t.c.field == field))

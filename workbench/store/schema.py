@@ -347,6 +347,9 @@ class PromotionRequest(SQLModel, table=True):
     requested_at: datetime = Field(sa_column=_ts())
     decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     row_version: int = 1  # bumped by every change: two deciders at once, exactly one wins
+    # the strictest risk tier the model had while the request was pending (8): lowering the
+    # tier never lowers what a pending request needs; None in requests made before version 8
+    strictest_tier: str | None = None
 
 
 class RequestDecision(SQLModel, table=True):
@@ -397,6 +400,8 @@ class StageChange(SQLModel, table=True):
     request_id: int | None = None
     reason: str | None = None
     created_at: datetime = Field(sa_column=_ts())
+    # on both rows a rollback writes (8): the version it rolled back, which no rollback returns to
+    rolled_back_version: int | None = None
 
 
 class Rollout(SQLModel, table=True):
