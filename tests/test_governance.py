@@ -492,3 +492,19 @@ def test_rollbacks_recorded_before_schema_8_are_still_recognised(team, store_pat
     lee.flush()
     raw_sql(store_path, "update stage_changes set rolled_back_version = null")  # as an older store has it
     assert lee.rollback("scorer", "v2 is no better") == v[0]
+
+
+def test_a_drift_report_that_tested_too_few_columns_fails_the_drift_gate(team):
+    """Issue 15 item 10: a drift share of 0 over 5 of 15 columns must not pass a promotion's drift gate."""
+    dana = team["dana"]
+    mv = _version(dana, "sparse", "medium", evidence=("explanation", "fairness"))
+    rng = np.random.default_rng(4)
+    ref = pl.DataFrame({f"c{i:02d}": rng.normal(0, 1, 600) for i in range(15)})
+    cur = ref.sample(300, seed=1).with_columns([pl.lit(float("nan")).alias(f"c{i:02d}") for i in range(10)])
+    assert dana.drift(ref, cur, model_version=mv).drift_share == 0.0
+    req = dana.request_promotion(mv, "Production", "Nothing drifted.")
+    [gate] = [g for g in req.gates if g["gate"].startswith("drift share")]
+    assert not gate["passed"] and gate["detail"] == "only 5 of 15 columns could be tested (share 0.333 < 0.5)"
+    dana.drift(ref, ref.sample(300, seed=2), model_version=mv)  # a complete report: judged on its share again
+    [gate] = [g for g in dana.refresh_request(req.id).gates if g["gate"].startswith("drift share")]
+    assert gate["passed"] and gate["detail"] == "0"

@@ -2,8 +2,8 @@
 
 Tags, request justifications, comments, decision comments and override reasons, withdrawal,
 rollback and stage-change reasons, model card text and a model's description, use case and
-owner team are all checked here, against one limit. It equals the limit on a param's value
-(``tracking.MAX_PARAM_VALUE``, MLflow's too): a store, its audit payloads and the pages that
+owner team, and a param's value, are all checked here, against one limit (MLflow's for params
+too): a store, its audit payloads and the pages that
 show them are never asked to hold megabytes of text a person cannot have typed.
 
 >>> check_text("Comment", "looks fine")

@@ -35,7 +35,7 @@ import math
 
 import sqlalchemy as sa
 
-from . import freetext, registry, roles
+from . import freetext, policy, registry, roles
 from .audit import Event, canonical_json
 from .errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from .store import schema
@@ -147,8 +147,11 @@ def _evidence_fields(kind: str, evidence_id: int, verdict: str | None, summary: 
         return {"evidence_id": evidence_id, "verdict": verdict,
                 **{k: _number(summary.get(k)) for k in ("demographic_parity_difference", "demographic_parity_ratio",
                                                         "equalized_odds_difference", "equal_opportunity_difference")}}
-    return {"evidence_id": evidence_id, "verdict": verdict, "drift_share": _number(summary.get("drift_share")),
-            "dataset_drift": summary.get("dataset_drift")}
+    fields = {"evidence_id": evidence_id, "verdict": verdict, "drift_share": _number(summary.get("drift_share")),
+              "dataset_drift": summary.get("dataset_drift")}
+    if summary.get("not_tested"):  # only then: snapshots of complete reports keep their digests
+        fields.update(n_tested=summary.get("n_tested"), n_asked=summary.get("n_tested", 0) + len(summary["not_tested"]))
+    return fields
 
 
 def digest(snapshot: dict) -> str:
@@ -181,7 +184,11 @@ def evaluate_gates(snapshot: dict, gates: dict) -> list[dict]:
     drift = snapshot.get("drift")
     if gates.get("max_drift_share") is not None and drift is not None:
         limit, value = gates["max_drift_share"], drift.get("drift_share")
-        add(f"drift share < {limit}", value is not None and value < limit, f"{value:.4g}" if value is not None else "undefined")
+        # a share measured on too few of the columns asked for says little (policy.coverage_problem)
+        too_few = policy.coverage_problem(drift.get("n_tested") or 0, drift.get("n_asked") or 0,
+                                          snapshot["model"]["risk_tier"]) if drift.get("n_asked") else None
+        add(f"drift share < {limit}", value is not None and value < limit and not too_few,
+            too_few or (f"{value:.4g}" if value is not None else "undefined"))
     return results
 
 

@@ -17,7 +17,7 @@ from .store import schema
 
 
 def model_id(conn, name: str) -> int:
-    return registry._model_row(conn, name)["id"]
+    return registry.model_row(conn, name)["id"]
 
 
 def record_batch(conn, actor: str, role: str, *, name: str, version: int, kind: str, sha256: str, rows: int,

@@ -49,17 +49,30 @@ def drift_verdict(summary: dict, risk_tier: str) -> tuple[str, dict, list[str]]:
     rules = dict(DRIFT[risk_tier], risk_tier=risk_tier)
     reasons = []
     skipped = summary.get("not_tested") or []
-    asked = summary["n_tested"] + len(skipped)
-    if asked and summary["n_tested"] / asked < rules["min_tested_share"]:
+    too_few = coverage_problem(summary["n_tested"], summary["n_tested"] + len(skipped), risk_tier)
+    if too_few:
         named = ", ".join(f"{r['column']} ({r['reason']})" for r in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
-        reasons.append(f"only {summary['n_tested']} of {asked} columns could be tested "
-                       f"(share {summary['n_tested'] / asked:.3f} < {rules['min_tested_share']}): {named}")
+        reasons.append(f"{too_few}: {named}")
     if summary["drift_share"] >= rules["max_drift_share"]:
         reasons.append(f"{summary['n_drifted']} of {summary['n_tested']} columns drifted "
                        f"(share {summary['drift_share']:.3f} >= {rules['max_drift_share']})")
     if rules["prediction_drift_fails"] and summary.get("prediction_drift"):
         reasons.append("the prediction drifted")
     return ("fail" if reasons else "pass"), rules, reasons
+
+
+def coverage_problem(n_tested: int, n_asked: int, risk_tier: str) -> str | None:
+    """Why a drift report that tested ``n_tested`` of ``n_asked`` columns cannot be judged, or None.
+
+    >>> coverage_problem(5, 15, "low")
+    'only 5 of 15 columns could be tested (share 0.333 < 0.5)'
+    >>> coverage_problem(15, 15, "low") is None
+    True
+    """
+    least = DRIFT[risk_tier]["min_tested_share"]
+    if n_asked and n_tested / n_asked < least:
+        return f"only {n_tested} of {n_asked} columns could be tested (share {n_tested / n_asked:.3f} < {least})"
+    return None
 
 
 def _number(value) -> float | None:

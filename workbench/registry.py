@@ -117,9 +117,6 @@ def model_row(conn, name: str):
     return row
 
 
-_model_row = model_row  # the older name, still used by monitor_store.py
-
-
 def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, model_class: str,
              run_id: str | None, owner_team=None, use_case=None, risk_tier=None, description=None):
     """Write op: create the registered model if new, then its next version (stage None)."""

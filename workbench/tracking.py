@@ -37,6 +37,7 @@ from . import artifacts, column_marks, dataset_marks
 from .audit import Event
 from .datasets import DatasetRef, fingerprint, to_polars
 from .errors import NotFoundError, ValidationError
+from .freetext import MAX_TEXT, check_text
 from .store import schema
 from .store.writer import RunBatch
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 MAX_KEY = 250
-MAX_PARAM_VALUE = 6000
+MAX_PARAM_VALUE = MAX_TEXT  # params are free text too: one limit (workbench.freetext)
 #: Distinct params, tags or metric keys one run may have: each is a column of the runs
 #: table and of the search index, whose cost grows faster than the number of columns.
 MAX_KEYS_PER_RUN = 1000
@@ -291,7 +292,6 @@ class Run:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (text); a tag may be overwritten, unlike a param."""
-        from .freetext import check_text  # the one free-text limit (tags, comments, reasons, card text)
 
         self._check_open()
         checked = {check_key("Tag", k): check_text(f"Tag {k!r}", as_text("Tag", k, v)) for k, v in dict(tags).items()}
