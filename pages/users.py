@@ -39,7 +39,7 @@ with ui.shown_errors():
     with st.form("reset_password", clear_on_submit=True):
         st.subheader("Reset a password")
         c1, c2 = st.columns(2)
-        target = c1.selectbox("User", names, key="reset_user")
+        target = c1.selectbox("Account", names, key="reset_user")
         new_password = c2.text_input("New password", type="password",
                                      help="Also lifts a lock. Tell the user by another channel.")
         if st.form_submit_button("Reset password"):

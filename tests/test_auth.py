@@ -195,7 +195,12 @@ def test_an_attacker_cannot_escape_the_block_by_hopping_within_an_ipv6_64(op, st
     before = op.counts()["audit_events"]
     with pytest.raises(wb.ValidationError, match="not an IP address"):
         auth.sign_in(store_path, "dana", PW, address="evil")
+    with pytest.raises(wb.ValidationError, match="must be a string"):
+        auth.sign_in(store_path, "dana", PW, address=3232235521)  # type: ignore[arg-type]
     assert op.counts()["audit_events"] == before  # a refused call stores nothing
+    auth.unblock_address(admin, "2001:0db8:0001:0002::/64", now=t0)  # the listed /64, spelled otherwise
+    assert auth.sign_in(store_path, "dana", PW, address="2001:db8:1:2::5", now=t0).user == "dana"
+    assert [e["entity_id"] for e in events(op, "address.unblock")] == ["2001:db8:1:2::/64"]
 
 
 def test_admin_unblocks_an_address(op, store_path, dana, admin):

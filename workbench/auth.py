@@ -194,14 +194,16 @@ def client_key(address: str | None) -> str:
     """
     if address is None or address == "":
         return LOCAL
+    if not isinstance(address, str):  # ipaddress would take an int as an address
+        raise ValidationError(f"A client address must be a string, not {type(address).__name__}.")
     try:
-        ip = ipaddress.ip_address(address.strip() if isinstance(address, str) else address)
+        ip = ipaddress.ip_address(address.strip())
     except ValueError:
-        raise ValidationError(f"{str(address)[:_ID_MAX]!r} is not an IP address.") from None
+        raise ValidationError(f"{address[:_ID_MAX]!r} is not an IP address.") from None
     if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is that IPv4 client
         return str(ip.ipv4_mapped)
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    if ip.version == 6:  # from the integer: a zone (fe80::1%eth0) must not make its own key
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
     return str(ip)
 
 
@@ -597,7 +599,16 @@ def unblock_address(ws: Workspace, address: str, *, now: datetime | None = None)
     if not isinstance(address, str) or not address.strip():
         raise ValidationError(f"unblock_address needs an IP address or a listed address key, not {address!r}.")
     address = address.strip()
-    key = address if address == LOCAL or address.endswith("/64") else client_key(address)
+    if address == LOCAL:
+        key = LOCAL
+    elif "/" in address:  # an IPv6 /64 as blocked_addresses lists it, in any spelling
+        try:
+            network = ipaddress.IPv6Network(address, strict=False)
+        except ValueError:
+            raise ValidationError(f"{address[:_ID_MAX]!r} is not an IP address or an IPv6 /64.") from None
+        key = client_key(str(network.network_address))
+    else:
+        key = client_key(address)
     now = _utc(now)
 
     def op(conn):
