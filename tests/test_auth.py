@@ -445,3 +445,23 @@ def test_disabling_a_user_ends_their_open_dashboard_session_at_the_next_click(op
     assert "disabled by an admin" in at.warning[0].value
     assert ui.SIGNED not in at.session_state
     assert [e["action"] for e in events(op) if e["actor"] == "dana"][-1] == "auth.sign_out"
+
+
+def test_a_store_from_before_the_address_rules_gains_them_in_place(op, store_path, dana):
+    from _raw import raw_sql
+    from conftest import _forget
+
+    from workbench.store import schema
+
+    op.close()
+    _forget(store_path)
+    raw_sql(store_path, "drop table sign_in_addresses")
+    raw_sql(store_path, "alter table users drop column known_addresses")
+    raw_sql(store_path, "update store_info set schema_version = 7")
+    signed = auth.sign_in(store_path, "dana", PW, address="198.51.100.7")  # opening migrates
+    assert signed.user == "dana"
+    assert raw_sql(store_path, "select schema_version from store_info") == [(schema.SCHEMA_VERSION,)]
+    assert raw_sql(store_path, "select known_addresses from users where name = 'dana'") == [('["198.51.100.7"]',)]
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(store_path, "dana", "a-wrong-guess", address="203.0.113.1")
+    assert raw_sql(store_path, "select address, failures from sign_in_addresses") == [("203.0.113.1", 1)]
