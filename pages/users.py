@@ -1,4 +1,4 @@
-"""Users: accounts and roles (admins only)."""
+"""Users: accounts and roles, locks and blocked addresses (admins only)."""
 
 import streamlit as st
 
@@ -6,26 +6,54 @@ from workbench import auth, roles, ui
 
 ws = ui.require_page("users")
 st.title("Users")
+done = st.session_state.pop("users_done", None)  # the last action's outcome, shown after its rerun
+if done:
+    st.success(ui.plain(done))
 with ui.shown_errors():
-    st.dataframe(ws.users(), hide_index=True, width="stretch")
+    st.dataframe(auth.accounts(ws), hide_index=True, width="stretch")
     with st.form("add_user", clear_on_submit=True):
         st.subheader("Add a user")
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("User name")
         role = c2.selectbox("Role", roles.ROLES)
-        password = c3.text_input("Password", type="password", help="At least 10 characters.")
+        password = c3.text_input("Password", type="password",
+                                 help=f"At least {auth.PASSWORD_MIN_LENGTH} characters, not a common password.")
         if st.form_submit_button("Add user"):
-            auth.check_password(password)
-            ws.add_user(name.strip(), role, password)
-            st.success(f"Added {ui.plain(name)} ({role}).")
+            ws.add_user(name.strip(), role, password)  # the service applies the password policy
+            st.session_state["users_done"] = f"Added {name.strip()} ({role})."
             st.rerun()
-    st.subheader("Disable or enable")
+    st.subheader("Disable, enable or unlock")
     names = ws.users()["name"].to_list()
     who = st.selectbox("User", names)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     if c1.button("Disable"):
         auth.set_disabled(ws, who, True)
         st.rerun()
     if c2.button("Enable"):
         auth.set_disabled(ws, who, False)
         st.rerun()
+    if c3.button("Unlock", help="Lift a lock after failed sign-ins; the password stays."):
+        auth.unlock(ws, who)
+        st.session_state["users_done"] = f"Unlocked {who}."
+        st.rerun()
+    with st.form("reset_password", clear_on_submit=True):
+        st.subheader("Reset a password")
+        c1, c2 = st.columns(2)
+        target = c1.selectbox("Account", names, key="reset_user")
+        new_password = c2.text_input("New password", type="password",
+                                     help="Also lifts a lock. Tell the user by another channel.")
+        if st.form_submit_button("Reset password"):
+            auth.set_password(ws, target, new_password)
+            st.session_state["users_done"] = f"New password set for {target}; any lock on the account is lifted."
+            st.rerun()
+    blocked = auth.blocked_addresses(ws)
+    if not blocked.is_empty():
+        st.subheader("Blocked addresses")
+        st.caption(f"{auth.MAX_FAILED} failed sign-ins within {auth.LOCK_MINUTES} minutes block an address "
+                   f"for {auth.LOCK_MINUTES} minutes.")
+        st.dataframe(blocked, hide_index=True, width="stretch")
+        address = st.selectbox("Address", blocked["address"].to_list())
+        if st.button("Unblock"):
+            auth.unblock_address(ws, address)
+            st.session_state["users_done"] = f"Unblocked {address}."
+            st.rerun()

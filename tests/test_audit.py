@@ -80,7 +80,7 @@ def test_events_are_in_the_order_things_happened(ws, cora):
 
 
 def test_payloads_are_canonical_json_without_secrets(op, cora, store_path):
-    op.add_user("erin", "reviewer", "s3cret-pw")
+    op.add_user("erin", "reviewer", "s3cret-passphrase")
     ev = _events(cora).filter(pl.col("entity_id") == "erin").row(0, named=True)
     payload = json.loads(ev["payload"])
     assert payload == {"role": "reviewer", "password_set": True}

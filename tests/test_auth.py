@@ -78,17 +78,21 @@ def test_wrong_password_and_unknown_user_look_the_same(op, store_path, dana):
     assert op.verify_audit().ok
 
 
-def test_five_failures_lock_then_the_lock_expires(op, store_path, dana):
+def test_five_failures_block_the_address_and_lock_the_account_then_both_expire(op, store_path, dana):
     t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    attacker = "203.0.113.9"
     for i in range(4):
         with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
-            auth.sign_in(store_path, "dana", f"guess-{i}", now=t0 + timedelta(seconds=i))
-    with pytest.raises(wb.PermissionDenied, match="locked until 09:15 UTC after 5 failed sign-ins"):
-        auth.sign_in(store_path, "dana", "guess-4", now=t0 + timedelta(seconds=4))
-    # the 6th attempt, even with the right password, is refused while locked
-    with pytest.raises(wb.PermissionDenied) as locked:
-        auth.sign_in(store_path, "dana", PW, now=t0 + timedelta(minutes=5))
-    assert str(locked.value) == "Account dana is locked until 09:15 UTC after 5 failed sign-ins."
+            auth.sign_in(store_path, "dana", f"guess-{i}", address=attacker, now=t0 + timedelta(seconds=i))
+    with pytest.raises(wb.PermissionDenied) as fifth:
+        auth.sign_in(store_path, "dana", "guess-4", address=attacker, now=t0 + timedelta(seconds=4))
+    throttled = ("Too many failed sign-ins from your address: sign-in from it is blocked until 09:15 UTC "
+                 "(an admin can lift the block sooner).")
+    assert str(fifth.value) == throttled
+    # the 6th attempt from that address, even with the right password, is refused unchecked
+    with pytest.raises(wb.PermissionDenied) as sixth:
+        auth.sign_in(store_path, "dana", PW, address=attacker, now=t0 + timedelta(minutes=5))
+    assert str(sixth.value) == throttled
     row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
     assert row["failed_logins"] == 5
     assert row["locked_until"].astimezone(timezone.utc) == datetime(2030, 1, 2, 9, 15, 4, tzinfo=timezone.utc)
@@ -96,15 +100,127 @@ def test_five_failures_lock_then_the_lock_expires(op, store_path, dana):
     (lock,) = events(op, "auth.locked")
     assert (lock["actor"], lock["role"], lock["entity_id"]) == ("dana", "anonymous", "dana")
     assert lock["payload"]["failed_logins"] == 5 and lock["payload"]["minutes"] == 15
-    reasons = [e["payload"]["reason"] for e in events(op, "auth.sign_in_failed")]
-    assert reasons == ["wrong password"] * 5 + ["locked"]
+    assert lock["payload"]["address"] == attacker
+    (block,) = events(op, "auth.address_blocked")
+    assert (block["entity_type"], block["entity_id"]) == ("address", attacker)
+    assert block["payload"]["failures"] == 5 and block["payload"]["blocked_until"].startswith("2030-01-02T09:15:04")
+    failed = events(op, "auth.sign_in_failed")
+    assert [e["payload"]["reason"] for e in failed] == ["wrong password"] * 5 + ["address blocked"]
+    assert {e["payload"]["address"] for e in failed} == {attacker}
 
-    # 16 minutes later the lock has run out: the right password works and the count resets
+    # 16 minutes later lock and block have run out: the right password works, the count resets
     later = t0 + timedelta(minutes=16)
-    signed = auth.sign_in(store_path, "dana", PW, now=later)
+    signed = auth.sign_in(store_path, "dana", PW, address=attacker, now=later)
     assert signed.signed_in_at == later
     row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
     assert row == {"failed_logins": 0, "locked_until": None}
+    assert events(op, "auth.sign_in")[-1]["payload"]["address"] == attacker
+    assert op.verify_audit().ok
+
+
+def test_after_five_failures_every_name_gets_the_same_answer(op, store_path, dana, admin):
+    """No account enumeration: a blocked address hears the same for a real, a locked and an
+    unknown name; a fresh address hears the same for a locked account and an unknown name."""
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    for i in range(5):  # five wrong passwords for dana, spread over five addresses: no address blocked
+        with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+            auth.sign_in(store_path, "dana", f"guess-{i}", address=f"203.0.113.{i}", now=t0)
+    assert [e["payload"]["failed_logins"] for e in events(op, "auth.locked")] == [5]  # dana is locked
+    assert auth.blocked_addresses(admin, now=t0).is_empty()
+
+    fresh = "198.51.100.50"  # never used: a locked name, even with its right password, reads as unknown
+    answers = {}
+    for name, password in [("dana", PW), ("dana", "other-guess"), ("nobody", PW)]:
+        with pytest.raises(wb.PermissionDenied) as refused:
+            auth.sign_in(store_path, name, password, address=fresh, now=t0 + timedelta(minutes=1))
+        answers[(name, password)] = str(refused.value)
+    assert set(answers.values()) == {auth.WRONG}, answers
+
+    scanner = "192.0.2.77"  # five unknown names from one address block it
+    for i in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, f"user{i}", "some-password", address=scanner, now=t0)
+    answers = set()
+    for name, password in [("dana", PW), ("dana", "other-guess"), ("nobody", "x-password"), ("ghost", PW)]:
+        with pytest.raises(wb.PermissionDenied) as refused:
+            auth.sign_in(store_path, name, password, address=scanner, now=t0 + timedelta(minutes=2))
+        answers.add(str(refused.value))
+    assert answers == {auth.THROTTLED.format(until=t0 + timedelta(minutes=15))}
+    assert auth.blocked_addresses(admin, now=t0)["address"].to_list() == [scanner]
+    assert op.verify_audit().ok
+
+
+def test_a_stranger_cannot_lock_out_an_admin(op, store_path, admin):
+    """Failures on an admin's name from elsewhere block the stranger's address and lock the
+    account against new addresses only: the admin still signs in from where she did before."""
+    auth.set_password(admin, "ada", "ada-long-passphrase")
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    office = "198.51.100.20"
+    auth.sign_in(store_path, "ada", "ada-long-passphrase", address=office, now=t0)
+    for i in range(6):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, "ada", f"guess-{i}", address="203.0.113.9", now=t0 + timedelta(minutes=1))
+    # a second address of the stranger's may not even try the right password while ada is locked
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
+        auth.sign_in(store_path, "ada", "ada-long-passphrase", address="203.0.113.10", now=t0 + timedelta(minutes=2))
+    acc = {r["name"]: r for r in auth.accounts(admin, now=t0 + timedelta(minutes=2)).to_dicts()}
+    assert acc["ada"]["locked"] and acc["ada"]["failed_logins"] == 5
+    signed = auth.sign_in(store_path, "ada", "ada-long-passphrase", address=office, now=t0 + timedelta(minutes=3))
+    assert (signed.user, signed.role) == ("ada", "admin")
+    reasons = [(e["payload"]["address"], e["payload"]["reason"]) for e in events(op, "auth.sign_in_failed")]
+    assert reasons == [("203.0.113.9", "wrong password")] * 5 + [("203.0.113.9", "address blocked"),
+                                                                 ("203.0.113.10", "locked")]
+    assert op.verify_audit().ok
+
+
+def test_ipv6_clients_are_counted_per_64_network():
+    assert auth.client_key("2001:db8:1:2:aaaa::7") == auth.client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert auth.client_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert auth.client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert auth.client_key(" 192.0.2.1") == "192.0.2.1"
+    assert auth.client_key(None) == auth.client_key("") == "local"
+    for bad in ("not-an-address", "192.0.2.300", "local; drop table users"):
+        with pytest.raises(wb.ValidationError, match="not an IP address"):
+            auth.client_key(bad)
+
+
+def test_an_attacker_cannot_escape_the_block_by_hopping_within_an_ipv6_64(op, store_path, dana, admin):
+    t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
+    for i in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, f"name{i}", "some-password", address=f"2001:db8:1:2::{i + 1:x}", now=t0)
+    with pytest.raises(wb.PermissionDenied, match="^Too many failed sign-ins from your address"):
+        auth.sign_in(store_path, "dana", PW, address="2001:db8:1:2:abcd::99", now=t0)
+    assert auth.sign_in(store_path, "dana", PW, address="2001:db8:1:3::1", now=t0).user == "dana"
+    before = op.counts()["audit_events"]
+    with pytest.raises(wb.ValidationError, match="not an IP address"):
+        auth.sign_in(store_path, "dana", PW, address="evil")
+    with pytest.raises(wb.ValidationError, match="must be a string"):
+        auth.sign_in(store_path, "dana", PW, address=3232235521)  # type: ignore[arg-type]
+    assert op.counts()["audit_events"] == before  # a refused call stores nothing
+    auth.unblock_address(admin, "2001:0db8:0001:0002::/64", now=t0)  # the listed /64, spelled otherwise
+    assert auth.sign_in(store_path, "dana", PW, address="2001:db8:1:2::5", now=t0).user == "dana"
+    assert [e["entity_id"] for e in events(op, "address.unblock")] == ["2001:db8:1:2::/64"]
+
+
+def test_admin_unblocks_an_address(op, store_path, dana, admin):
+    t0 = datetime.now(timezone.utc)
+    for i in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store_path, "dana", f"guess-{i}", address="192.0.2.8", now=t0)
+    with pytest.raises(wb.PermissionDenied, match="^Too many failed"):
+        auth.sign_in(store_path, "dana", PW, address="192.0.2.8", now=t0)
+    blocked = auth.blocked_addresses(admin, now=t0).to_dicts()
+    assert [(b["address"], b["failures"]) for b in blocked] == [("192.0.2.8", 5)]
+    with pytest.raises(wb.NotFoundError, match="192.0.2.9"):
+        auth.unblock_address(admin, "192.0.2.9")
+    auth.unblock_address(admin, "192.0.2.8", now=t0)
+    assert auth.blocked_addresses(admin, now=t0).is_empty()
+    auth.unlock(admin, "dana")  # the account locked too (five failures on it): its owner asks the admin
+    assert auth.sign_in(store_path, "dana", PW, address="192.0.2.8", now=t0).user == "dana"
+    (ev,) = events(op, "address.unblock")
+    assert (ev["actor"], ev["role"], ev["entity_type"], ev["entity_id"]) == ("ada", "admin", "address", "192.0.2.8")
+    assert ev["payload"]["failures"] == 5 and ev["payload"]["after"] == {"failures": 0, "blocked_until": None}
     assert op.verify_audit().ok
 
 
@@ -132,7 +248,8 @@ def test_disabled_and_passwordless_accounts_are_refused(op, store_path, dana, ad
     assert auth.sign_in(store_path, "dana", PW).user == "dana"
 
     op.add_user("nopw", "reviewer")
-    with pytest.raises(wb.PermissionDenied, match=r"^Account nopw has no password set: an admin must set one\.$"):
+    # said like a wrong password: a stranger must not learn that the account exists
+    with pytest.raises(wb.PermissionDenied, match=r"^Wrong user name or password\.$"):
         auth.sign_in(store_path, "nopw", "anything-at-all")
     assert [e["action"] for e in events(op) if e["entity_id"] == "dana"][-4:] == [
         "auth.sign_in_failed", "auth.sign_in_failed", "user.enable", "auth.sign_in"]
@@ -204,18 +321,47 @@ def test_password_policy(admin, dana):
         auth.set_password(admin, "dana", "tooshort")
 
 
+@pytest.mark.parametrize("bad, rule", [("x", "at least 10 characters"), ("", "at least 10 characters"),
+                                       ("Password123!", "commonly used"), ("abababababab", "4 different")])
+def test_every_entry_point_applies_the_password_policy(op, store_path, admin, bad, rule):
+    """ws.add_user (the CLI, the Users page and the demo call it) refuses what the form refused."""
+    before = (op.users().height, op.counts()["audit_events"])
+    with pytest.raises(wb.ValidationError, match=rule):
+        op.add_user("mallory", "admin", bad)  # the local operator, as `workbench users add`
+    with pytest.raises(wb.ValidationError, match=rule):
+        admin.add_user("mallory", "admin", bad)  # an admin's workspace, as the Users page
+    assert (op.users().height, op.counts()["audit_events"]) == before  # nothing of the refused call stored
+    assert "mallory" not in op.users()["name"].to_list()
+    op.add_user("mallory", "reviewer", None)  # no password at all stays possible: no sign-in until one is set
+    with pytest.raises(wb.ValidationError, match=rule):
+        auth.set_password(admin, "mallory", bad)
+
+
+def test_the_demo_accounts_pass_the_policy():
+    from workbench.demo import DEMO_USERS
+
+    for name, password, _ in DEMO_USERS:
+        assert auth.check_password(password) == password == f"{name}-demo-pw"
+
+
 def test_unlock_and_accounts(op, store_path, dana, admin):
     t0 = datetime.now(timezone.utc)
-    for _ in range(5):
+    for i in range(5):
         with pytest.raises(wb.PermissionDenied):
-            auth.sign_in(store_path, "dana", "wrong-password", now=t0)
+            auth.sign_in(store_path, "dana", "wrong-password", address=f"203.0.113.{i}", now=t0)
     acc = {r["name"]: r for r in auth.accounts(admin, now=t0).to_dicts()}
     assert acc["dana"]["locked"] and acc["dana"]["failed_logins"] == 5 and acc["dana"]["has_password"]
     assert not acc["ada"]["locked"] and not acc["ada"]["has_password"]
     assert "password_hash" not in auth.accounts(admin).columns
+    with pytest.raises(wb.PermissionDenied, match="^Wrong user name"):  # from an address dana never used
+        auth.sign_in(store_path, "dana", PW, address="198.51.100.7", now=t0)
     auth.unlock(admin, "dana")
-    assert auth.sign_in(store_path, "dana", PW, now=t0).user == "dana"
-    assert [e["actor"] for e in events(op, "user.unlock")] == ["ada"]
+    assert auth.sign_in(store_path, "dana", PW, address="198.51.100.7", now=t0).user == "dana"
+    (ev,) = events(op, "user.unlock")
+    assert (ev["actor"], ev["payload"]["failed_logins"], ev["payload"]["after"]) == (
+        "ada", 5, {"failed_logins": 0, "locked_until": None})
+    with pytest.raises(wb.NotFoundError):
+        auth.unlock(admin, "ghost")
 
 
 def test_pages_for_each_role_follow_the_roles_table():
@@ -299,3 +445,23 @@ def test_disabling_a_user_ends_their_open_dashboard_session_at_the_next_click(op
     assert "disabled by an admin" in at.warning[0].value
     assert ui.SIGNED not in at.session_state
     assert [e["action"] for e in events(op) if e["actor"] == "dana"][-1] == "auth.sign_out"
+
+
+def test_a_store_from_before_the_address_rules_gains_them_in_place(op, store_path, dana):
+    from _raw import raw_sql
+    from conftest import _forget
+
+    from workbench.store import schema
+
+    op.close()
+    _forget(store_path)
+    raw_sql(store_path, "drop table sign_in_addresses")
+    raw_sql(store_path, "alter table users drop column known_addresses")
+    raw_sql(store_path, "update store_info set schema_version = 7")
+    signed = auth.sign_in(store_path, "dana", PW, address="198.51.100.7")  # opening migrates
+    assert signed.user == "dana"
+    assert raw_sql(store_path, "select schema_version from store_info") == [(schema.SCHEMA_VERSION,)]
+    assert raw_sql(store_path, "select known_addresses from users where name = 'dana'") == [('["198.51.100.7"]',)]
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(store_path, "dana", "a-wrong-guess", address="203.0.113.1")
+    assert raw_sql(store_path, "select address, failures from sign_in_addresses") == [("203.0.113.1", 1)]

@@ -340,3 +340,63 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browser):
+    from datetime import datetime, timezone
+
+    from workbench import auth
+    from workbench.workspace import operator_workspace
+
+    url, store = server
+    op = operator_workspace(store)
+    try:
+        op.add_user("uma", "reviewer", "uma-first-passphrase")
+        for i in range(5):  # five addresses guess her password: the account locks
+            with pytest.raises(wb.PermissionDenied):
+                auth.sign_in(store, "uma", "a-wrong-guess", address=f"203.0.113.{i}", now=datetime.now(timezone.utc))
+        assert auth.accounts(op).filter(pl.col("name") == "uma")["locked"].item()
+    finally:
+        op.close()  # release the store file for the server process
+
+    page, errors = _new_page(browser)
+    page.goto(url + "/users")
+    _settled(page)
+    _sign_in(page, "ada")
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+
+    def choose(label: str, option: str) -> None:
+        box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name=label, exact=True)
+        box.scroll_into_view_if_needed()
+        box.click()
+        page.keyboard.type(option)  # the selectbox filters its options by what is typed
+        page.get_by_role("option", name=option, exact=True).click()
+        _settled(page)
+        expect(box).to_have_value(option)
+
+    choose("User", "uma")
+    page.get_by_role("button", name="Unlock", exact=True).click()
+    _settled(page)
+    expect(page.get_by_test_id("stAlert").filter(has_text="Unlocked uma.")).to_be_visible()
+
+    choose("Account", "uma")
+    page.get_by_role("textbox", name="New password").fill("uma-second-passphrase")
+    page.get_by_role("button", name="Reset password").click()
+    _settled(page)
+    expect(page.get_by_test_id("stAlert").filter(has_text="New password set for uma")).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+
+    op = operator_workspace(store)
+    try:
+        assert not auth.accounts(op).filter(pl.col("name") == "uma")["locked"].item()
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store, "uma", "uma-first-passphrase", address="198.51.100.4")
+        assert auth.sign_in(store, "uma", "uma-second-passphrase", address="198.51.100.4").user == "uma"
+        trail = op.audit_events(entity="user/uma").sort("seq")
+        assert [a for a in trail["action"].to_list() if a.startswith("user.")] == [
+            "user.add", "user.unlock", "user.set_password"]
+        assert set(trail.filter(pl.col("action").is_in(["user.unlock", "user.set_password"]))["actor"]) == {"ada"}
+    finally:
+        op.close()

@@ -46,7 +46,8 @@ def store(tmp_path):
 
 def test_every_command_is_covered():
     assert set(COMMAND_PATHS) >= {(), ("init",), ("demo",), ("serve",), ("users",), ("users", "add"),
-                                          ("users", "list"), ("models",), ("models", "list"), ("audit",),
+                                          ("users", "list"), ("users", "unlock"), ("users", "reset-password"),
+                                          ("users", "unblock"), ("models",), ("models", "list"), ("audit",),
                                           ("audit", "verify")}
 
 
@@ -63,7 +64,7 @@ def test_help(helps, path):
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-    if path and path[-1] in ("init", "demo", "serve", "add", "list", "verify"):
+    if path and path[-1] in ("init", "demo", "serve", "add", "list", "verify", "unlock", "reset-password", "unblock"):
         assert "--store" in result.stdout  # every command takes --store
 
 
@@ -83,15 +84,73 @@ def test_init_creates_store(store):
 
 def test_users_add_and_list(store):
     for name, role in [("riley", "reviewer"), ("dana", "data_scientist")]:
-        result = run_cli("users", "add", name, "--role", role, "--password", f"{name}-pw", "--store", store)
+        result = run_cli("users", "add", name, "--role", role, "--password", f"{name}-long-pw", "--store", store)
         assert result.returncode == 0, result.stderr
         assert name in result.stdout and role in result.stdout
     listed = run_cli("users", "list", "--store", store)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines() == ["dana data_scientist", "riley reviewer"]
     assert "pw" not in listed.stdout
-    dup = run_cli("users", "add", "dana", "--role", "lead", "--password", "x", "--store", store)
+    dup = run_cli("users", "add", "dana", "--role", "lead", "--password", "long-enough-pw", "--store", store)
     _assert_clean_failure(dup, "dana")
+
+
+def test_users_add_applies_the_password_policy(store):
+    assert run_cli("init", "--store", store).returncode == 0
+    weak = run_cli("users", "add", "mallory", "--role", "admin", "--password", "x", "--store", store)
+    _assert_clean_failure(weak, "at least 10 characters")
+    common = run_cli("users", "add", "mallory", "--role", "admin", "--password", "Password123!", "--store", store)
+    _assert_clean_failure(common, "commonly used")
+    listed = run_cli("users", "list", "--store", store)
+    assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stdout + listed.stderr
+    op = wb.workspace.operator_workspace(store)
+    try:
+        assert not op.audit_events(action="user.*").height  # nothing of the refused calls stored
+    finally:
+        op.close()
+
+
+def test_users_unlock_reset_password_and_unblock(store):
+    from datetime import datetime, timezone
+
+    from workbench import auth
+
+    assert run_cli("users", "add", "dana", "--role", "data_scientist", "--password", "dana-demo-pw",
+                   "--store", store).returncode == 0
+    t0 = datetime.now(timezone.utc)
+    for i in range(5):
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store, "dana", f"guess-{i}", address="203.0.113.9", now=t0)
+    op = wb.workspace.operator_workspace(store)
+    assert auth.accounts(op, now=t0).filter(pl.col("name") == "dana")["locked"].to_list() == [True]
+    assert auth.blocked_addresses(op, now=t0)["address"].to_list() == ["203.0.113.9"]
+    op.close()
+
+    result = run_cli("users", "unlock", "dana", "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert "Unlocked dana" in result.stdout
+    _assert_clean_failure(run_cli("users", "unlock", "ghost", "--store", store), "ghost")
+    result = run_cli("users", "unblock", "203.0.113.9", "--store", store)
+    assert result.returncode == 0, result.stderr
+    _assert_clean_failure(run_cli("users", "unblock", "not-an-ip", "--store", store), "not an IP address")
+    assert auth.sign_in(store, "dana", "dana-demo-pw", address="203.0.113.9").user == "dana"
+
+    _assert_clean_failure(run_cli("users", "reset-password", "dana", "--password", "short", "--store", store),
+                          "at least 10 characters")
+    _assert_clean_failure(run_cli("users", "reset-password", "dana", "--store", store), "--password")  # no tty
+    result = run_cli("users", "reset-password", "dana", "--password", "a-brand-new-secret", "--store", store)
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(wb.PermissionDenied):
+        auth.sign_in(store, "dana", "dana-demo-pw", address="198.51.100.1")
+    assert auth.sign_in(store, "dana", "a-brand-new-secret", address="198.51.100.1").user == "dana"
+    op = wb.workspace.operator_workspace(store)
+    try:
+        actions = op.audit_events().sort("seq")["action"].to_list()
+        assert [a for a in actions if a in ("user.unlock", "address.unblock", "user.set_password")] == [
+            "user.unlock", "address.unblock", "user.set_password"]
+        assert op.verify_audit().ok
+    finally:
+        op.close()
 
 
 def test_users_add_unknown_role(store):

@@ -421,6 +421,91 @@ def test_admin_adds_and_disables_users_and_the_policy_is_enforced(admin_store):
     assert "user.add" in actions and "user.disable" in actions
 
 
+def _users_page() -> AppTest:
+    return _signed_in(AppTest.from_file(str(PAGE_FILES["users"]), default_timeout=60), "admin").run()
+
+
+def test_users_page_unlocks_resets_a_password_and_unblocks_an_address(admin_store):
+    from datetime import datetime, timezone
+
+    t0 = datetime.now(timezone.utc)
+    for i in range(5):  # five addresses guess dana's password: her account locks
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(str(admin_store), "dana", "guess-pw", address=f"203.0.113.{i}", now=t0)
+    for i in range(5):  # one address scans names: it is blocked
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(str(admin_store), f"user{i}", "guess-pw", address="192.0.2.66", now=t0)
+    op = operator_workspace(admin_store)
+
+    def locked() -> bool:
+        return auth.accounts(op).filter(pl.col("name") == "dana")["locked"].item()
+
+    at = _users_page()
+    _assert_clean(at)
+    table = at.dataframe[0].value
+    assert table.loc[table["name"] == "dana", "locked"].tolist() == [True]
+    assert "password_hash" not in table.columns
+    assert [h.value for h in at.subheader if h.value == "Blocked addresses"] == ["Blocked addresses"]
+    assert at.dataframe[1].value["address"].tolist() == ["192.0.2.66"]
+
+    user_box = [b for b in at.selectbox if b.label == "User"][0]
+    user_box.select("dana")
+    [b for b in at.button if b.label == "Unlock"][0].click().run()
+    _assert_clean(at)
+    assert not locked()
+    assert [m.value for m in at.success] == ["Unlocked dana" + ui.plain(".")]
+
+    at.selectbox(key="reset_user").select("dana")
+    at.text_input[2].input("short")
+    [b for b in at.button if b.label == "Reset password"][0].click().run()
+    assert not at.exception and any("at least 10 characters" in e.value for e in at.error)
+    at.selectbox(key="reset_user").select("dana")
+    at.text_input[2].input("dana-new-passphrase")
+    [b for b in at.button if b.label == "Reset password"][0].click().run()
+    _assert_clean(at)
+    assert auth.sign_in(str(admin_store), "dana", "dana-new-passphrase", address="198.51.100.3").user == "dana"
+
+    [b for b in at.button if b.label == "Unblock"][0].click().run()
+    _assert_clean(at)
+    assert auth.blocked_addresses(op).is_empty()
+    assert not [h for h in at.subheader if h.value == "Blocked addresses"]
+    actions = op.audit_events()["action"].to_list()
+    assert {"user.unlock", "user.set_password", "address.unblock"} <= set(actions)
+    assert op.verify_audit().ok
+    op.close()
+
+
+def test_sign_in_form_blocks_the_address_after_five_failures(admin_store):
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    for i in range(5):
+        at.text_input[0].input("nobody" if i % 2 else "dana")
+        at.text_input[1].input(f"guess-{i}-pw")
+        at.button[0].click().run()
+    assert at.error[0].value.startswith(ui.plain("Too many failed sign-ins from your address"))
+    at.text_input[0].input("dana")
+    at.text_input[1].input("dana-demo-pw")  # the right password: refused unchecked, the same message
+    at.button[0].click().run()
+    assert at.error[0].value.startswith(ui.plain("Too many failed sign-ins from your address"))
+    assert ui.SIGNED not in at.session_state
+    op = operator_workspace(admin_store)
+    assert auth.blocked_addresses(op)["address"].to_list() == [auth.LOCAL]  # AppTest, like localhost: no address
+    op.close()
+
+
+def test_client_address_comes_from_the_proxy_header_only_when_configured(monkeypatch):
+    class Context:
+        ip_address = "10.0.0.2"  # the reverse proxy
+        headers = {"X-Forwarded-For": "6.6.6.6, 198.51.100.9"}  # forged first entry, then the proxy's
+
+    monkeypatch.setattr(ui.st, "context", Context())
+    monkeypatch.delenv("WORKBENCH_CLIENT_IP_HEADER", raising=False)
+    assert ui.client_address() == "10.0.0.2"
+    monkeypatch.setenv("WORKBENCH_CLIENT_IP_HEADER", "X-Forwarded-For")
+    assert ui.client_address() == "198.51.100.9"
+    Context.headers = {}
+    assert ui.client_address() == "10.0.0.2"
+
+
 def test_organisation_sign_in_is_offered_only_where_oidc_is_configured(demo_env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

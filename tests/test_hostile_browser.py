@@ -298,7 +298,7 @@ def _walk(page: Page, watch: Watch, url: str, ids: dict, tmp_path) -> None:
     page.get_by_test_id("stSidebarNavLink").filter(has_text="Users").click()
     _settled(page)
     page.get_by_role("textbox", name="User name").fill(REFLECTED)
-    page.get_by_role("textbox", name="Password").fill("long-enough-password")
+    page.get_by_role("textbox", name="Password", exact=True).fill("long-enough-password")
     page.get_by_role("button", name="Add user").click()
     _settled(page)
     _shown(page, "stAlert", f"User name {REFLECTED!r} is not valid")

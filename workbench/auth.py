@@ -10,20 +10,29 @@ Rules:
 
 - A wrong password and an unknown user name get the same message and cost the same argon2
   time (unknown names are checked against a dummy hash), so neither reveals which names exist.
-- ``MAX_FAILED`` consecutive failures lock the account for ``LOCK_MINUTES``; a successful
-  sign-in, or an admin setting a new password, resets the count.
+- Failures are counted per client address and per account. ``MAX_FAILED`` failed sign-ins
+  from one address within ``LOCK_MINUTES`` block that *address* for ``LOCK_MINUTES``: every
+  attempt from it, whatever the name, gets the one :data:`THROTTLED` message and no password
+  is checked. (The 5th failure already answers so.) Blocking the address, not the name, means
+  a stranger guessing an admin's password slows only themself.
+- ``MAX_FAILED`` consecutive failures on an account (from any addresses) lock the *account*
+  for ``LOCK_MINUTES``, against addresses it has never signed in from: an attacker spread over
+  many addresses gets no further guesses, while the owner, from an address she signed in
+  from before (:data:`KNOWN_ADDRESSES` are kept), still gets in. A refusal for a locked account
+  reads :data:`WRONG`, like an unknown name, so a lock reveals nothing either.
+- A successful sign-in resets the account's count; an admin's :func:`unlock` or
+  :func:`set_password` lifts its lock, :func:`unblock_address` an address's block.
 - A disabled account is reported as disabled only to someone who typed its correct password.
 - A session lasts ``SESSION_MINUTES`` (``$WORKBENCH_SESSION_MINUTES`` overrides it).
-- A password an admin sets needs at least ``PASSWORD_MIN_LENGTH`` characters, four different
-  ones, and must not be a commonly used password (length is what resists guessing;
-  character-class rules mostly do not).
+- Every password set anywhere passes :func:`workbench.users.check_password` (at least
+  ``PASSWORD_MIN_LENGTH`` characters, four different ones, not a commonly used password).
 - Where Streamlit secrets have an ``[auth]`` section, the dashboard also offers ``st.login``;
   :func:`sign_in_oidc` maps the identity it returns to the account of exactly that name.
 
 Example::
 
     from workbench import auth
-    signed = auth.sign_in("data/workbench.duckdb", "dana", "dana-demo-pw")
+    signed = auth.sign_in("data/workbench.duckdb", "dana", "dana-demo-pw", address="198.51.100.7")
     signed.role                   # 'data_scientist'
     auth.check_session(signed)    # raises PermissionDenied once the session has expired
     auth.sign_out("data/workbench.duckdb", signed)
@@ -31,6 +40,8 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -44,30 +55,30 @@ import sqlalchemy as sa
 
 from . import users
 from .audit import Event
-from .errors import PermissionDenied, ValidationError
+from .errors import NotFoundError, PermissionDenied, ValidationError
 from .store import schema
 from .store.connection import Store
 from .workspace import Workspace, _shared_store
 
 #: How long a session lasts, in minutes (``$WORKBENCH_SESSION_MINUTES`` overrides it).
 SESSION_MINUTES = 480
-#: Consecutive failed sign-ins that lock an account ...
+#: Failed sign-ins that block a client address (within LOCK_MINUTES) and lock an account ...
 MAX_FAILED = 5
 #: ... for this many minutes.
 LOCK_MINUTES = 15
-#: The password policy (:func:`check_password`).
-PASSWORD_MIN_LENGTH = 10
-#: Passwords (and stems, before trailing digits or ! or .) that top breach lists: refused
-#: whatever their length, as NIST SP 800-63B asks.
-COMMON_PASSWORDS = frozenset({
-    "password", "passw0rd", "p@ssw0rd", "p@ssword", "qwerty", "qwertyuiop", "qwertyuiop[]", "asdfghjkl",
-    "zxcvbnm", "1q2w3e4r5t", "1q2w3e4r5t6y", "1qaz2wsx3edc", "qazwsxedc", "iloveyou", "letmein", "welcome",
-    "admin", "administrator", "changeme", "trustno1", "abcdefghij", "abcdefghijk", "abc", "monkey", "dragon",
-    "football", "baseball", "sunshine", "princess", "superman", "starwars", "whatever", "workbench",
-    "passwordpassword", "secret", "default", "master", "login"})
+#: How many recent sign-in addresses an account remembers (a locked account accepts them).
+KNOWN_ADDRESSES = 5
+#: The key for connections without an address (Streamlit gives none for localhost).
+LOCAL = "local"
+#: The password policy, kept in :mod:`workbench.users` (one place for every entry point).
+PASSWORD_MIN_LENGTH = users.PASSWORD_MIN_LENGTH
+check_password = users.check_password
 
-#: The one message for an unknown user name and for a wrong password.
+#: The one message for an unknown user name, a wrong password and a locked account.
 WRONG = "Wrong user name or password."
+#: The one message, whatever the name, while the client's address is blocked.
+THROTTLED = ("Too many failed sign-ins from your address: sign-in from it is blocked until {until:%H:%M} UTC "
+             "(an admin can lift the block sooner).")
 #: The role recorded for attempts by someone not (yet) signed in.
 ANONYMOUS = "anonymous"
 _ID_MAX = 64  # user names are at most 64 characters; longer attempts are cut in the audit
@@ -159,14 +170,94 @@ def _locked_until(row, now: datetime) -> datetime | None:
     return until if until is not None and until > now else None
 
 
-def _locked_message(name: str, until: datetime, failed: int) -> str:
-    return f"Account {name} is locked until {until:%H:%M} UTC after {failed} failed sign-ins."
+def client_key(address: str | None) -> str:
+    """The key failures are counted under for a client ``address``.
+
+    An IPv4 address as it is; an IPv6 address as its /64 network (one host usually holds a
+    whole /64, so counting single IPv6 addresses would let it pick a fresh one per guess);
+    None or "" (Streamlit gives no address for localhost) as :data:`LOCAL`.
+
+    Parameters
+    ----------
+    address : str or None
+        The client's IP address, e.g. ``st.context.ip_address``.
+
+    Raises
+    ------
+    ValidationError
+        If ``address`` is neither None nor an IP address.
+
+    Examples
+    --------
+    >>> client_key("2001:db8:1:2:aaaa::7")
+    '2001:db8:1:2::/64'
+    """
+    if address is None or address == "":
+        return LOCAL
+    if not isinstance(address, str):  # ipaddress would take an int as an address
+        raise ValidationError(f"A client address must be a string, not {type(address).__name__}.")
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        raise ValidationError(f"{address[:_ID_MAX]!r} is not an IP address.") from None
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:  # from the integer: a zone (fe80::1%eth0) must not make its own key
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
+def _address_row(conn: sa.Connection, key: str):
+    t = schema.SignInAddress.__table__
+    return conn.execute(sa.select(t).where(t.c.address == key)).mappings().first()
+
+
+def _blocked_until(arow, now: datetime) -> datetime | None:
+    if arow is None:
+        return None
+    until = _as_utc(arow["blocked_until"])
+    return until if until is not None and until > now else None
+
+
+def _known(row) -> list[str]:
+    """The addresses the account last signed in from with its password (newest first)."""
+    try:
+        known = json.loads(row["known_addresses"] or "[]")
+    except (TypeError, ValueError):  # a damaged value counts as none: the stricter reading
+        return []
+    return [k for k in known if isinstance(k, str)] if isinstance(known, list) else []
+
+
+def _count_address_failure(conn: sa.Connection, key: str, now: datetime, actor: str) -> tuple[datetime | None, list[Event]]:
+    """Count one failed sign-in from ``key``; block it at the MAX_FAILED-th in one window.
+
+    Returns (blocked_until or None, events). The window starts at the first failure and
+    lasts LOCK_MINUTES; a failure after it starts a new one. Success never resets the count,
+    else an attacker with an account of their own could sign in between guesses.
+    """
+    t = schema.SignInAddress.__table__
+    arow = _address_row(conn, key)
+    if arow is None:
+        conn.execute(sa.insert(t).values(address=key, failures=1, window_start=now, blocked_until=None))
+        failures, start = 1, now
+    else:
+        start = _as_utc(arow["window_start"])
+        failures = 1 if start + timedelta(minutes=LOCK_MINUTES) <= now else arow["failures"] + 1
+        start = now if failures == 1 else start
+        conn.execute(sa.update(t).where(t.c.address == key).values(failures=failures, window_start=start,
+                                                                     blocked_until=None))
+    if failures < MAX_FAILED:
+        return None, []
+    until = now + timedelta(minutes=LOCK_MINUTES)
+    conn.execute(sa.update(t).where(t.c.address == key).values(blocked_until=until))
+    return until, [Event(actor, ANONYMOUS, "auth.address_blocked", "address", key,
+                         {"failures": failures, "since": start, "blocked_until": until, "minutes": LOCK_MINUTES})]
 
 
 @cache
 def _dummy_hash() -> str:
     # Should argon2's default parameters change, make a dummy hash with the new ones.
-    if users._hasher.check_needs_rehash(_DUMMY_HASH):
+    if users.needs_rehash(_DUMMY_HASH):
         return users.hash_password(os.urandom(16).hex())
     return _DUMMY_HASH
 
@@ -190,88 +281,133 @@ def _session(name: str, role: str, now: datetime, method: str) -> SignedIn:
 
 
 # -- sign-in, sessions, sign-out ------------------------------------------------------------
-def sign_in(store: StoreLike, name: str, password: str, *, now: datetime | None = None) -> SignedIn:
+def sign_in(store: StoreLike, name: str, password: str, *, address: str | None = None,
+            now: datetime | None = None) -> SignedIn:
     """Check a local account's password and open a session of :func:`session_minutes`.
 
-    ``store``: a store path or ``duckdb:///`` URL, or a Workspace. ``now`` (aware UTC)
-    stands in for the clock, for tests. Raises :class:`~workbench.PermissionDenied` with a
-    message fit to show: wrong name or password (the same for both), account locked,
-    disabled, or without a password. Every attempt is audited, refused ones included.
+    Parameters
+    ----------
+    store : str, path, Workspace or Store
+        A store path or URL, or a Workspace on it.
+    name, password : str
+        What the person typed.
+    address : str or None
+        The client's IP address (``st.context.ip_address``); failures are counted and
+        blocked per :func:`client_key` of it. None (localhost) counts as :data:`LOCAL`.
+    now : datetime, optional
+        Aware UTC time standing in for the clock, for tests.
 
-    Example::
+    Returns
+    -------
+    SignedIn
 
-        signed = sign_in("data/workbench.duckdb", "dana", "dana-demo-pw")
-        signed.expires_at - signed.signed_in_at   # timedelta(seconds=28800)
+    Raises
+    ------
+    PermissionDenied
+        With a message fit to show: :data:`WRONG` for an unknown name, a wrong password, an
+        account without a password and a locked account (from an address it never signed in
+        from) alike; :data:`THROTTLED` for any name from a blocked address; "disabled" only
+        after the right password. Every attempt is audited, refused ones included.
+    ValidationError
+        For an ``address`` that is not an IP address, before anything is recorded.
+
+    Examples
+    --------
+    >>> signed = sign_in("data/workbench.duckdb", "dana", "dana-demo-pw")  # doctest: +SKIP
+    >>> signed.expires_at - signed.signed_in_at                             # doctest: +SKIP
+    datetime.timedelta(seconds=28800)
     """
     now = _utc(now)
     session_minutes()  # a bad $WORKBENCH_SESSION_MINUTES fails before anything is recorded
+    key = client_key(address)
     name = name if isinstance(name, str) else ""
     password = password if isinstance(password, str) else ""
     # The slow part, argon2, runs outside the write transaction so it never holds the writer;
-    # the op below re-reads the row and only trusts the verdict if the hash is unchanged.
-    row = _read_row(store, name)
+    # the op below re-reads the rows and only trusts the verdict if the hash is unchanged.
+    row, arow = _read_rows(store, name, key)
     checked_hash, verdict = None, None
-    if row is None:
+    if _blocked_until(arow, now) is not None:
+        pass  # refused whatever the name: no password is checked, so none can be guessed
+    elif row is None or not row["password_hash"] or (_locked_until(row, now) and key not in _known(row)):
         users.password_matches(_dummy_hash(), password)  # same time as a wrong password
-    elif row["password_hash"] and _locked_until(row, now) is None:
+    else:
         checked_hash = row["password_hash"]
         verdict = users.password_matches(checked_hash, password)
-    error, result = _call(store, lambda conn: _record_attempt(conn, name, checked_hash, verdict, now))
+    error, result = _call(store, lambda conn: _record_attempt(conn, name, key, checked_hash, verdict, now))
     if error:
         raise PermissionDenied(error)
     return result
 
 
-def _record_attempt(conn, name: str, checked_hash: str | None, verdict: bool | None, now: datetime):
-    """Write op: the users-table change an attempt causes, and its audit events.
+def _read_rows(store: StoreLike, name: str, key: str):
+    with _store(store).connection() as conn:
+        try:
+            return _row(conn, name), _address_row(conn, key)
+        finally:
+            conn.commit()
+
+
+def _record_attempt(conn, name: str, key: str, checked_hash: str | None, verdict: bool | None, now: datetime):
+    """Write op: the users and sign_in_addresses changes an attempt causes, and its events.
 
     Returns ``((error_message, None), events)`` for a refused attempt — returned, not raised,
     so the failure and its events commit — or ``((None, SignedIn), events)``.
     """
     row = _row(conn, name)
+    actor = name if row is not None else _clip(name)
 
     def failed(reason: str, **extra) -> Event:
-        payload = {"method": "password", "reason": reason, **extra}
+        payload = {"method": "password", "reason": reason, "address": key, **extra}
         if row is None:  # what was typed, kept as data (JSON), cut at 64 characters
             payload["attempted"] = name[:_ID_MAX]
             if len(name) > _ID_MAX:
                 payload["attempted_length"] = len(name)
-        return Event(_clip(name), ANONYMOUS, "auth.sign_in_failed", "user", _clip(name), payload)
+        return Event(actor, ANONYMOUS, "auth.sign_in_failed", "user", actor, payload)
 
+    def refuse(reason: str, **extra):
+        """A failed guess: counted against the address; one message whatever the reason."""
+        blocked, events = _count_address_failure(conn, key, now, actor)
+        message = THROTTLED.format(until=blocked) if blocked else WRONG
+        return (message, None), [failed(reason, **extra), *events]
+
+    blocked = _blocked_until(_address_row(conn, key), now)
+    if blocked is not None:
+        return (THROTTLED.format(until=blocked), None), [failed("address blocked", blocked_until=blocked)]
     if row is None:
-        return (WRONG, None), [failed("unknown user")]
+        return refuse("unknown user")
     until = _locked_until(row, now)
-    if until is not None:
-        msg = _locked_message(name, until, row["failed_logins"])
-        return (msg, None), [failed("locked", locked_until=until)]
+    known = _known(row)
+    if until is not None and key not in known:
+        return refuse("locked", locked_until=until)
     count = row["failed_logins"] or 0
-    if row["locked_until"] is not None:  # a lock that has run out: the count starts again
+    if until is None and row["locked_until"] is not None:  # a lock that has run out: count again
         count = 0
         _update(conn, name, failed_logins=0, locked_until=None)
-    if not row["password_hash"]:
-        return (f"Account {name} has no password set: an admin must set one.", None), [failed("no password set")]
+    if not row["password_hash"]:  # said like a wrong password: a stranger learns nothing
+        return refuse("no password set")
     if verdict is None or row["password_hash"] != checked_hash:
-        # The account changed between the check and this write (e.g. a new password was set,
-        # or it was unlocked): refuse without counting; the user simply tries again.
+        # The account changed between the check and this write (a new password was set, it
+        # was locked or unlocked): refuse without counting; the user simply tries again.
         return (WRONG, None), [failed("changed during sign-in")]
     if not verdict:
         count += 1
-        events = [failed("wrong password", failed_logins=count)]
-        if count >= MAX_FAILED:
+        (message, _), events = refuse("wrong password", failed_logins=count)
+        if count >= MAX_FAILED and until is None:
             until = now + timedelta(minutes=LOCK_MINUTES)
             _update(conn, name, failed_logins=count, locked_until=until)
             events.append(Event(name, ANONYMOUS, "auth.locked", "user", name,
-                                {"failed_logins": count, "locked_until": until, "minutes": LOCK_MINUTES}))
-            return (_locked_message(name, until, count), None), events
-        _update(conn, name, failed_logins=count)
-        return (WRONG, None), events
+                                {"failed_logins": count, "locked_until": until, "minutes": LOCK_MINUTES,
+                                 "address": key}))
+        else:
+            _update(conn, name, failed_logins=count)
+        return (message, None), events
     if row["disabled"]:  # told only to someone who knows the password
         return (f"Account {name} is disabled.", None), [failed("disabled")]
-    if count or row["locked_until"] is not None:
-        _update(conn, name, failed_logins=0, locked_until=None)
+    known = [key] + [k for k in known if k != key]
+    _update(conn, name, failed_logins=0, locked_until=None, known_addresses=json.dumps(known[:KNOWN_ADDRESSES]))
     signed = _session(name, row["role"], now, "password")
     return (None, signed), [Event(name, row["role"], "auth.sign_in", "user", name,
-                                  {"method": "password", "expires_at": signed.expires_at})]
+                                  {"method": "password", "expires_at": signed.expires_at, "address": key})]
 
 
 def is_expired(signed: SignedIn, now: datetime | None = None) -> bool:
@@ -370,25 +506,6 @@ def sign_in_oidc(store: StoreLike, email_or_name: str, *, now: datetime | None =
 
 
 # -- account administration (admin only) -----------------------------------------------------
-def check_password(password: str) -> str:
-    """The password policy: at least :data:`PASSWORD_MIN_LENGTH` characters.
-
-    Length is what makes a password hard to guess; rules about character classes mostly
-    produce ``Password1!``. Raises :class:`~workbench.ValidationError` naming the rule.
-
-    >>> check_password("correct horse battery")
-    'correct horse battery'
-    """
-    if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
-        raise ValidationError(f"A password needs at least {PASSWORD_MIN_LENGTH} characters.")
-    if len(set(password)) < 4:
-        raise ValidationError("A password needs at least 4 different characters, not one or two repeated.")
-    stem = password.lower().strip("0123456789!.")
-    if not stem or stem in COMMON_PASSWORDS or password.lower() in COMMON_PASSWORDS:
-        raise ValidationError("That password is one of the most commonly used ones; choose another.")
-    return password
-
-
 def set_password(ws: Workspace, name: str, password: str) -> None:
     """Set (or reset) ``name``'s password; also clears a lock and the failed-sign-in count.
 
@@ -432,7 +549,18 @@ def set_disabled(ws: Workspace, name: str, disabled: bool) -> None:
 
 
 def unlock(ws: Workspace, name: str) -> None:
-    """Lift a lock and clear the failed-sign-in count without changing the password. Admin only."""
+    """Lift an account's lock and clear its failed-sign-in count; the password stays.
+
+    Admin only. Audited as ``user.unlock`` with the count and lock it cleared. A block on
+    the address the failures came from is separate (:func:`unblock_address`).
+
+    Raises
+    ------
+    PermissionDenied
+        For anyone but an admin (or the local operator).
+    NotFoundError
+        For an unknown name; nothing is recorded.
+    """
     ws._require("manage_users")
     users.check_name(name)
 
@@ -440,7 +568,58 @@ def unlock(ws: Workspace, name: str) -> None:
         row = users.get(conn, name)
         _update(conn, name, failed_logins=0, locked_until=None)
         return None, [Event(ws.user, ws.role, "user.unlock", "user", name,
-                            {"failed_logins": row["failed_logins"], "locked_until": row["locked_until"]})]
+                            {"failed_logins": row["failed_logins"], "locked_until": _as_utc(row["locked_until"]),
+                             "after": {"failed_logins": 0, "locked_until": None}})]
+
+    ws._call(op)
+
+
+def blocked_addresses(ws: Workspace, *, now: datetime | None = None) -> pl.DataFrame:
+    """Client addresses blocked now (:func:`client_key` form), with failures and until when.
+
+    Admin only (the Users page lists them for :func:`unblock_address`).
+    """
+    ws._require("manage_users")
+    return ws._read("select address, failures, window_start, blocked_until from sign_in_addresses "
+                    "where blocked_until > ? order by blocked_until desc, address", [_utc(now)])
+
+
+def unblock_address(ws: Workspace, address: str, *, now: datetime | None = None) -> None:
+    """Lift the block on a client address and clear its failure count. Admin only.
+
+    ``address`` is an IP address or a key as :func:`blocked_addresses` lists it (an IPv6
+    /64, or ``local``). Audited as ``address.unblock`` with the failures and block it cleared.
+
+    Raises
+    ------
+    NotFoundError
+        If no failure was ever counted for that address; nothing is recorded.
+    """
+    ws._require("manage_users")
+    if not isinstance(address, str) or not address.strip():
+        raise ValidationError(f"unblock_address needs an IP address or a listed address key, not {address!r}.")
+    address = address.strip()
+    if address == LOCAL:
+        key = LOCAL
+    elif "/" in address:  # an IPv6 /64 as blocked_addresses lists it, in any spelling
+        try:
+            network = ipaddress.IPv6Network(address, strict=False)
+        except ValueError:
+            raise ValidationError(f"{address[:_ID_MAX]!r} is not an IP address or an IPv6 /64.") from None
+        key = client_key(str(network.network_address))
+    else:
+        key = client_key(address)
+    now = _utc(now)
+
+    def op(conn):
+        arow = _address_row(conn, key)
+        if arow is None:
+            raise NotFoundError(f"No failed sign-ins were counted from {key!r}; nothing to unblock.")
+        t = schema.SignInAddress.__table__
+        conn.execute(sa.update(t).where(t.c.address == key).values(failures=0, window_start=now, blocked_until=None))
+        return None, [Event(ws.user, ws.role, "address.unblock", "address", key,
+                            {"failures": arow["failures"], "blocked_until": _as_utc(arow["blocked_until"]),
+                             "after": {"failures": 0, "blocked_until": None}})]
 
     ws._call(op)
 
@@ -454,7 +633,8 @@ def accounts(ws: Workspace, *, now: datetime | None = None) -> pl.DataFrame:
 
 
 __all__ = [
-    "SignedIn", "SESSION_MINUTES", "MAX_FAILED", "LOCK_MINUTES", "PASSWORD_MIN_LENGTH", "WRONG", "sign_in",
-    "sign_out", "is_expired", "check_session", "session_minutes", "oidc_configured", "sign_in_oidc",
-    "check_password", "set_password", "set_disabled", "unlock", "accounts",
+    "SignedIn", "SESSION_MINUTES", "MAX_FAILED", "LOCK_MINUTES", "KNOWN_ADDRESSES", "LOCAL", "PASSWORD_MIN_LENGTH",
+    "WRONG", "THROTTLED", "client_key", "sign_in", "sign_out", "is_expired", "check_session", "session_minutes",
+    "oidc_configured", "sign_in_oidc", "check_password", "set_password", "set_disabled", "unlock",
+    "blocked_addresses", "unblock_address", "accounts",
 ]

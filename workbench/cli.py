@@ -146,6 +146,40 @@ def users_add(name: str, role: str = typer.Option(..., "--role", help="data_scie
     typer.echo(f"Added {name} ({role})" + ("" if password else "; no password set: this user cannot sign in to the dashboard"))
 
 
+@users_app.command("unlock")
+def users_unlock(name: str, store: Optional[str] = StoreOpt) -> None:
+    """Lift a lock after failed sign-ins and clear the count (the password stays)."""
+    from . import auth
+
+    auth.unlock(_operator(store), name)
+    typer.echo(f"Unlocked {name}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(name: str,
+                         password: Optional[str] = typer.Option(None, "--password", help="The new password (prompted "
+                                                                "when omitted on a terminal)."),
+                         store: Optional[str] = StoreOpt) -> None:
+    """Set a new password for a user (the same policy as everywhere); also lifts a lock."""
+    from . import auth
+
+    if password is None:
+        if not sys.stdin.isatty():
+            _fail("give the new password with --password (no terminal to prompt on)")
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    auth.set_password(_operator(store), name, password)
+    typer.echo(f"New password set for {name}; any lock on the account is lifted")
+
+
+@users_app.command("unblock")
+def users_unblock(address: str, store: Optional[str] = StoreOpt) -> None:
+    """Lift the block on a client address after failed sign-ins (an IP address, an IPv6 /64 or 'local')."""
+    from . import auth
+
+    auth.unblock_address(_operator(store), address)
+    typer.echo(f"Unblocked {address}")
+
+
 @users_app.command("list")
 def users_list(store: Optional[str] = StoreOpt) -> None:
     """One user a line: name, then role."""

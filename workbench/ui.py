@@ -89,6 +89,23 @@ def require_page(key: str) -> wb.Workspace:
     return workspace()
 
 
+def client_address() -> str | None:
+    """The browser's IP address, which failed sign-ins are counted and blocked by.
+
+    ``st.context.ip_address`` (None on localhost). Behind a reverse proxy every browser
+    arrives from the proxy's address, so there ``$WORKBENCH_CLIENT_IP_HEADER`` names the
+    header the proxy sets (e.g. ``X-Forwarded-For``) and its last entry, the one the proxy
+    itself appended, is used: earlier entries come from the client and can be forged.
+    """
+    header = os.environ.get("WORKBENCH_CLIENT_IP_HEADER", "").strip()
+    if header:
+        value = st.context.headers.get(header)
+        if value:
+            return value.split(",")[-1].strip()
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None  # AppTest's context gives a mock
+
+
 def sign_in_form() -> None:
     """The sign-in form (and the identity provider's button where OIDC is configured)."""
     st.title("Sign in")
@@ -104,7 +121,8 @@ def sign_in_form() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            st.session_state[SIGNED] = auth.sign_in(store_location(), name.strip(), password)
+            st.session_state[SIGNED] = auth.sign_in(store_location(), name.strip(), password,
+                                                    address=client_address())
         except wb.WorkbenchError as exc:
             st.error(plain(exc), icon=":material/error:")
         else:

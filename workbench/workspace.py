@@ -522,6 +522,12 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return self._read("select name, role, disabled, created_at from users order by name")
 
     def add_user(self, name: str, role: str, password: str | None = None) -> str:
+        """Add an account (admins and the local operator); audited as ``user.add``.
+
+        ``password`` must pass :func:`workbench.users.check_password`, the one policy every
+        entry point applies; None leaves the account without one (no dashboard sign-in).
+        Raises ValidationError (bad name, role or password, name taken) with nothing stored.
+        """
         self._require("manage_users")
         return self._call(lambda conn: users.add(conn, self.user, self.role, name, role, password))
 

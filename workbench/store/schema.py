@@ -66,6 +66,20 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(sa_column=_ts())
+    #: JSON list of the client addresses (as workbench.auth keys them) of the last successful
+    #: password sign-ins, newest first: a locked account still accepts its password from these.
+    known_addresses: str | None = None
+
+
+class SignInAddress(SQLModel, table=True):
+    """Failed password sign-ins per client address (workbench.auth): five within the window
+    block the address, not the accounts it tried, so nobody can lock out someone else."""
+
+    __tablename__ = "sign_in_addresses"
+    address: str = Field(primary_key=True)  # an IPv4 address, an IPv6 /64, or "local"
+    failures: int
+    window_start: datetime = Field(sa_column=_ts())
+    blocked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class Experiment(SQLModel, table=True):
