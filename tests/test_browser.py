@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 import pytest
@@ -13,6 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 import _demo_store
 from _server import serving
 import workbench as wb
+from workbench import roles, ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.both_backends]
 
@@ -308,6 +310,92 @@ def test_a_compliance_officer_downloads_a_validation_pack(server, browser, tmp_p
         ws.close()
     assert event["actor"] == "casey"
     assert json.loads(event["payload"])["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+
+
+def test_every_second_change_sticks_and_a_reload_restores_the_last(server, browser):
+    """Issue 15 item 12: each change to the filter, the Experiment box and the Model box is kept.
+
+    They used to take their start value from the URL without a fixed key, so after the first
+    change went into the URL the next run made a new widget and the second change was lost.
+    """
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        n_all = ws.search_runs().height
+        n_in = {e: ws.search_runs(experiment=e).height for e in ("credit-risk", "diabetes-progression")}
+        n_07, n_08 = (ws.search_runs(f"metrics.accuracy > {t}", experiment="credit-risk").height for t in (0.7, 0.8))
+        n_versions = {m: ws.model_versions(m).height for m in ("credit-default", "diabetes-progression")}
+    finally:
+        ws.close()
+    # every step must change what the table shows, or "the table reflects it" would prove nothing
+    assert len({n_all, *n_in.values()}) == 3 and n_in["credit-risk"] > n_07 > n_08 > 0
+    assert n_versions["credit-default"] != n_versions["diabetes-progression"]
+    shots = Path(__file__).parent / "artifacts" / "browser"
+    page, errors = _new_page(browser)
+    page.goto(url + "/experiments")
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(_runs_caption(page)).to_have_text(f"{n_all} runs")
+
+    experiment = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Experiment")
+    for name in ("diabetes-progression", "credit-risk"):  # the second change is the one that was lost
+        experiment.click()
+        page.get_by_role("option", name=name, exact=True).click()
+        _settled(page)
+        expect(experiment).to_have_value(name)
+        _url_holds(page, experiment=name)
+        expect(_runs_caption(page)).to_have_text(f"{n_in[name]} runs")
+
+    box = page.get_by_role("textbox", name="Filter")
+    for query, n in (("metrics.accuracy > 0.7", n_07), ("metrics.accuracy > 0.8", n_08)):
+        box.fill(query)
+        box.press("Enter")
+        _settled(page)
+        expect(box).to_have_value(query)
+        _url_holds(page, experiment="credit-risk", filter=query)
+        expect(_runs_caption(page)).to_have_text(f"{n} runs")
+    _shoot(page, shots, "12-experiments-second-change")
+
+    # The URL is the shareable link: a new session on it (after sign-in) shows the last values.
+    page.reload()
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(box).to_have_value("metrics.accuracy > 0.8")
+    expect(experiment).to_have_value("credit-risk")
+    _url_holds(page, experiment="credit-risk", filter="metrics.accuracy > 0.8")
+    expect(_runs_caption(page)).to_have_text(f"{n_08} runs")
+
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Models").click()
+    _settled(page)
+    model = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Model")
+    versions = page.get_by_test_id("stDataFrame").nth(1).locator("table[role=grid]")  # the model's versions
+    expect(model).to_have_value("credit-default")
+    expect(versions).to_have_attribute("aria-rowcount", str(n_versions["credit-default"] + 1))  # + header row
+    for name in ("diabetes-progression", "credit-default"):
+        model.click()
+        page.get_by_role("option", name=name, exact=True).click()
+        _settled(page)
+        expect(model).to_have_value(name)
+        _url_holds(page, model=name)
+        expect(versions).to_have_attribute("aria-rowcount", str(n_versions[name] + 1))
+    model.click()
+    page.get_by_role("option", name="diabetes-progression", exact=True).click()  # a third, to reload on
+    _settled(page)
+    _url_holds(page, model="diabetes-progression")
+    _shoot(page, shots, "13-models-second-change")
+    page.reload()
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(model).to_have_value("diabetes-progression")
+    expect(versions).to_have_attribute("aria-rowcount", str(n_versions["diabetes-progression"] + 1))
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+
+
+def _url_holds(page: Page, **params: str) -> None:
+    """Wait until the page's URL holds exactly these query parameters (the shareable link)."""
+    page.wait_for_url(lambda u: {k: v[0] for k, v in parse_qs(urlsplit(u).query).items()} == params)
 
 
 def _new_page(browser) -> tuple[Page, list[str]]:

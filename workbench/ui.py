@@ -12,6 +12,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 import streamlit as st
 
@@ -144,6 +145,59 @@ def empty(message: str) -> None:
 def query_param(name: str) -> str | None:
     value = st.query_params.get(name)
     return value or None
+
+
+_URL_SEEN = "wb_url_seen:"  # + widget key: the URL value that widget last took or wrote
+
+
+def from_url(key: str, param: str, default: str = "", options: Sequence[str] | None = None) -> None:
+    """Start the widget with key ``key`` at the URL's ``param``, when the URL has news for it.
+
+    Call it just before the widget, and create the widget with ``key=key`` and no
+    ``value``/``index``. A start value passed as ``value``/``index`` is part of a key-less
+    widget's identity: once the page wrote the first change to the URL, the next run made
+    a new widget at that value and the user's second change was thrown away. So the value
+    lives under a fixed key, and the URL sets it only when it says something the widget has
+    not seen yet (a new session from a shared link or a reload, a link that changed it).
+
+    Parameters
+    ----------
+    key : str
+        The widget's key in ``st.session_state``.
+    param : str
+        The query parameter that holds the widget's value.
+    default : str
+        The value when the URL has none, or one not among ``options``.
+    options : sequence of str, optional
+        A selectbox's options: a value from the URL, or a kept value, outside them gives
+        ``default``.
+    """
+    url = query_param(param)
+    seen = _URL_SEEN + key
+    if key not in st.session_state or st.session_state.get(seen) != url:
+        st.session_state[key] = url if url is not None and (options is None or url in options) else default
+        st.session_state[seen] = url
+    elif options is not None and st.session_state[key] not in options:
+        st.session_state[key] = default
+
+
+def keep_in_url(key: str, param: str, value: str | None) -> None:
+    """Put the widget ``key``'s ``value`` in the URL's ``param`` (removed when empty), so links stay shareable.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key, as given to :func:`from_url`.
+    param : str
+        The query parameter.
+    value : str or None
+        What the URL should hold; None or ``""`` removes the parameter.
+    """
+    if value:
+        st.query_params[param] = value
+    else:
+        st.query_params.pop(param, None)
+    st.session_state[_URL_SEEN + key] = value or None
 
 
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:&="})
