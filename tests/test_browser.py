@@ -393,6 +393,59 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
     page.close()
 
 
+def test_no_page_asks_any_host_but_the_server(server, browser):
+    """Issue 15 item 12: every page, for every role that sees it, requests only from the server.
+
+    The page icon was a ``:material/...:`` icon, which made every page fetch its favicon from
+    fonts.gstatic.com: offline it fails, and a governance tool should reach nowhere else.
+    """
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        user_of = {r["role"]: r["name"] for r in ws.users().filter(~pl.col("disabled")).iter_rows(named=True)}
+        compare_ids = ws.search_runs("params.family = 'random_forest'")["run_id"].to_list()[:4]
+    finally:
+        ws.close()
+    assert set(user_of) == set(roles.ROLES) and len(compare_ids) >= 2
+    server_host = urlsplit(url).hostname
+    requested: list[str] = []
+
+    def only_the_server(where: str) -> None:
+        outside = sorted({u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+                          and urlsplit(u).hostname not in (server_host, "localhost")})
+        assert not outside, f"{where} asked other hosts: {outside}"
+
+    for role in roles.ROLES:
+        page, errors = _new_page(browser)
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url + "/")
+        _settled(page)
+        only_the_server(f"the sign-in page ({role})")
+        _sign_in(page, user_of[role])
+        keys = roles.pages_for(role)
+        expect(page.get_by_test_id("stSidebarNavLink")).to_have_text(_titles(*(ui.PAGES[k][1] for k in keys)))
+        for key in keys:
+            title = ui.PAGES[key][1]
+            page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
+            _settled(page)
+            expect(page.get_by_role("heading", level=1)).to_have_text("Workbench" if key == "home" else title,
+                                                                      timeout=UI_TIMEOUT)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            # the favicon is inline, not a URL another host serves
+            assert page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href").startswith("data:")
+            only_the_server(f"{title} ({role})")
+        if role == "data_scientist":  # a comparison draws its charts only when it has runs
+            page.goto(f"{url}/compare?runs={','.join(compare_ids)}")
+            _settled(page)
+            _sign_in(page, user_of[role])
+            expect(page.locator(".js-plotly-plot .parcoords").first).to_be_attached(timeout=UI_TIMEOUT)
+            only_the_server(f"a comparison ({role})")
+        assert not errors, errors
+        page.close()
+    # the recorder saw the app itself load, so an empty "outside" list means something
+    assert any(urlsplit(u).hostname == server_host and urlsplit(u).path.startswith("/_stcore/") for u in requested)
+
+
 def _url_holds(page: Page, **params: str) -> None:
     """Wait until the page's URL holds exactly these query parameters (the shareable link)."""
     page.wait_for_url(lambda u: {k: v[0] for k, v in parse_qs(urlsplit(u).query).items()} == params)
