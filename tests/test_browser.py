@@ -393,6 +393,54 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
     page.close()
 
 
+def test_approvals_queue_and_request_changes_stick(server, browser):
+    """The Approvals page's Queue and Request took their start from the URL as well: same defect, same fix."""
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        everything = ws.requests()
+    finally:
+        ws.close()
+    # decided requests sit in "All" only for a lead who asked for none: changes between them stay there
+    decided = [str(i) for i in everything.filter(pl.col("status") != "pending")["id"]]
+    assert len(decided) >= 3 and everything.filter(pl.col("requested_by") == "lee").is_empty()
+    page, errors = _new_page(browser)
+    page.goto(url + "/approvals")
+    _settled(page)
+    _sign_in(page, "lee")
+
+    def queue(name: str):
+        return page.get_by_role("radio", name=re.compile(rf"^{name} \(\d+\)$"))
+
+    expect(queue("Awaiting me")).to_be_checked()
+    for name in ("All", "My requests", "All"):
+        page.get_by_test_id("stRadio").get_by_text(re.compile(rf"^{name} \(\d+\)$")).click()
+        _settled(page)
+        expect(queue(name)).to_be_checked()
+        if name == "My requests":
+            expect(page.get_by_text("Nothing here.")).to_be_visible()
+    box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Request")
+    shown = parse_qs(urlsplit(page.url).query)["request"][0]
+    expect(box).to_have_value(re.compile(rf"^#{shown} "))
+    for rid in [i for i in decided if i != shown][:2]:
+        box.click()
+        page.get_by_role("option", name=re.compile(rf"^#{rid} ")).click()
+        _settled(page)
+        expect(box).to_have_value(re.compile(rf"^#{rid} "))
+        _url_holds(page, request=rid)
+        expect(page.get_by_test_id("stHeading").filter(has_text=re.compile(rf"^#{rid} "))).to_be_visible()
+        expect(queue("All")).to_be_checked()
+    page.reload()
+    _settled(page)
+    _sign_in(page, "lee")
+    expect(queue("All")).to_be_checked()  # the first queue that holds the link's request
+    expect(box).to_have_value(re.compile(rf"^#{rid} "))
+    expect(page.get_by_test_id("stHeading").filter(has_text=re.compile(rf"^#{rid} "))).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+
+
 def test_no_page_asks_any_host_but_the_server(server, browser):
     """Issue 15 item 12: every page, for every role that sees it, requests only from the server.
 

@@ -173,12 +173,29 @@ def from_url(key: str, param: str, default: str = "", options: Sequence[str] | N
         ``default``.
     """
     url = query_param(param)
-    seen = _URL_SEEN + key
-    if key not in st.session_state or st.session_state.get(seen) != url:
+    if key not in st.session_state or url_news(key, param):
         st.session_state[key] = url if url is not None and (options is None or url in options) else default
-        st.session_state[seen] = url
+        st.session_state[_URL_SEEN + key] = url
     elif options is not None and st.session_state[key] not in options:
         st.session_state[key] = default
+
+
+def url_news(key: str, param: str) -> bool:
+    """Whether the URL's ``param`` says something the widget ``key`` has neither taken nor written.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key, as given to :func:`from_url`.
+    param : str
+        The query parameter.
+
+    Returns
+    -------
+    bool
+        True when a link (or a reload) changed the parameter since the widget last synced with it.
+    """
+    return st.session_state.get(_URL_SEEN + key) != query_param(param)
 
 
 def keep_in_url(key: str, param: str, value: str | None) -> None:
