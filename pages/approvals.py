@@ -30,9 +30,11 @@ with ui.shown_errors():
     # Otherwise the queue is the user's choice: fixed keys, so no change is lost (see ui.from_url).
     wanted = ui.query_param("request")
     follow = st.session_state.pop("approvals_follow", False)
-    if follow or "approvals_queue" not in st.session_state or ui.url_news("approvals_request", "request"):
+    queue = st.session_state.get("approvals_queue")
+    if follow or queue not in queues or ui.url_news("approvals_request", "request"):
         holding = [name for name, q in queues.items() if wanted in {str(x) for x in q["id"].to_list()}]
-        st.session_state["approvals_queue"] = holding[0] if holding else "Awaiting me"
+        queue = holding[0] if holding else "Awaiting me"
+    ui.hold("approvals_queue", queue)
     queue = st.radio("Queue", list(queues), key="approvals_queue", horizontal=True, label_visibility="collapsed",
                      format_func=lambda name: f"{name} ({queues[name].height})")
     shown = queues[queue]

@@ -174,10 +174,32 @@ def from_url(key: str, param: str, default: str = "", options: Sequence[str] | N
     """
     url = query_param(param)
     if key not in st.session_state or url_news(key, param):
-        st.session_state[key] = url if url is not None and (options is None or url in options) else default
+        value = url if url is not None and (options is None or url in options) else default
         st.session_state[_URL_SEEN + key] = url
-    elif options is not None and st.session_state[key] not in options:
-        st.session_state[key] = default
+    else:  # the user's latest choice
+        value = st.session_state[key]
+        if options is not None and value not in options:
+            value = default
+    hold(key, value)
+
+
+def hold(key: str, value: object) -> None:
+    """Set the widget with key ``key`` to ``value`` just before it is drawn, on every run.
+
+    A keyed widget that some run did not draw (the page stopped before it, or showed a run
+    instead of the list) keeps its value on the server, while the browser draws it afresh at
+    its default: the page would filter by one value and show another. Setting the value on
+    every run sends it to the browser too. ``st.session_state[key]`` read before this call
+    already holds the user's latest change, so setting it back loses nothing.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key.
+    value : object
+        The value it shows; one of its options for a selectbox or radio.
+    """
+    st.session_state[key] = value
 
 
 def url_news(key: str, param: str) -> bool:
