@@ -25,12 +25,18 @@ with ui.shown_errors():
     awaiting = pending.filter(pl.Series([governance.why_not_decide(role, me, r["requested_by"], r["risk_tier"]) is None
                                          for r in pending.iter_rows(named=True)], dtype=pl.Boolean))
     mine = everything.filter(pl.col("requested_by") == me)
-    queues = {f"Awaiting me ({awaiting.height})": awaiting, f"My requests ({mine.height})": mine,
-              f"All ({everything.height})": everything}
-    wanted = ui.query_param("request")  # a shared link opens the first queue that holds its request
-    holding = [i for i, q in enumerate(queues.values()) if wanted in {str(x) for x in q["id"].to_list()}]
-    queue = st.radio("Queue", list(queues), index=holding[0] if holding else 0, horizontal=True,
-                     label_visibility="collapsed")
+    queues = {"Awaiting me": awaiting, "My requests": mine, "All": everything}
+    # A shared link, or a decision just taken, opens the first queue that holds its request.
+    # Otherwise the queue is the user's choice: fixed keys, so no change is lost (see ui.from_url).
+    wanted = ui.query_param("request")
+    follow = st.session_state.pop("approvals_follow", False)
+    queue = st.session_state.get("approvals_queue")
+    if follow or queue not in queues or ui.url_news("approvals_request", "request"):
+        holding = [name for name, q in queues.items() if wanted in {str(x) for x in q["id"].to_list()}]
+        queue = holding[0] if holding else "Awaiting me"
+    ui.hold("approvals_queue", queue)
+    queue = st.radio("Queue", list(queues), key="approvals_queue", horizontal=True, label_visibility="collapsed",
+                     format_func=lambda name: f"{name} ({queues[name].height})")
     shown = queues[queue]
     st.dataframe(shown.select(["id", "name", "version", "risk_tier", "to_stage", "status", "stale", "sign_offs",
                                "failing_gates", "requested_by", "requested_at"]),
@@ -38,11 +44,11 @@ with ui.shown_errors():
     if shown.is_empty():
         ui.empty("Nothing here.")
         st.stop()
-    rows = shown.to_dicts()
-    ids = [str(r["id"]) for r in rows]
-    pick = st.selectbox("Request", rows, index=ids.index(wanted) if wanted in ids else 0, format_func=_label)
-    st.query_params["request"] = str(pick["id"])
-    req = ws.request(pick["id"])
+    rows = {str(r["id"]): r for r in shown.iter_rows(named=True)}
+    ui.from_url("approvals_request", "request", default=next(iter(rows)), options=list(rows))
+    pick = st.selectbox("Request", list(rows), key="approvals_request", format_func=lambda i: _label(rows[i]))
+    ui.keep_in_url("approvals_request", "request", pick)
+    req = ws.request(int(pick))
 
     st.subheader(f"#{req.id} {ui.plain(req.name)} v{req.version}: {req.from_stage} → {req.to_stage}")
     st.badge(req.status, color={"approved": "green", "rejected": "red", "pending": "orange"}.get(req.status, "gray"))
@@ -94,18 +100,22 @@ with ui.shown_errors():
             approve, reject = st.columns(2)
             if approve.form_submit_button("Approve", type="primary", icon=":material/check:"):
                 ws.decide(req.id, True, note, override_reason=override or None)
+                st.session_state["approvals_follow"] = True  # show it where it went
                 st.rerun()
             if reject.form_submit_button("Reject", icon=":material/close:"):
                 ws.decide(req.id, False, note)
+                st.session_state["approvals_follow"] = True  # show it where it went
                 st.rerun()
     elif req.status == "pending" and blocker:
         st.caption(blocker)
     if req.status == "pending" and req.stale and (me == req.requested_by or role == "lead"):
         if st.button("Refresh the evidence", icon=":material/refresh:"):
             ws.refresh_request(req.id)
+            st.session_state["approvals_follow"] = True  # show it where it went
             st.rerun()
     if req.status == "pending" and me == req.requested_by and st.button("Withdraw", icon=":material/undo:"):
         ws.withdraw(req.id, "withdrawn from the dashboard")
+        st.session_state["approvals_follow"] = True  # show it where it went
         st.rerun()
     if roles.allowed(role, "comment"):
         with st.form("comment", clear_on_submit=True):

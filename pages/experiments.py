@@ -91,13 +91,11 @@ with ui.shown_errors():
         st.stop()
     st.dataframe(exps.select(["name", "n_runs", "last_run", "created_by"]), hide_index=True, width="stretch")
     options = ["(all)", *exps["name"].to_list()]
-    chosen = ui.query_param("experiment")
-    experiment = st.selectbox("Experiment", options, index=options.index(chosen) if chosen in options else 0)
-    if experiment == "(all)":
-        st.query_params.pop("experiment", None)
-    else:
-        st.query_params["experiment"] = experiment
-    query = st.text_input("Filter", value=ui.query_param("filter") or "",
+    ui.from_url("experiments_experiment", "experiment", default="(all)", options=options)
+    experiment = st.selectbox("Experiment", options, key="experiments_experiment")
+    ui.keep_in_url("experiments_experiment", "experiment", None if experiment == "(all)" else experiment)
+    ui.from_url("experiments_filter", "filter")
+    query = st.text_input("Filter", key="experiments_filter",
                           placeholder="metrics.roc_auc > 0.75 AND params.family = 'random_forest'",
                           help="Compare metrics.x, params.x, tags.x, attributes.x; AND, OR, NOT, (), LIKE, IN, min()/max().")
     try:
@@ -105,10 +103,7 @@ with ui.shown_errors():
     except ui.wb.FilterSyntaxError as exc:
         st.error(ui.fenced(exc))
         st.stop()
-    if query:
-        st.query_params["filter"] = query
-    else:
-        st.query_params.pop("filter", None)
+    ui.keep_in_url("experiments_filter", "filter", query)  # only a filter that parses goes into a link
     st.caption(f"{runs.height} runs")
     if runs.is_empty():
         ui.empty("No run matches this filter. Loosen it, or pick another experiment.")

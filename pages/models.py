@@ -15,9 +15,9 @@ with ui.shown_errors():
     st.dataframe(models.select(["name", "risk_tier", "owner_team", "use_case", "n_versions", "production_version",
                                 "description"]), hide_index=True, width="stretch")
     names = models["name"].to_list()
-    chosen = ui.query_param("model")
-    name = st.selectbox("Model", names, index=names.index(chosen) if chosen in names else 0)
-    st.query_params["model"] = name
+    ui.from_url("models_model", "model", default=names[0], options=names)
+    name = st.selectbox("Model", names, key="models_model")
+    ui.keep_in_url("models_model", "model", name)
     versions = ws.model_versions(name)
     # Which evidence exists per version, and its verdict ("stored" where no policy judges it).
     evidence = ws.evidence(name).with_columns(pl.col("verdict").fill_null("stored"))

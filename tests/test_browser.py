@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 import pytest
@@ -13,6 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 import _demo_store
 from _server import serving
 import workbench as wb
+from workbench import roles, ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.both_backends]
 
@@ -308,6 +310,216 @@ def test_a_compliance_officer_downloads_a_validation_pack(server, browser, tmp_p
         ws.close()
     assert event["actor"] == "casey"
     assert json.loads(event["payload"])["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+
+
+def test_every_second_change_sticks_and_a_reload_restores_the_last(server, browser):
+    """Issue 15 item 12: each change to the filter, the Experiment box and the Model box is kept.
+
+    They used to take their start value from the URL without a fixed key, so after the first
+    change went into the URL the next run made a new widget and the second change was lost.
+    """
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        n_all = ws.search_runs().height
+        n_in = {e: ws.search_runs(experiment=e).height for e in ("credit-risk", "diabetes-progression")}
+        n_07, n_08 = (ws.search_runs(f"metrics.accuracy > {t}", experiment="credit-risk").height for t in (0.7, 0.8))
+        n_versions = {m: ws.model_versions(m).height for m in ("credit-default", "diabetes-progression")}
+    finally:
+        ws.close()
+    # every step must change what the table shows, or "the table reflects it" would prove nothing
+    assert len({n_all, *n_in.values()}) == 3 and n_in["credit-risk"] > n_07 > n_08 > 0
+    assert n_versions["credit-default"] != n_versions["diabetes-progression"]
+    shots = Path(__file__).parent / "artifacts" / "browser"
+    page, errors = _new_page(browser)
+    page.goto(url + "/experiments")
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(_runs_caption(page)).to_have_text(f"{n_all} runs")
+
+    experiment = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Experiment")
+    for name in ("diabetes-progression", "credit-risk"):  # the second change is the one that was lost
+        experiment.click()
+        page.get_by_role("option", name=name, exact=True).click()
+        _settled(page)
+        expect(experiment).to_have_value(name)
+        _url_holds(page, experiment=name)
+        expect(_runs_caption(page)).to_have_text(f"{n_in[name]} runs")
+
+    box = page.get_by_role("textbox", name="Filter")
+    for query, n in (("metrics.accuracy > 0.7", n_07), ("metrics.accuracy > 0.8", n_08)):
+        box.fill(query)
+        box.press("Enter")
+        _settled(page)
+        expect(box).to_have_value(query)
+        _url_holds(page, experiment="credit-risk", filter=query)
+        expect(_runs_caption(page)).to_have_text(f"{n} runs")
+    _shoot(page, shots, "12-experiments-second-change")
+
+    # Open a run and go back: the boxes, not drawn while the run was shown, come back as they were.
+    grid = page.get_by_test_id("stDataFrame").nth(1).bounding_box()  # the runs (the first lists experiments)
+    page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first row's selection box, below the header
+    page.get_by_role("button", name="Open run").click()
+    _settled(page)
+    expect(page.get_by_role("button", name="Back to the runs")).to_be_visible()
+    assert "run" in parse_qs(urlsplit(page.url).query)
+    page.get_by_role("button", name="Back to the runs").click()
+    _settled(page)
+    expect(box).to_have_value("metrics.accuracy > 0.8")
+    expect(experiment).to_have_value("credit-risk")
+    _url_holds(page, experiment="credit-risk", filter="metrics.accuracy > 0.8")
+    expect(_runs_caption(page)).to_have_text(f"{n_08} runs")
+
+    # The URL is the shareable link: a new session on it (after sign-in) shows the last values.
+    page.reload()
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(box).to_have_value("metrics.accuracy > 0.8")
+    expect(experiment).to_have_value("credit-risk")
+    _url_holds(page, experiment="credit-risk", filter="metrics.accuracy > 0.8")
+    expect(_runs_caption(page)).to_have_text(f"{n_08} runs")
+
+    page.get_by_test_id("stSidebarNavLink").filter(has_text="Models").click()
+    _settled(page)
+    model = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Model")
+    versions = page.get_by_test_id("stDataFrame").nth(1).locator("table[role=grid]")  # the model's versions
+    expect(model).to_have_value("credit-default")
+    expect(versions).to_have_attribute("aria-rowcount", str(n_versions["credit-default"] + 1))  # + header row
+    for name in ("diabetes-progression", "credit-default"):
+        model.click()
+        page.get_by_role("option", name=name, exact=True).click()
+        _settled(page)
+        expect(model).to_have_value(name)
+        _url_holds(page, model=name)
+        expect(versions).to_have_attribute("aria-rowcount", str(n_versions[name] + 1))
+    model.click()
+    page.get_by_role("option", name="diabetes-progression", exact=True).click()  # a third, to reload on
+    _settled(page)
+    _url_holds(page, model="diabetes-progression")
+    _shoot(page, shots, "13-models-second-change")
+    page.reload()
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(model).to_have_value("diabetes-progression")
+    expect(versions).to_have_attribute("aria-rowcount", str(n_versions["diabetes-progression"] + 1))
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+
+
+def test_approvals_queue_and_request_changes_stick(server, browser):
+    """The Approvals page's Queue and Request took their start from the URL as well: same defect, same fix."""
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        everything = ws.requests()
+    finally:
+        ws.close()
+    # decided requests sit in "All" only for a lead who asked for none; none of the two picked is
+    # the first of "All", so a Request box drawn afresh at its default could not pass for them
+    first = str(everything["id"][0])
+    decided = [str(i) for i in everything.filter(pl.col("status") != "pending")["id"] if str(i) != first]
+    assert len(decided) >= 3 and everything.filter(pl.col("requested_by") == "lee").is_empty()
+    page, errors = _new_page(browser)
+    page.goto(url + "/approvals")
+    _settled(page)
+    _sign_in(page, "lee")
+
+    def queue(name: str):
+        return page.get_by_role("radio", name=re.compile(rf"^{name} \(\d+\)$"))
+
+    def pick_queue(name: str) -> None:
+        page.get_by_test_id("stRadio").get_by_text(re.compile(rf"^{name} \(\d+\)$")).click()
+        _settled(page)
+        expect(queue(name)).to_be_checked()
+
+    def shows(rid: str) -> None:
+        expect(box).to_have_value(re.compile(rf"^#{rid} "))
+        _url_holds(page, request=rid)
+        expect(page.get_by_test_id("stHeading").filter(has_text=re.compile(rf"^#{rid} "))).to_be_visible()
+
+    box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name="Request")
+    expect(queue("Awaiting me")).to_be_checked()
+    pick_queue("All")
+    shown = parse_qs(urlsplit(page.url).query)["request"][0]
+    expect(box).to_have_value(re.compile(rf"^#{shown} "))
+    for rid in [i for i in decided if i != shown][:2]:
+        box.click()
+        page.get_by_role("option", name=re.compile(rf"^#{rid} ")).click()
+        _settled(page)
+        shows(rid)
+        expect(queue("All")).to_be_checked()
+    # a second and third queue change; the Request box, not drawn meanwhile, comes back as it was
+    pick_queue("My requests")
+    expect(page.get_by_text("Nothing here.")).to_be_visible()
+    pick_queue("All")
+    shows(rid)
+    page.reload()
+    _settled(page)
+    _sign_in(page, "lee")
+    expect(queue("All")).to_be_checked()  # the first queue that holds the link's request
+    shows(rid)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+
+
+def test_no_page_asks_any_host_but_the_server(server, browser):
+    """Issue 15 item 12: every page, for every role that sees it, requests only from the server.
+
+    The page icon was a ``:material/...:`` icon, which made every page fetch its favicon from
+    fonts.gstatic.com: offline it fails, and a governance tool should reach nowhere else.
+    """
+    url, store = server
+    ws = wb.connect(store)
+    try:
+        user_of = {r["role"]: r["name"] for r in ws.users().filter(~pl.col("disabled")).iter_rows(named=True)}
+        compare_ids = ws.search_runs("params.family = 'random_forest'")["run_id"].to_list()[:4]
+    finally:
+        ws.close()
+    assert set(user_of) == set(roles.ROLES) and len(compare_ids) >= 2
+    server_host = urlsplit(url).hostname
+    requested: list[str] = []
+
+    def only_the_server(where: str) -> None:
+        outside = sorted({u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+                          and urlsplit(u).hostname not in (server_host, "localhost")})
+        assert not outside, f"{where} asked other hosts: {outside}"
+
+    for role in roles.ROLES:
+        page, errors = _new_page(browser)
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url + "/")
+        _settled(page)
+        only_the_server(f"the sign-in page ({role})")
+        _sign_in(page, user_of[role])
+        keys = roles.pages_for(role)
+        expect(page.get_by_test_id("stSidebarNavLink")).to_have_text(_titles(*(ui.PAGES[k][1] for k in keys)))
+        for key in keys:
+            title = ui.PAGES[key][1]
+            page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
+            _settled(page)
+            expect(page.get_by_role("heading", level=1)).to_have_text("Workbench" if key == "home" else title,
+                                                                      timeout=UI_TIMEOUT)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            # the favicon is inline, not a URL another host serves
+            assert page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href").startswith("data:")
+            only_the_server(f"{title} ({role})")
+        if role == "data_scientist":  # a comparison draws its charts only when it has runs
+            page.goto(f"{url}/compare?runs={','.join(compare_ids)}")
+            _settled(page)
+            _sign_in(page, user_of[role])
+            expect(page.locator(".js-plotly-plot .parcoords").first).to_be_attached(timeout=UI_TIMEOUT)
+            only_the_server(f"a comparison ({role})")
+        assert not errors, errors
+        page.close()
+    # the recorder saw the app itself load, so an empty "outside" list means something
+    assert any(urlsplit(u).hostname == server_host and urlsplit(u).path.startswith("/_stcore/") for u in requested)
+
+
+def _url_holds(page: Page, **params: str) -> None:
+    """Wait until the page's URL holds exactly these query parameters (the shareable link)."""
+    page.wait_for_url(lambda u: {k: v[0] for k, v in parse_qs(urlsplit(u).query).items()} == params)
 
 
 def _new_page(browser) -> tuple[Page, list[str]]:

@@ -12,6 +12,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 import streamlit as st
 
@@ -162,6 +163,98 @@ def empty(message: str) -> None:
 def query_param(name: str) -> str | None:
     value = st.query_params.get(name)
     return value or None
+
+
+_URL_SEEN = "wb_url_seen:"  # + widget key: the URL value that widget last took or wrote
+
+
+def from_url(key: str, param: str, default: str = "", options: Sequence[str] | None = None) -> None:
+    """Start the widget with key ``key`` at the URL's ``param``, when the URL has news for it.
+
+    Call it just before the widget, and create the widget with ``key=key`` and no
+    ``value``/``index``. A start value passed as ``value``/``index`` is part of a key-less
+    widget's identity: once the page wrote the first change to the URL, the next run made
+    a new widget at that value and the user's second change was thrown away. So the value
+    lives under a fixed key, and the URL sets it only when it says something the widget has
+    not seen yet (a new session from a shared link or a reload, a link that changed it).
+
+    Parameters
+    ----------
+    key : str
+        The widget's key in ``st.session_state``.
+    param : str
+        The query parameter that holds the widget's value.
+    default : str
+        The value when the URL has none, or one not among ``options``.
+    options : sequence of str, optional
+        A selectbox's options: a value from the URL, or a kept value, outside them gives
+        ``default``.
+    """
+    url = query_param(param)
+    if key not in st.session_state or url_news(key, param):
+        value = url if url is not None and (options is None or url in options) else default
+        st.session_state[_URL_SEEN + key] = url
+    else:  # the user's latest choice
+        value = st.session_state[key]
+        if options is not None and value not in options:
+            value = default
+    hold(key, value)
+
+
+def hold(key: str, value: object) -> None:
+    """Set the widget with key ``key`` to ``value`` just before it is drawn, on every run.
+
+    A keyed widget that some run did not draw (the page stopped before it, or showed a run
+    instead of the list) keeps its value on the server, while the browser draws it afresh at
+    its default: the page would filter by one value and show another. Setting the value on
+    every run sends it to the browser too. ``st.session_state[key]`` read before this call
+    already holds the user's latest change, so setting it back loses nothing.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key.
+    value : object
+        The value it shows; one of its options for a selectbox or radio.
+    """
+    st.session_state[key] = value
+
+
+def url_news(key: str, param: str) -> bool:
+    """Whether the URL's ``param`` says something the widget ``key`` has neither taken nor written.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key, as given to :func:`from_url`.
+    param : str
+        The query parameter.
+
+    Returns
+    -------
+    bool
+        True when a link (or a reload) changed the parameter since the widget last synced with it.
+    """
+    return st.session_state.get(_URL_SEEN + key) != query_param(param)
+
+
+def keep_in_url(key: str, param: str, value: str | None) -> None:
+    """Put the widget ``key``'s ``value`` in the URL's ``param`` (removed when empty), so links stay shareable.
+
+    Parameters
+    ----------
+    key : str
+        The widget's key, as given to :func:`from_url`.
+    param : str
+        The query parameter.
+    value : str or None
+        What the URL should hold; None or ``""`` removes the parameter.
+    """
+    if value:
+        st.query_params[param] = value
+    else:
+        st.query_params.pop(param, None)
+    st.session_state[_URL_SEEN + key] = value or None
 
 
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:&="})
