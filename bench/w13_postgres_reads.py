@@ -20,7 +20,7 @@ in place); when it is missing, W5's builder makes a fifth of it. Then, on both s
 - **pages**: W5's page list as W5 times it (Streamlit's AppTest script run, signed in),
   plus the run detail of a long-curve run; one warm-up then ``--page-reps`` runs.
 - **audit**: ``verify_audit`` on the store's chain, the Audit page's newest-500 events, and
-  ``verify_audit`` on W8's 200k-event chain (``w8_audit_200000.duckdb``, copied and migrated
+  ``verify_audit`` on W8's 200k-event chain (``w8_audit_tables_200000.duckdb``, copied and migrated
   into a second database; skipped when that cache is missing or with ``--skip-chain``).
 
 Before anything is timed the script waits (``--max-wait``, default 10 minutes) for the
@@ -57,7 +57,7 @@ from _common import RESULTS_DIR, banner, fmt_s, log, median, write_results  # no
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = RESULTS_DIR / "w5_store_100k_5M_v2.duckdb"  # w5_pages.py's cached store
-CHAIN_SOURCE = RESULTS_DIR / "w8_audit_200000.duckdb"  # w8_audit_verify.py's cached 200k chain
+CHAIN_SOURCE = RESULTS_DIR / "w8_audit_tables_200000.duckdb"  # w8_audit_verify.py's cached 200k chain
 FILTER = "metrics.m0 > 0.5 and params.p0 = 'rf'"
 FILTERS = {  # W2 part 2's (w2_search.BIG_FILTERS)
     "and (the W2 filter)": FILTER,

@@ -14,18 +14,25 @@ st.title("Audit trail")
 def _verified(_ws, store: str, head_seq: int, head_hash: str):
     # keyed by the head: a new event (or a changed head) means a fresh check
     check = _ws.verify_audit()
-    return check.ok, check.n_events, check.head_hash, check.first_broken_seq, check.reason
+    return check.ok, check.n_events, check.head_hash, check.first_broken_seq, check.reason, check.problems, \
+        check.warnings
 
 
 with ui.shown_errors():
     head = ws.audit_head()
-    ok, n, digest, broken, reason = _verified(ws, ws.store.location, head["seq"], head["hash"])
+    ok, n, digest, broken, reason, problems, warnings = _verified(ws, ws.store.location, head["seq"], head["hash"])
     if ok:
-        st.badge(f"Chain intact: {n:,} events", icon=":material/verified_user:", color="green")
+        st.badge(f"Chain intact: {n:,} events; the tables agree with it", icon=":material/verified_user:",
+                 color="green")
         st.caption(f"Head digest `{digest}`. Keep an anchor of it outside the store: `workbench audit anchor --out FILE`.")
+    elif broken is None:  # the chain holds, but tables were changed behind its back
+        st.badge(f"Tables disagree with the chain: {len(problems):,} rows", icon=":material/gpp_bad:", color="red")
+        st.error("\n".join(f"- {p}" for p in problems))
     else:
         st.badge(f"Chain broken at event {broken}", icon=":material/gpp_bad:", color="red")
         st.error(f"Event {broken}: {reason}")
+    for warning in warnings:
+        st.warning(warning)
 
     c1, c2, c3 = st.columns(3)
     actor = c1.text_input("Actor", placeholder="e.g. lee")

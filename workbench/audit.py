@@ -17,7 +17,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import sqlalchemy as sa
 
-from .errors import ValidationError
+from . import audit_replay
+from .errors import IntegrityError, ValidationError
 from .store.schema import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
@@ -122,12 +123,21 @@ def append(conn: sa.Connection, events: Iterable[Event]) -> list[int]:
 
 @dataclass(frozen=True)
 class ChainCheck:
+    """The outcome of :func:`verify`.
+
+    ``first_broken_seq`` names the first bad event when the chain itself is broken;
+    ``problems`` lists the rows of the tables that disagree with the chain (then ``ok`` is
+    False and ``first_broken_seq`` None); ``warnings`` what the events cannot prove.
+    """
+
     ok: bool
     n_events: int
     head_hash: str
     first_broken_seq: int | None = None
     reason: str = ""
     anchor_checked: bool = False
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 _COLUMNS = "seq, ts, actor, role, action, entity_type, entity_id, payload, prev_hash, hash"
@@ -158,13 +168,19 @@ def _rows(conn: sa.Connection, batch: int = 100_000):
 
 
 def verify(conn: sa.Connection, anchor: dict | None = None) -> ChainCheck:
-    """Recompute every hash; name the first event whose stored hash or link is wrong.
+    """Recompute every hash; name the first event whose stored hash or link is wrong; then
+    check the tables against the chain.
 
     The last event must also be the recorded head (a chain cut short at its end is found),
     and, given an ``anchor`` from :func:`anchor`, the chain must still pass through it (a
-    chain rewritten and rehashed whole is found only this way).
+    chain rewritten and rehashed whole is found only this way). An intact chain is then
+    replayed (:mod:`workbench.audit_replay`) and every table row that disagrees with it is
+    a problem: a role, stage, alias, model digest, verdict, param or metric point changed
+    behind the workbench's back, or rows beside an emptied chain.
     """
     prev, expected_seq, n = GENESIS, 1, 0
+    replayed = audit_replay.HANDLERS
+    kept = []  # the events that change checked state, replayed once the chain holds
     for seq, ts_iso, actor, role, action, et, eid, payload, prev_hash, h in _rows(conn):
         if seq != expected_seq:
             return ChainCheck(False, n, prev, seq, f"expected seq {expected_seq}, found {seq} (event missing)")
@@ -175,6 +191,8 @@ def verify(conn: sa.Connection, anchor: dict | None = None) -> ChainCheck:
         if anchor is not None and seq == anchor["seq"] and h != anchor["hash"]:
             return ChainCheck(False, n, prev, seq, f"the chain no longer passes through the anchor (event {seq}'s hash "
                                                    "differs): it or events before it were rewritten")
+        if action in replayed:
+            kept.append((seq, action, eid, payload))
         prev, expected_seq, n = h, seq + 1, n + 1
     head = conn.execute(sa.select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
     if head is not None and (head[0], head[1]) != (n, prev):
@@ -183,7 +201,38 @@ def verify(conn: sa.Connection, anchor: dict | None = None) -> ChainCheck:
     if anchor is not None and anchor["seq"] > n:
         return ChainCheck(False, n, prev, n + 1, f"the chain ends at event {n}, before the anchor's event "
                                                  f"{anchor['seq']}: events were removed")
-    return ChainCheck(True, n, prev, anchor_checked=anchor is not None)
+    state = audit_replay.compare(conn, audit_replay.replay(kept), n)
+    if state.problems:
+        more = f" (and {len(state.problems) - 1} more)" if len(state.problems) > 1 else ""
+        return ChainCheck(False, n, prev, None, f"the tables disagree with the audit trail: {state.problems[0]}{more}",
+                          anchor_checked=anchor is not None, problems=tuple(state.problems),
+                          warnings=tuple(state.warnings))
+    return ChainCheck(True, n, prev, anchor_checked=anchor is not None, warnings=tuple(state.warnings))
+
+
+def recorded_payload(conn: sa.Connection, action: str, entity_type: str, entity_id: str) -> dict:
+    """The payload of the first ``action`` event on an entity, proven part of the chain.
+
+    Cheap enough for every model load: the event's hash is recomputed from its content, and
+    the next event (or the recorded head) must link to that hash, so an event edited in
+    place is refused (one rewritten with the whole chain after it is found by an anchor).
+    Raises :class:`~workbench.IntegrityError` when there is no such event or it fails.
+    """
+    row = conn.execute(sa.text(f"select {_COLUMNS} from audit_events where action = :a and entity_type = :t "
+                               "and entity_id = :e order by seq limit 1"),
+                       {"a": action, "t": entity_type, "e": entity_id}).first()
+    if row is None:
+        raise IntegrityError(f"The audit trail has no {action} event for {entity_type} {entity_id}: refusing to trust "
+                             "what the tables say about it (run `workbench audit verify`).")
+    seq, ts, actor, role, act, et, eid, payload, prev_hash, h = row
+    nxt = conn.execute(sa.text("select prev_hash from audit_events where seq = :s"), {"s": seq + 1}).first()
+    if nxt is None:
+        nxt = conn.execute(sa.text("select hash from audit_head where seq = :s"), {"s": seq}).first()
+    if (_hash(prev_hash, seq, ts.astimezone(timezone.utc).isoformat(), actor, role, act, et, eid, payload) != h
+            or nxt is None or nxt[0] != h):
+        raise IntegrityError(f"Audit event {seq} ({action} of {entity_type} {entity_id}) was altered: refusing to "
+                             "trust it (run `workbench audit verify`).")
+    return json.loads(payload)
 
 
 def anchor(check: ChainCheck, store: str) -> dict:

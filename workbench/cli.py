@@ -204,7 +204,8 @@ def models_list(store: Optional[str] = StoreOpt) -> None:
 def audit_verify(store: Optional[str] = StoreOpt,
                  anchor: Optional[Path] = typer.Option(None, help="An anchor file from `audit anchor`: "
                                                        "also prove the chain still passes through it.")) -> None:
-    """Recompute the hash chain; exit non-zero and name the first broken event if any."""
+    """Recompute the hash chain and check the tables against it; exit non-zero naming the first
+    broken event, or every row that disagrees with the chain."""
     from . import audit
 
     mark = None
@@ -216,9 +217,13 @@ def audit_verify(store: Optional[str] = StoreOpt,
         except ValueError as exc:
             _fail(f"{anchor}: {exc}")
     check = _operator(store).verify_audit(mark)
+    for warning in check.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
     if check.ok:
         extra = f"; passes through the anchor at event {mark['seq']}" if mark else ""
-        typer.echo(f"OK: {check.n_events} events, head {check.head_hash}{extra}")
+        typer.echo(f"OK: {check.n_events} events, head {check.head_hash}{extra}; the tables agree with it")
+    elif check.first_broken_seq is None:  # an intact chain, but tables changed behind its back
+        _fail("the tables disagree with the audit trail:\n  " + "\n  ".join(check.problems), code=2)
     else:
         _fail(f"audit chain broken at event {check.first_broken_seq}: {check.reason}", code=2)
 

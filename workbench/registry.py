@@ -16,6 +16,15 @@ Aliases: ``champion`` means the Production version and moves with the stage (no 
 by hand; ``get_model_version(name, "champion")`` is the Production version); ``challenger``
 is the canary's version and is set only by a lead's rollout. Other aliases are free, but
 never point at an archived version or at one whose last decided request was rejected.
+
+Model files. Unpickling runs whatever code the file names, so a model file is only as
+safe as its author. Models are saved with skops by default, which rebuilds objects without
+running code and refuses types it was not told to trust; :func:`load` trusts classes from
+scikit-learn, NumPy and SciPy (:data:`TRUSTED_PACKAGES`) and nothing else. A model skops
+cannot save that way is refused at registration unless the caller opts in to pickle
+(``format="pickle"``); loading a pickle needs ``allow_pickle=True``, i.e. trusting whoever
+registered it. Either way the file's digest is checked first against the one the audit
+trail recorded at registration (:func:`recorded_file`), not only the table's.
 """
 
 from __future__ import annotations
@@ -28,9 +37,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import artifacts, freetext
+from . import artifacts, audit, freetext
 from .audit import Event
-from .errors import NotFoundError, PermissionDenied, ValidationError
+from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .store import schema
 
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -96,16 +105,93 @@ def check_model_fields(fields: dict) -> dict:
     return check_model_text(fields)
 
 
-def serialize(model: Any) -> bytes:
+FORMATS = ("skops", "pickle")
+#: Packages whose classes a skops model file may hold (their constructors run no user code).
+TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValidationError(f"Model format {fmt!r} is not one of {', '.join(FORMATS)}.")
+    return fmt
+
+
+def _untrusted(data: bytes) -> list[str]:
+    """The types in a skops file that neither skops nor :data:`TRUSTED_PACKAGES` vouch for."""
+    import importlib
+
+    import skops.io as sio
+
+    left = []
+    for name in sio.get_untrusted_types(data=data):
+        module, _, attr = name.rpartition(".")
+        obj = None
+        if module.split(".")[0] in TRUSTED_PACKAGES:  # importing these runs only their own code
+            try:
+                obj = getattr(importlib.import_module(module), attr, None)
+            except ImportError:
+                obj = None
+        if not isinstance(obj, type):  # classes only: a function could be called while loading
+            left.append(name)
+    return left
+
+
+def serialize(model: Any, fmt: str = "skops") -> bytes:
+    """A model's file: skops (no code runs when it is loaded), or pickle when asked for."""
+    check_format(fmt)
+    what = type(model).__name__
+    if fmt == "pickle":
+        try:
+            return pickle.dumps(model, protocol=5)
+        except Exception as exc:  # lambdas, open files ...: say which object
+            raise ValidationError(f"Cannot save model of type {what}: {exc}") from None
+    import skops.io as sio
+
     try:
-        return pickle.dumps(model, protocol=5)
-    except Exception as exc:  # lambdas, open files ...: say which object
-        raise ValidationError(f"Cannot save model of type {type(model).__name__}: {exc}") from None
+        data = sio.dumps(model)
+    except Exception as exc:  # noqa: BLE001 - skops raises many kinds; the caller needs the choice
+        raise ValidationError(f"Cannot save model of type {what} with skops ({type(exc).__name__}: {exc}). "
+                              "Register it with format='pickle' if you accept that loading it runs code.") from None
+    untrusted = _untrusted(data)
+    if untrusted:
+        raise ValidationError(
+            f"Model of type {what} holds types that skops would have to trust to load it: {untrusted[:8]} (trusted: "
+            f"classes from {', '.join(TRUSTED_PACKAGES)}). Register it with format='pickle' if you accept that "
+            "loading it runs its code (load_model then needs allow_pickle=True).")
+    return data
 
 
-def load(root, digest: str) -> Any:
-    """Unpickle a model file only after its bytes match the digest in the store."""
-    return pickle.load(io.BytesIO(artifacts.get_bytes(root, digest)))
+def recorded_file(conn, name: str, version: int, table_sha256: str) -> tuple[str, str]:
+    """(digest, format) of a version's model file as the audit trail recorded at registration.
+
+    The table's digest must equal the chain's: a file swapped together with its digest in
+    the table is refused here. Versions registered before formats existed are pickles.
+    """
+    recorded = audit.recorded_payload(conn, "model_version.create", "model_version", f"{name}/{version}")
+    if recorded.get("sha256") != table_sha256:
+        raise IntegrityError(
+            f"{name} v{version}: the registry's model digest ({str(table_sha256)[:12]}...) is not the one recorded in "
+            f"the audit trail at registration ({str(recorded.get('sha256'))[:12]}...): the table was changed; refusing "
+            "to load the model.")
+    return recorded["sha256"], recorded.get("format", "pickle")
+
+
+def load(root, digest: str, fmt: str, *, allow_pickle: bool = False, label: str = "this model") -> Any:
+    """Load a model file after its bytes match ``digest``; a pickle only with ``allow_pickle``."""
+    if fmt == "pickle" and not allow_pickle:
+        raise PermissionDenied(
+            f"{label} was saved as a pickle, and loading a pickle runs whatever code it holds. Pass allow_pickle=True "
+            "only if you trust whoever registered it (see the version's created_by).")
+    data = artifacts.get_bytes(root, digest)
+    if fmt == "pickle":
+        return pickle.load(io.BytesIO(data))
+    import skops.io as sio
+
+    untrusted = _untrusted(data)
+    if untrusted:
+        raise IntegrityError(f"{label}'s file holds types outside the trusted ones ({untrusted[:8]}); refusing to "
+                             "load it.")
+    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
 
 
 def model_row(conn, name: str):
@@ -118,7 +204,8 @@ def model_row(conn, name: str):
 
 
 def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, model_class: str,
-             run_id: str | None, owner_team=None, use_case=None, risk_tier=None, description=None):
+             run_id: str | None, owner_team=None, use_case=None, risk_tier=None, description=None,
+             fmt: str = "skops"):
     """Write op: create the registered model if new, then its next version (stage None)."""
     t = schema.RegisteredModel.__table__
     events = []
@@ -137,7 +224,8 @@ def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, 
     conn.execute(sa.insert(v).values(model_id=model_id, version=version, run_id=run_id, stage="None", sha256=digest,
                                      size=size, model_class=model_class, created_by=actor, created_at=now))
     events.append(Event(actor, role, "model_version.create", "model_version", f"{name}/{version}",
-                        {"run_id": run_id, "sha256": digest, "size": size, "model_class": model_class}))
+                        {"run_id": run_id, "sha256": digest, "size": size, "model_class": model_class,
+                         "format": check_format(fmt)}))
     mv = ModelVersion(name, version, run_id, "None", digest, model_class, actor, now)
     return mv, events
 

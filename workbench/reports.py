@@ -154,9 +154,15 @@ def validation_pack(ws, name: str, version: int | None = None) -> dict:
             "approval_history": history,
             "alerts": [{"window_start": a["window_start"].isoformat(), "metric": a["metric"], "value": a["value"],
                         "rule": a["rule"], "command_exit_code": a["exit_code"]} for a in alerts.to_dicts()],
-            "audit_check": {"ok": check.ok, "events": check.n_events, "head_hash": check.head_hash,
-                            "first_broken_seq": check.first_broken_seq, "reason": check.reason},
+            "audit_check": _audit_check(check),
             "missing": missing}
+
+
+def _audit_check(check) -> dict:
+    """The chain's check as a report states it: the chain, and the tables against it."""
+    return {"ok": check.ok, "events": check.n_events, "head_hash": check.head_hash,
+            "first_broken_seq": check.first_broken_seq, "reason": check.reason,
+            "problems": list(check.problems), "warnings": list(check.warnings)}
 
 
 def audit_extract(ws, name: str | None = None, *, since=None, until=None) -> dict:
@@ -170,8 +176,7 @@ def audit_extract(ws, name: str | None = None, *, since=None, until=None) -> dic
     check = ws.verify_audit()
     return {"report": _header(ws, "audit", name, None),
             "range": {"since": str(since) if since else None, "until": str(until) if until else None},
-            "audit_check": {"ok": check.ok, "events": check.n_events, "head_hash": check.head_hash,
-                            "first_broken_seq": check.first_broken_seq, "reason": check.reason},
+            "audit_check": _audit_check(check),
             "events": [{**{k: v for k, v in e.items() if k != "ts"}, "ts": e["ts"].isoformat(),
                         "payload": json.loads(e["payload"])} for e in events.to_dicts()],
             "missing": [] if events.height else ["events (none in this range)"]}

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import sqlalchemy as sa
 
-from . import artifacts, column_marks, dataset_marks
+from . import artifacts, audit_replay, column_marks, dataset_marks
 from .audit import Event
 from .datasets import DatasetRef, fingerprint, to_polars
 from .errors import NotFoundError, ValidationError
@@ -339,10 +339,11 @@ class Run:
         return self._ws._call(lambda conn: _log_artifact(conn, self, name, digest, size))
 
     def register_model(self, model: Any, name: str, **metadata: Any) -> "ModelVersion":
-        """Save ``model`` (pickled, content-addressed) as the next version of ``name``.
+        """Save ``model`` (skops, content-addressed) as the next version of ``name``.
 
         ``metadata``: owner_team, use_case, risk_tier (low/medium/high), description — set
-        on the registered model when it is first created.
+        on the registered model when it is first created; ``format="pickle"`` to opt in to
+        pickle for a model skops cannot save.
         """
         self._check_open()
         self.flush()
@@ -355,10 +356,12 @@ class Run:
             self._submit()
 
     def _note_points(self) -> None:
-        """Points leave a trace in the audit trail too: how many, which keys (once a batch)."""
+        """Points leave a trace in the audit trail too: how many, which keys, and their digest
+        (once a batch), so `audit verify` can check the metrics table against the chain."""
         b = self._batch
         if b.n_points and not any(e.action == "run.log_metrics" for e in b.events):
-            b.events.append(self._event("run.log_metrics", {"points": b.n_points, "keys": b.point_keys()}))
+            b.events.append(self._event("run.log_metrics", {"points": b.n_points, "keys": b.point_keys(),
+                                                            "digest": audit_replay.batch_digest(b.chunks)}))
 
     def _submit(self) -> None:
         b = self._batch

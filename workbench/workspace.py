@@ -213,20 +213,24 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     # -- registry ------------------------------------------------------------------------
     def _register_model(self, model: Any, name: str, *, run_id: str | None, owner_team=None, use_case=None,
-                        risk_tier=None, description=None) -> ModelVersion:
+                        risk_tier=None, description=None, format: str = "skops") -> ModelVersion:
         self._require("register_models")
         check_key("Model", name)
         if risk_tier is not None:
             registry.check_risk_tier(risk_tier)
         registry.check_model_text(dict(owner_team=owner_team, use_case=use_case, description=description))
-        digest, size = artifacts.put_bytes(self.store.artifact_root, registry.serialize(model))
+        digest, size = artifacts.put_bytes(self.store.artifact_root, registry.serialize(model, format))
         cls = f"{type(model).__module__}.{type(model).__qualname__}"
         return self._call(lambda conn: registry.register(
             conn, self.user, self.role, name=name, digest=digest, size=size, model_class=cls, run_id=run_id,
-            owner_team=owner_team, use_case=use_case, risk_tier=risk_tier, description=description))
+            owner_team=owner_team, use_case=use_case, risk_tier=risk_tier, description=description, fmt=format))
 
     def register_model(self, model: Any, name: str, *, run_id: str | None = None, **metadata) -> ModelVersion:
-        """Register ``model`` as the next version of ``name`` (prefer ``run.register_model``)."""
+        """Register ``model`` as the next version of ``name`` (prefer ``run.register_model``).
+
+        Saved with skops; ``format="pickle"`` opts in to pickle for models skops cannot save
+        without trusting their code (:mod:`workbench.registry` states the trust rule).
+        """
         if run_id is not None:
             self.get_run(run_id)
         return self._register_model(model, name, run_id=run_id, **metadata)
@@ -278,10 +282,16 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return ModelVersion(r["name"], r["version"], r["run_id"], r["stage"], r["sha256"], r["model_class"],
                             r["created_by"], r["created_at"], tuple(r["aliases"] or ()))
 
-    def load_model(self, name: str, version: int | str | None = None) -> Any:
-        """Unpickle a version after checking its file against the digest in the store."""
+    def load_model(self, name: str, version: int | str | None = None, *, allow_pickle: bool = False) -> Any:
+        """Load a version after checking its file against the digest the audit trail recorded.
+
+        A model saved as a pickle loads only with ``allow_pickle=True``: unpickling runs
+        whatever code its author put in the file.
+        """
         mv = self.get_model_version(name, version)
-        return registry.load(self.store.artifact_root, mv.sha256)
+        digest, fmt = self._in_transaction(lambda conn: registry.recorded_file(conn, mv.name, mv.version, mv.sha256))
+        return registry.load(self.store.artifact_root, digest, fmt, allow_pickle=allow_pickle,
+                             label=f"{mv.name} v{mv.version}")
 
     def set_stage(self, name: str, version: int, stage: str, reason: str | None = None) -> str:
         """Move a version to None, Staging or Archived. Production needs an approved request."""
@@ -317,7 +327,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     def fairness(self, model_version, X, y_true, *, sensitive_features, y_pred=None, threshold: float = 0.5,
                  reference_group=None, min_group_size: int = 30, n_bootstrap: int = 200, task: str | None = None,
-                 favorable_label: int = 1):
+                 favorable_label: int = 1, allow_pickle: bool = False):
         """Fairness of a version's predictions across sensitive groups, judged and stored.
 
         ``sensitive_features`` names columns of ``X`` (they need not be model inputs).
@@ -341,7 +351,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         if frame.height == 0:  # before the model predicts on nothing (scikit-learn's error names no input)
             raise ValidationError("X has no rows: fairness needs the predictions and outcomes of at least one "
                                   "person per group.")
-        model = self.load_model(name, version)
+        model = self.load_model(name, version, allow_pickle=allow_pickle)
         is_classifier = hasattr(model, "predict_proba")
         task = task or ("binary" if is_classifier else "regression")
         y_score = None
@@ -367,7 +377,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return report
 
     def explain(self, model_version, X, *, y=None, sample=None, max_rows: int | None = 10_000, row_id: str | None = None,
-                masked: list[str] | None = None, progress: bool = False, **options):
+                masked: list[str] | None = None, progress: bool = False, allow_pickle: bool = False, **options):
         """SHAP explanation of a version on ``X``, computed once and stored.
 
         Per-row SHAP values (keyed by row id) go to a Parquet file in the artifact folder;
@@ -387,7 +397,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
         self._require("compute_evidence")
         name, version = self._version_ref(model_version)
-        model = self.load_model(name, version)
+        model = self.load_model(name, version, allow_pickle=allow_pickle)
         frame = to_polars(X)
         marked = self._marks(frame, name, version, None)
         identifying = [c for c, m in marked.items() if m == "identifying"]

@@ -131,7 +131,7 @@ class MonitoringMethods:
                 "default": thresholds is None}
 
     def monitor(self, model_version, window: str = "1d", *, reference: Any = None, start=None, end=None,
-                alerts: bool = True) -> monitoring.MonitorReport:
+                alerts: bool = True, allow_pickle: bool = False) -> monitoring.MonitorReport:
         """Per ``window`` of logged predictions: volume, latency, errors, performance over the
         labelled rows, drift against the reference (default: the one logged with
         :meth:`log_reference`), and the monitor policy's breaches. With ``alerts`` (needs a
@@ -152,7 +152,7 @@ class MonitoringMethods:
         if reference is None:
             references = self._batches(name, version, "reference", last=True)
             reference = references[0] if references else None
-        task = "classification" if hasattr(self.load_model(name, version), "predict_proba") else "regression"
+        task = "classification" if hasattr(self.load_model(name, version, allow_pickle=allow_pickle), "predict_proba") else "regression"
         policy = self.monitor_policy(name)
         report = monitoring.monitor(logs, window=window, task=task, thresholds=policy["thresholds"], reference=reference)
         if alerts:
