@@ -23,6 +23,8 @@ import workbench as wb
 from workbench import artifacts, audit, audit_replay, auth, reports
 
 from _raw import raw_sql
+from workbench.store import headmark
+from workbench.store.connection import is_postgres
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def _world(ws, op, store_path, model, *, runs: int = 3):
                 v1 = run.register_model(model, "credit", risk_tier="high")
     v2 = ws.register_model(model, "credit")
     ws.set_stage("credit", v1.version, "Staging")
-    ws.set_alias("credit", "champion", v1.version)
+    ws.set_alias("credit", "candidate", v1.version)
     rng = np.random.default_rng(1)
     ref = pl.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
     report = ws.drift(ref, ref.with_columns(pl.col("a") + 3), model_version=v1)
@@ -154,24 +156,24 @@ def test_an_evidence_verdict_flipped_in_the_table_is_named(ws, op, cora, store_p
 def test_stage_alias_risk_tier_and_digest_edits_are_named(ws, op, cora, store_path, model):
     _, v1, v2, _ = _world(ws, op, store_path, model)
     _tamper(ws, store_path, "update model_versions set stage = 'Production' where version = ?", [v2.version])
-    raw_sql(store_path, "update model_aliases set version = ? where alias = 'champion'", [v2.version])
+    raw_sql(store_path, "update model_aliases set version = ? where alias = 'candidate'", [v2.version])
     raw_sql(store_path, "update registered_models set risk_tier = 'low' where name = 'credit'")
     raw_sql(store_path, "update model_versions set sha256 = ? where version = ?", ["ab" * 32, v1.version])
     assert sorted(_problems(cora)) == sorted([
         "model_versions credit v2: stage is 'Production' in the table, 'None' in the audit trail",
-        "model_aliases credit alias 'champion': version is 2 in the table, 1 in the audit trail",
+        "model_aliases credit alias 'candidate': version is 2 in the table, 1 in the audit trail",
         "registered_models 'credit': risk_tier is 'low' in the table, 'high' in the audit trail",
         f"model_versions credit v1: sha256 is '{'ab' * 32}' in the table, '{v1.sha256}' in the audit trail"])
 
 
 def test_a_cut_tail_of_state_changes_is_found_without_an_anchor(ws, op, cora, store_path, model):
     _world(ws, op, store_path, model)
-    ws.set_alias("credit", "challenger", 2)
+    ws.set_alias("credit", "shadow", 2)
     (seq, prev_hash), = _tamper(ws, store_path, "select seq, prev_hash from audit_events where action = 'model.alias' "
-                                                "and payload like '%challenger%'")
+                                                "and payload like '%shadow%'")
     raw_sql(store_path, "delete from audit_events where seq >= ?", [seq])
     raw_sql(store_path, "update audit_head set seq = ?, hash = ?", [seq - 1, prev_hash])
-    assert _problems(cora) == ["model_aliases credit alias 'challenger': in the table, but no audit event created it"]
+    assert _problems(cora) == ["model_aliases credit alias 'shadow': in the table, but no audit event created it"]
 
 
 def test_the_cli_and_the_validation_pack_name_the_rows(ws, op, cora, store_path, model):
@@ -205,6 +207,8 @@ def _as_before_digests(store_path):
                 [payload, prev, h, seq])
         prev = h
     raw_sql(store_path, "update audit_head set seq = ?, hash = ?", [len(rows), prev])
+    if not is_postgres(str(store_path)):  # nor did such a store have a head mark beside its file
+        headmark.path_of(pathlib.Path(store_path)).unlink()
 
 
 def test_runs_logged_before_digests_are_checked_by_count_and_said_so(ws, op, cora, store_path):
