@@ -531,16 +531,19 @@ class Store:
         if conn.in_transaction():
             conn.commit()
 
-    def after_commit(self, conn: sa.Connection, *, checkpoint: bool) -> None:
+    def head_if_marked(self, conn: sa.Connection):
+        """(seq, hash) of the chain's head, read inside a write transaction, where a head mark is kept."""
+        if self.path is None:
+            return None
+        return conn.exec_driver_sql("select seq, hash from audit_head").first()
+
+    def after_commit(self, conn: sa.Connection, head, *, checkpoint: bool) -> None:
         """Right after a write transaction committed on ``conn`` (the lease still held): record the
-        chain's head beside a DuckDB file, and checkpoint when asked (after governance writes)."""
+        chain's ``head`` beside a DuckDB file, and checkpoint when asked (after governance writes)."""
         if self.path is None:
             return
         if checkpoint:
             self._checkpoint(conn)
-        head = conn.exec_driver_sql("select seq, hash from audit_head").first()
-        if conn.in_transaction():
-            conn.commit()
         if head is not None:
             headmark.write(self.path, head[0], head[1])
 

@@ -188,7 +188,8 @@ class Writer:
                 with self.store.transaction() as conn:
                     self.store.lock_for_write(conn)
                     results = self._apply(conn, group)
-                self._after_commit(held, group)
+                    head = self.store.head_if_marked(conn)  # read in the transaction: no second one for it
+                self._after_commit(held, group, head)
         except Exception as exc:
             if os.environ.get("WORKBENCH_DEBUG"):
                 print(f"workbench writer: group of {len(group)} failed: {exc!r}", file=sys.stderr)
@@ -201,12 +202,12 @@ class Writer:
         for (_, fut), res in zip(group, results):
             fut.set_result(res)
 
-    def _after_commit(self, conn: sa.Connection, group) -> None:
+    def _after_commit(self, conn: sa.Connection, group, head) -> None:
         # Governance and other entity writes reach the file itself at once; run data waits
         # for the checkpoint when the lease is released (a few hundred ms idle). The group is
         # committed already: a failure here is reported, never treated as the write's.
         try:
-            self.store.after_commit(conn, checkpoint=any(not isinstance(item, RunBatch) for item, _ in group))
+            self.store.after_commit(conn, head, checkpoint=any(not isinstance(item, RunBatch) for item, _ in group))
         except Exception as exc:  # noqa: BLE001
             print(f"workbench: committed, but could not record the chain's head beside the store: {exc!r}",
                   file=sys.stderr)
