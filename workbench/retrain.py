@@ -24,7 +24,6 @@ each pending command once, through :meth:`Workspace.run_pending_commands`:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -92,28 +91,6 @@ def run_command(command: list[str], env: dict[str, str]) -> tuple[int | None, st
         tail = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(errors="replace")
         return None, f"timed out after {COMMAND_TIMEOUT_S} s\n{tail[-2000:]}"
     return out.returncode, (out.stdout + out.stderr)[-OUTPUT_CHARS:]
-
-
-def runner_id() -> str:
-    """This process, as a command's runner: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def runner_gone(runner: str | None) -> bool:
-    """Whether ``runner`` (host:pid) was a process on this host that no longer exists.
-
-    A runner on another host is never judged (its pids are not ours to see).
-    """
-    host, _, pid = (runner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return False
 
 
 def command_env(configured: dict[str, str], *, store: str, alert_id: int, model: str, version: int) -> dict[str, str]:

@@ -27,11 +27,11 @@ True
 from __future__ import annotations
 
 import os
-import socket
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from . import processes
 from .audit import Event
 from .errors import ConflictError, NotFoundError, ValidationError, WorkbenchError
 from .store import schema
@@ -117,7 +117,7 @@ def claim(conn, actor: str, role: str, schedule: dict, due_at: datetime, missed:
                             {"due_at": due_at.isoformat(), "why": "claimed by another scheduler"})]
     run_id = conn.execute(sa.insert(r).values(schedule_id=schedule["id"], due_at=due_at, missed=missed,
                                               started_at=schema.utcnow(), status="running",
-                                              runner=f"{socket.gethostname()}:{os.getpid()}",
+                                              runner=processes.runner(),
                                               prev_due_at=prev).returning(r.c.id)).scalar_one()
     return run_id, [Event(actor, role, "schedule.claim", "schedule", schedule["name"],
                           {"run_id": run_id, "due_at": due_at.isoformat(), "missed": missed})]
@@ -162,20 +162,6 @@ def run_timeout() -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def _process_gone(runner: str) -> bool:
-    """Whether the runner (host:pid) is a process of this host that no longer exists."""
-    host, _, pid = runner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's process: cannot tell from here
-    try:
-        os.kill(int(pid), 0)  # signal 0: only asks whether the pid exists
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # exists, owned by another user
-    return False
-
-
 def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | None:
     """Why a run still marked running is taken as interrupted, or None if it may be working.
 
@@ -194,7 +180,7 @@ def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | No
     str or None
         The reason (its process ended, or it ran past the timeout), or None.
     """
-    if _process_gone(run["runner"]):
+    if processes.gone(run["runner"]):
         return f"its process {run['runner']} ended before it finished"
     if now - run["started_at"] > timeout:
         return (f"still running after {timeout.total_seconds() / 60:g} minutes "

@@ -20,7 +20,6 @@ import os
 import random
 import reprlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import sqlalchemy as sa
 
-from . import artifacts, audit_replay, column_marks, dataset_marks
+from . import artifacts, audit_replay, column_marks, dataset_marks, processes
 from .audit import Event
 from .datasets import DatasetRef, fingerprint, to_polars
 from .errors import NotFoundError, ValidationError
@@ -150,7 +149,7 @@ def caller_source() -> tuple[str | None, str | None]:
     return None, _git_commit(os.getcwd())
 
 
-HOST = socket.gethostname()
+HOST = processes.HOST
 _open_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()  # this process's runs not yet ended
 
 
@@ -455,24 +454,6 @@ def ensure_experiment(conn, ws: "Workspace", name: str, description: str | None 
 
 
 # -- runs left behind by dead processes ----------------------------------------------------
-def _process_started(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds), or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as fh:
-            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return 0.0  # alive, start unknown (no /proc): never reaped
-
-
 def dead_runs(conn) -> list[tuple[str, int]]:
     """(run_id, pid) of the runs this host's processes left ``RUNNING`` and that are gone.
 
@@ -482,12 +463,7 @@ def dead_runs(conn) -> list[tuple[str, int]]:
     t = schema.Run.__table__
     rows = conn.execute(sa.select(t.c.run_id, t.c.pid, t.c.start_time).where(
         t.c.status == "RUNNING", t.c.host == HOST, t.c.pid.is_not(None))).all()
-    dead = []
-    for run_id, pid, started in rows:
-        began = _process_started(pid)
-        if began is None or began > started.timestamp() + 1:
-            dead.append((run_id, pid))
-    return dead
+    return [(run_id, pid) for run_id, pid, started in rows if processes.gone(f"{HOST}:{pid}", since=started)]
 
 
 def reap_dead_runs(conn, actor: str = "workbench", role: str = "system"):

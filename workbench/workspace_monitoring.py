@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from . import artifacts, evidence, monitor_store, monitoring, retrain, roles
+from . import artifacts, evidence, monitor_store, monitoring, processes, retrain, roles
 from .errors import ValidationError
 
 
@@ -192,12 +192,12 @@ class MonitoringMethods:
         """
         self._require("run_commands")
         configured = retrain.configured_env()  # a broken configuration refuses before anything is claimed
-        runner = retrain.runner_id()
+        runner = processes.runner()
         outcomes = []
         for alert in self._read(monitor_store.COMMANDS_SQL).to_dicts():
             out = {"alert_id": alert["id"], "model": alert["name"], "version": alert["version"], "exit_code": None}
             if alert["command_status"] == "running":
-                if retrain.runner_gone(alert["command_runner"]):
+                if processes.gone(alert["command_runner"]):
                     why = f"abandoned: the scheduler {alert['command_runner']} stopped before the command finished"
                     if self._call(lambda conn, a=alert: monitor_store.abandon_command(conn, self.user, self.role, a, why)):
                         outcomes.append({**out, "status": "failed", "error": why})
