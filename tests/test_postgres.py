@@ -88,10 +88,11 @@ def test_a_run_held_back_by_a_lock_timeout_is_kept_and_saved_by_the_next_flush(o
     quick = wb.connect(store_path, user="dana", lock_timeout=1)
     quick._experiment_id("exp", create=True)
     with _HeadHolder(str(store_path), 3):
-        with quick.start_run("exp", name="patient") as run:
-            run.log_params({"lr": 0.1})
-            run.log_metrics({"auc": 0.8})
-        with pytest.raises(wb.StoreLockedError):
+        with pytest.raises(wb.StoreLockedError):  # the end waits for its commit: it says so at once
+            with quick.start_run("exp", name="patient") as run:
+                run.log_params({"lr": 0.1})
+                run.log_metrics({"auc": 0.8})
+        with pytest.raises(wb.StoreLockedError):  # kept, tried again, still held
             quick.flush()
     quick.flush()  # the same batch is written now; nothing was dropped
     runs = quick.search_runs(experiment="exp")

@@ -114,8 +114,8 @@ def claim_command(conn, actor: str, role: str, alert: dict, runner: str):
     t = schema.Alert.__table__
     taken = conn.execute(sa.update(t).where(t.c.id == alert["id"], t.c.command_status == "pending").values(
         command_status="running", command_runner=runner, command_started_at=schema.utcnow())).rowcount
-    if taken != 1:
-        return None, []
+    if taken != 1:  # another scheduler took it first: nothing written, and said so (as schedule.skip does)
+        return None, [_skipped(actor, role, alert, runner, "another scheduler claimed the command first")]
     command = json.loads(conn.execute(sa.select(t.c.command).where(t.c.id == alert["id"])).scalar_one())
     return command, [Event(actor, role, "alert.command_start", "model_version", f"{alert['name']}/{alert['version']}",
                            {"alert_id": alert["id"], "command": command, "runner": runner})]
@@ -130,7 +130,8 @@ def finish_command(conn, actor: str, role: str, alert: dict, runner: str, exit_c
                                            t.c.command_runner == runner).values(
         command_status=status, exit_code=exit_code, output=output, command_finished_at=schema.utcnow())).rowcount
     if done != 1:  # marked abandoned meanwhile (its runner was taken for dead): keep that record
-        return None, []
+        return None, [_skipped(actor, role, alert, runner, f"the command ended with exit code {exit_code}, but it "
+                                                           "had been marked abandoned meanwhile; that record stays")]
     return status, [Event(actor, role, "alert.command", "model_version", f"{alert['name']}/{alert['version']}",
                           {"alert_id": alert["id"], "status": status, "exit_code": exit_code,
                            "output_sha256": hashlib.sha256(output.encode()).hexdigest(), "output_chars": len(output)})]
@@ -143,10 +144,16 @@ def abandon_command(conn, actor: str, role: str, alert: dict, why: str):
     done = conn.execute(sa.update(t).where(t.c.id == alert["id"], t.c.command_status == "running",
                                            t.c.command_runner == alert["command_runner"]).values(
         command_status="failed", output=why, command_finished_at=schema.utcnow())).rowcount
-    if done != 1:
-        return None, []
+    if done != 1:  # another scheduler marked it first
+        return None, [_skipped(actor, role, alert, alert["command_runner"], "already marked by another scheduler")]
     return "failed", [Event(actor, role, "alert.command", "model_version", f"{alert['name']}/{alert['version']}",
                             {"alert_id": alert["id"], "status": "failed", "exit_code": None, "abandoned": why})]
+
+
+def _skipped(actor: str, role: str, alert: dict, runner: str | None, why: str) -> Event:
+    """A compare-and-set on a command that lost: no row changed, yet every write op leaves its event."""
+    return Event(actor, role, "alert.command_skip", "model_version", f"{alert['name']}/{alert['version']}",
+                 {"alert_id": alert["id"], "runner": runner, "why": why})
 
 
 #: Commands waiting for the scheduler, and those claimed but not finished (to find dead runners).
