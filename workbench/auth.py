@@ -53,7 +53,7 @@ from typing import Any, Callable, Union
 import polars as pl
 import sqlalchemy as sa
 
-from . import users
+from . import settings, users
 from .audit import Event
 from .errors import NotFoundError, PermissionDenied, ValidationError
 from .store import schema
@@ -264,16 +264,7 @@ def _dummy_hash() -> str:
 
 def session_minutes() -> float:
     """The session length: ``$WORKBENCH_SESSION_MINUTES`` if set, else :data:`SESSION_MINUTES`."""
-    raw = os.environ.get("WORKBENCH_SESSION_MINUTES")
-    if raw is None or not raw.strip():
-        return SESSION_MINUTES
-    try:
-        minutes = float(raw)
-    except ValueError:
-        minutes = float("nan")
-    if not minutes > 0 or minutes == float("inf"):
-        raise ValidationError(f"WORKBENCH_SESSION_MINUTES must be a positive number of minutes, not {raw!r}.")
-    return minutes
+    return settings.minutes("WORKBENCH_SESSION_MINUTES", SESSION_MINUTES)
 
 
 def _session(name: str, role: str, now: datetime, method: str) -> SignedIn:

@@ -26,12 +26,11 @@ True
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from . import processes
+from . import processes, settings
 from .audit import Event
 from .errors import ConflictError, NotFoundError, ValidationError, WorkbenchError
 from .store import schema
@@ -152,14 +151,7 @@ def run_timeout() -> timedelta:
     ValidationError
         The variable is not a positive, finite number.
     """
-    raw = os.environ.get("WORKBENCH_REPORT_TIMEOUT_MINUTES", "60")
-    try:
-        minutes = float(raw)
-    except ValueError:
-        minutes = float("nan")
-    if not minutes > 0 or minutes == float("inf"):
-        raise ValidationError(f"WORKBENCH_REPORT_TIMEOUT_MINUTES must be a positive number of minutes, got {raw!r}.")
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=settings.minutes("WORKBENCH_REPORT_TIMEOUT_MINUTES", 60))
 
 
 def why_interrupted(run: dict, *, now: datetime, timeout: timedelta) -> str | None:
