@@ -579,7 +579,7 @@ def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browse
 
     def choose(label: str, option: str) -> None:
         box = page.get_by_test_id("stSelectbox").get_by_role("combobox", name=label, exact=True)
-        box.scroll_into_view_if_needed()
+        expect(box).to_be_visible()  # a rerun may redraw the box: click() scrolls and retries on the new one
         box.click()
         page.keyboard.type(option)  # the selectbox filters its options by what is typed
         page.get_by_role("option", name=option, exact=True).click()
