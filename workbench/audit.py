@@ -22,6 +22,8 @@ from .errors import IntegrityError, ValidationError
 from .store.schema import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+_COLUMNS = "seq, ts, actor, role, action, entity_type, entity_id, payload, prev_hash, hash"
+_FIELDS = tuple(_COLUMNS.split(", "))
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,19 @@ def _hash(prev_hash: str, seq: int, ts_iso: str, actor: str, role: str, action: 
 
 
 def append(conn: sa.Connection, events: Iterable[Event]) -> list[int]:
-    """Append events to the chain inside the caller's open transaction; returns their seqs."""
+    """Append events to the chain inside the caller's open transaction; returns their seqs.
+
+    The new head is also left in ``conn.info["audit_head"]`` as ``(seq, hash)``, so the
+    head mark written after the commit costs no second read (see ``Store.head_if_marked``).
+    """
     events = list(events)
     if not events:
         return []
-    last = conn.execute(sa.text("select seq, hash from audit_events order by seq desc limit 1")).first()
+    # The head row, not the newest event: a point read, where ``order by seq desc limit 1``
+    # scans the whole chain in DuckDB. They agree after every append; verify checks both.
+    last = conn.execute(sa.text("select seq, hash from audit_head where id = 1")).first()
+    if last is None:  # a store from before the head row, or an empty one
+        last = conn.execute(sa.text("select seq, hash from audit_events order by seq desc limit 1")).first()
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     rows, seqs = [], []
     for e in events:
@@ -102,22 +112,25 @@ def append(conn: sa.Connection, events: Iterable[Event]) -> list[int]:
         ts = utcnow()
         payload = canonical_json(e.payload)
         h = event_hash(prev, seq, ts, e, payload)
-        rows.append(
-            dict(seq=seq, ts=ts, actor=e.actor, role=e.role, action=e.action, entity_type=e.entity_type,
-                 entity_id=e.entity_id, payload=payload, prev_hash=prev, hash=h)
-        )
+        rows.append((seq, ts, e.actor, e.role, e.action, e.entity_type, e.entity_id, payload, prev, h))
         seqs.append(seq)
         prev = h
-    if conn.dialect.name == "duckdb" and len(rows) > 8:
-        # A run batch can carry hundreds of events: one Arrow append, not an ORM row each.
+    if conn.dialect.name == "duckdb":
         raw = conn.connection.dbapi_connection
-        rel = raw.from_arrow(pa.Table.from_pylist(rows))
-        rel.insert_into("audit_events")
+        if len(rows) > 8:  # a run batch can carry hundreds of events: one Arrow append
+            raw.from_arrow(pa.Table.from_pylist([dict(zip(_FIELDS, r)) for r in rows])).insert_into("audit_events")
+        else:  # one statement, where an executemany costs one per row
+            raw.execute(f"insert into audit_events ({_COLUMNS}) values "
+                        + ", ".join(["(" + ", ".join("?" * len(_FIELDS)) + ")"] * len(rows)),
+                        [v for r in rows for v in r])
+        if not raw.execute("update audit_head set seq = ?, hash = ? where id = 1", [seq, prev]).fetchone()[0]:
+            raw.execute("insert into audit_head (id, seq, hash) values (1, ?, ?)", [seq, prev])
     else:
-        conn.execute(sa.insert(AuditEvent.__table__), rows)
-    head = AuditHead.__table__
-    if conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=prev)).rowcount == 0:
-        conn.execute(sa.insert(head).values(id=1, seq=seq, hash=prev))
+        conn.execute(sa.insert(AuditEvent.__table__), [dict(zip(_FIELDS, r)) for r in rows])
+        head = AuditHead.__table__
+        if conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=prev)).rowcount == 0:
+            conn.execute(sa.insert(head).values(id=1, seq=seq, hash=prev))
+    conn.info["audit_head"] = (seq, prev)
     return seqs
 
 
@@ -140,7 +153,6 @@ class ChainCheck:
     warnings: tuple[str, ...] = ()
 
 
-_COLUMNS = "seq, ts, actor, role, action, entity_type, entity_id, payload, prev_hash, hash"
 
 
 def _iso(ts):

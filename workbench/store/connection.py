@@ -425,6 +425,7 @@ class Store:
         with self.connection() as conn:
             if conn.in_transaction():  # SQLAlchemy autobegins on reads; start clean
                 conn.commit()
+            conn.info.pop("audit_head", None)  # audit.append leaves this transaction's head here
             with conn.begin():
                 yield conn
 
@@ -535,7 +536,7 @@ class Store:
         """(seq, hash) of the chain's head, read inside a write transaction, where a head mark is kept."""
         if self.path is None:
             return None
-        return conn.exec_driver_sql("select seq, hash from audit_head").first()
+        return conn.info.pop("audit_head", None) or conn.exec_driver_sql("select seq, hash from audit_head").first()
 
     def after_commit(self, conn: sa.Connection, head, *, checkpoint: bool) -> None:
         """Right after a write transaction committed on ``conn`` (the lease still held): record the

@@ -289,14 +289,18 @@ def _append_pg(conn: sa.Connection, data: pa.Table, sql: str) -> None:
         cur.execute("drop table batch")
 
 
-def _append(conn: sa.Connection, data: pa.Table, sql: str) -> None:
-    """Insert an Arrow table through DuckDB's zero-copy scan (``sql`` reads from ``batch``)."""
+def _append(conn: sa.Connection, data: pa.Table, *statements: str) -> None:
+    """Insert an Arrow table through DuckDB's zero-copy scan: each statement reads from ``batch``,
+    registered once for all of them."""
     if conn.dialect.name == "postgresql":
-        return _append_pg(conn, data, _PG_SQL.get(sql, sql))
+        for sql in statements:
+            _append_pg(conn, data, _PG_SQL.get(sql, sql))
+        return
     raw = conn.connection.dbapi_connection
     raw.register("batch", data)
     try:
-        raw.execute(sql).fetchall()  # DuckDB 2 wants every result finished before the next statement
+        for sql in statements:
+            raw.execute(sql).fetchall()  # DuckDB 2 wants every result finished before the next statement
     finally:
         try:
             raw.unregister("batch")
@@ -304,20 +308,36 @@ def _append(conn: sa.Connection, data: pa.Table, sql: str) -> None:
             pass
 
 
+_VALUES_MAX_ROWS = 64  # beyond this an Arrow scan is cheaper than binding each value
+
+
+def _insert(conn: sa.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """Insert a few rows: one multi-row ``values`` statement in DuckDB (a statement costs about
+    as much as an Arrow registration, and this needs one, not three), else an Arrow append."""
+    if conn.dialect.name == "duckdb" and len(rows) <= _VALUES_MAX_ROWS:
+        one = "(" + ", ".join("?" * len(columns)) + ")"
+        conn.connection.dbapi_connection.execute(
+            f"insert into {table} ({', '.join(columns)}) values " + ", ".join([one] * len(rows)),
+            [v for r in rows for v in r])
+        return
+    cols = list(zip(*rows))
+    _append(conn, pa.table({c: list(v) for c, v in zip(columns, cols)}),
+            f"insert into {table} ({', '.join(columns)}) select {', '.join(columns)} from batch")
+
+
+_RUN_COLUMNS = ["run_id", "experiment_id", "name", "status", "user_name", "start_time", "end_time", "error",
+                "parent_run_id", "git_commit", "source", "host", "pid"]
+
+
 def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
     # A run that starts and ends in one batch (most short runs) is inserted ended: one
     # statement fewer in every such commit.
     inserts = [{"end_time": None, "error": None, **b.insert, **(b.update or {})} for b in batches if b.insert]
     if inserts:
-        _append(conn, pa.Table.from_pylist(inserts),
-                "insert into runs (run_id, experiment_id, name, status, user_name, start_time, end_time, error, "
-                "parent_run_id, git_commit, source, host, pid) select run_id, experiment_id, name, status, "
-                "user_name, start_time, end_time, error, parent_run_id, git_commit, source, host, pid from batch")
+        _insert(conn, "runs", _RUN_COLUMNS, [tuple(r.get(c) for c in _RUN_COLUMNS) for r in inserts])
     params = [(b.run_id, k, v) for b in batches for k, v in b.params]
     if params:
-        r, k, v = zip(*params)
-        _append(conn, pa.table({"run_id": r, "key": k, "value": v}),
-                "insert into params select run_id, key, value from batch")
+        _insert(conn, "params", ["run_id", "key", "value"], params)
     tags = [(b.run_id, k, v) for b in batches for k, v in b.tags.items()]
     if tags:
         r, k, v = zip(*tags)
@@ -346,13 +366,10 @@ def _write_run_batches(conn: sa.Connection, batches: list[RunBatch]) -> None:
             "ts": pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             "seq": pa.array(range(n), pa.int64()),  # log order breaks ties between equal steps
         })
-        _append(conn, data, "insert into metrics select run_id, key, value, step, ts from batch")
         # A run's first flush has no latest values yet: a plain insert skips the conflict
         # checks of the upsert, which only runs for runs flushed before.
-        if all(b.insert is not None for b in batches if b.n_points):
-            _append(conn, data, _INSERT_LATEST)
-        else:
-            _append(conn, data, _UPSERT_LATEST)
+        latest = _INSERT_LATEST if all(b.insert is not None for b in batches if b.n_points) else _UPSERT_LATEST
+        _append(conn, data, "insert into metrics select run_id, key, value, step, ts from batch", latest)
     updates = [dict(run_id=b.run_id, **b.update) for b in batches if b.update and not b.insert]
     if updates:
         _append(conn, pa.Table.from_pylist(updates),
