@@ -8,7 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench import auth, roles, ui
+from workbench.people import auth, roles
+from workbench.ui import widgets as ui
 
 # A file, sent inline as a data URL: a ":material/...:" page icon makes the browser fetch the
 # favicon from fonts.gstatic.com, and the dashboard makes no request outside its own server.

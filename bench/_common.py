@@ -143,7 +143,8 @@ def time_page(store: Path, page: str, user: str, password: str, reps: int, query
     """
     from streamlit.testing.v1 import AppTest
 
-    from workbench import auth, ui
+    from workbench.people import auth
+    from workbench.ui import widgets as ui
 
     os.environ["WORKBENCH_STORE"] = str(store)
     signed = auth.sign_in(str(store), user, password)

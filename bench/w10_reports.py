@@ -30,11 +30,11 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     banner("W10: a validation pack of credit-default (the demo store), HTML and PDF")
-    from workbench import demo
+    from workbench.demo import seed as demo
 
     path = cached_store("w10_demo.duckdb", lambda p: demo.seed(p, progress=False), args.rebuild)
     import workbench as wb
-    from workbench import reports
+    from workbench.reports import documents as reports
 
     ws = wb.connect(path, user="casey")
     results = {}

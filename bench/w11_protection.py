@@ -24,7 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner, fresh_dir, fmt_s, log, median, new_workspace, timed, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    banner,
+    fmt_s,
+    fresh_dir,
+    log,
+    median,
+    new_workspace,
+    timed,
+    write_results,
+)
 
 
 def frame(rows: int):
@@ -47,7 +56,7 @@ def frame(rows: int):
 def bench_logging(rows: int, reps: int) -> dict:
     from sklearn.dummy import DummyClassifier
 
-    from workbench import keys
+    from workbench.store import keys
 
     data = frame(rows)
     clear = {"customer_id": "none", "email": "none"}
@@ -67,7 +76,7 @@ def bench_logging(rows: int, reps: int) -> dict:
     for _ in range(reps):
         t, _ = timed(lambda: series.map(lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32]))
         naive.append(t)
-    from workbench import pseudonyms
+    from workbench.protection import pseudonyms
 
     ours = [timed(lambda: pseudonyms.pseudonymise(data.select("customer_id"), ["customer_id"], key))[0]
             for _ in range(reps)]
@@ -78,7 +87,7 @@ def bench_logging(rows: int, reps: int) -> dict:
 
 
 def bench_encryption(mb: int, reps: int) -> dict:
-    from workbench import artifacts
+    from workbench.store import artifacts
 
     data = os.urandom(mb << 20)
     out = {}

@@ -132,7 +132,7 @@ def _reader(store: str, user: str, index: int, think: float, lock_timeout: float
         import polars as pl
 
         import workbench as wb
-        from workbench import compare
+        from workbench.tracking import compare
 
         t = time.perf_counter()
         ws = wb.connect(store, user=user, lock_timeout=lock_timeout)
@@ -415,16 +415,12 @@ def one_backend(backend: str, args) -> dict:
 
 def _close_stores() -> None:
     """Close this process's connections (a PostgreSQL cluster must be stoppable, a folder removable)."""
-    from workbench import workspace
+    from workbench.store import shared
 
-    with workspace._stores_lock:
-        for store, writer in list(workspace._stores.values()):
-            try:
-                writer.flush()
-                store.close()
-            except Exception:  # noqa: BLE001 - tidiness only
-                pass
-        workspace._stores.clear()
+    try:
+        shared.close_all()
+    except Exception:  # noqa: BLE001 - tidiness only
+        pass
 
 
 def print_table(res: dict[str, dict]) -> None:

@@ -311,7 +311,7 @@ def brief(s) -> str:
 
 def ops_for(ws: dict, reviewer: dict, chain_ws: dict | None, ids: dict) -> list[tuple[str, str, dict]]:
     """(group, label, {backend: fn}) for every warm operation."""
-    from workbench import compare
+    from workbench.tracking import compare
 
     def per(make):
         return {b: make(b) for b in ws}
@@ -347,7 +347,8 @@ def time_pages(stores: dict, cases: list, reps: int) -> list[dict]:
 
     from streamlit.testing.v1 import AppTest
 
-    from workbench import auth, ui
+    from workbench.people import auth
+    from workbench.ui import widgets as ui
 
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
         lambda r: "missing ScriptRunContext" not in r.getMessage())  # harmless in bare mode, twice a run
@@ -487,7 +488,7 @@ def main() -> None:
         t = time.perf_counter()
         pg_dir, url = start_pg(work)
         log(f"PostgreSQL started in {fmt_s(time.perf_counter() - t)} ({pg_dir}/cluster)")
-        from workbench.migrate_store import migrate
+        from workbench.store.migrate import migrate
 
         log(f"migrating the copy into PostgreSQL (load average {' '.join(map(str, load_now()))}) ...")
         mig = migrate(str(copy), url)

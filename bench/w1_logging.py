@@ -29,8 +29,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    PARAM_CHOICES, banner, close_mlflow, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace, quiet_mlflow,
-    timed, write_results,
+    PARAM_CHOICES,
+    banner,
+    close_mlflow,
+    fmt_s,
+    fresh_dir,
+    log,
+    median,
+    new_mlflow_client,
+    new_workspace,
+    quiet_mlflow,
+    timed,
+    write_results,
 )
 
 N_RUNS, N_PARAMS, N_METRICS, N_STEPS = 200, 10, 10, 50

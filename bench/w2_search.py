@@ -33,8 +33,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    PARAM_CHOICES, RESULTS_DIR, banner, close_mlflow, fmt_s, fresh_dir, log, median, new_mlflow_client, new_workspace,
-    quiet_mlflow, timed, write_results,
+    PARAM_CHOICES,
+    RESULTS_DIR,
+    banner,
+    close_mlflow,
+    fmt_s,
+    fresh_dir,
+    log,
+    median,
+    new_mlflow_client,
+    new_workspace,
+    quiet_mlflow,
+    timed,
+    write_results,
 )
 
 N_RUNS, N_BIG, N_PARAMS, N_METRICS = 5_000, 100_000, 10, 10
@@ -235,6 +246,7 @@ def part_5k(args) -> dict:
 # -- part 2 ---------------------------------------------------------------------------------
 def big_store_path() -> Path:
     import duckdb
+
     import workbench
     from workbench.store import schema
 

@@ -76,7 +76,7 @@ def child(tool: str, ref: str, cur: str) -> None:
 
     warnings.filterwarnings("ignore")
     if tool == "workbench":
-        from workbench.drift import drift_report
+        from workbench.evidence.drift import drift_report
     else:
         import pandas as pd
         from evidently import Dataset, Report

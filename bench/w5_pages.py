@@ -26,12 +26,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import cached_store, time_page, write_results  # noqa: E402
 
+from workbench.store import shared
+
 N_RUNS, N_CURVE_RUNS, N_KEYS, N_STEPS = 100_000, 5_000, 10, 100
 
 
 def build(path: Path) -> None:
     import workbench as wb
-    from workbench import workspace
     from workbench.workspace import operator_workspace
 
     op = operator_workspace(path)
@@ -47,9 +48,7 @@ def build(path: Path) -> None:
             run.log_metrics({"m0": 0.5})
             run.register_model(LogisticRegression(max_iter=50).fit(X[:, :5], y), "w5-model", risk_tier="low")
     ws.close()
-    with workspace._stores_lock:
-        store, _ = workspace._stores.pop(str(path.resolve()))
-    store.close()
+    shared.close(path)
     import duckdb
 
     c = duckdb.connect(str(path))
@@ -90,9 +89,7 @@ def main() -> None:
     curve_ids = [r for r in some["run_id"].to_list()][:20]
     with_curves = ws.search_runs("max(metrics.m0) >= 0", max_results=1)["run_id"].to_list()
     ws.close()
-    from workbench import workspace
-
-    workspace._stores.clear()
+    shared.close_all()
     cases = [
         ("Home", "overview.py", "dana", None),
         ("Experiments (100k runs, first page of 200)", "experiments.py", "dana", None),

@@ -34,7 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner, fmt_s, fresh_dir, log, median, time_page, timed, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    banner,
+    fmt_s,
+    fresh_dir,
+    log,
+    median,
+    time_page,
+    timed,
+    write_results,
+)
 
 BAR_S = 30.0
 PAGE_BAR_S = 1.0

@@ -48,9 +48,15 @@ def make_data(n: int, seed: int = 0):
 
 def run_fairlearn(y, p, sens_pd):
     import sklearn.metrics as skm
-    from fairlearn.metrics import (MetricFrame, count, demographic_parity_ratio,
-                                   equalized_odds_difference, false_positive_rate,
-                                   selection_rate, true_positive_rate)
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
 
     mf = MetricFrame(
         metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
@@ -68,7 +74,7 @@ def run_fairlearn(y, p, sens_pd):
 
 
 def run_workbench(y, p, sens, n_bootstrap):
-    from workbench.fairness import fairness_report
+    from workbench.evidence.fairness import fairness_report
 
     return fairness_report(y, p, sens, n_bootstrap=n_bootstrap)
 

@@ -2,7 +2,7 @@
 
 Builds (once, cached in bench/results/) a store whose chain holds 1,000,000 events shaped
 like real ones (run, metric, sign-in and request events with small JSON payloads), hashed
-exactly as :func:`workbench.audit.append` would and appended as Arrow batches, with the
+exactly as :func:`workbench.store.audit.append` would and appended as Arrow batches, with the
 runs and metric points (two a run) the events describe, so that verify's check of the
 tables against the chain does its full work. Then times
 ``ws.verify_audit()`` (median of ``--reps``), and with an anchor. There is no anchor tool
@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import banner, cached_store, fmt_s, log, median, write_results  # noqa: E402
 
+from workbench.store import shared
+
 BAR_S = 10.0
 #: One unit of six events, as a run and a request leave them: each unit's run is in the runs
 #: table with its two metric points, so the tables agree with the chain and verify replays it.
@@ -33,16 +35,13 @@ ACTIONS = [("run.start", "run"), ("run.log_metrics", "run"), ("run.end", "run"),
 def build(path: Path, n: int) -> None:
     import pyarrow as pa
 
-    from workbench import audit, audit_replay
-    from workbench import workspace as _ws
+    from workbench.store import audit, audit_replay
     from workbench.workspace import operator_workspace
 
     op = operator_workspace(path)
     op.add_user("cora", "compliance_officer")
     op.close()
-    with _ws._stores_lock:
-        store, _ = _ws._stores.pop(str(path.resolve()))
-    store.close()
+    shared.close(path)
     import duckdb
 
     con = duckdb.connect(str(path))

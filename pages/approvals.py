@@ -3,7 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from workbench import governance, roles, ui
+from workbench.governance import requests as governance
+from workbench.people import roles
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("approvals")
 st.title("Approvals")

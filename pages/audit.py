@@ -4,7 +4,8 @@ import datetime as dt
 
 import streamlit as st
 
-from workbench import roles, ui
+from workbench.people import roles
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("audit")
 st.title("Audit trail")

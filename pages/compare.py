@@ -3,7 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from workbench import compare, ui
+from workbench.tracking import compare
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("compare")
 st.title("Compare runs")

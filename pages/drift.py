@@ -3,8 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from workbench import monitor_charts as charts
-from workbench import roles, ui
+from workbench.people import roles
+from workbench.ui import monitor_charts as charts
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("drift")
 st.title("Drift & monitoring")

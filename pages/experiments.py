@@ -3,7 +3,10 @@
 import polars as pl
 import streamlit as st
 
-from workbench import column_marks, compare, roles, ui
+from workbench.people import roles
+from workbench.protection import column_marks
+from workbench.tracking import compare
+from workbench.ui import widgets as ui
 
 PAGE_SIZE = 200
 

@@ -3,8 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from workbench import column_marks, ui
-from workbench import evidence_charts as charts
+from workbench.protection import column_marks
+from workbench.ui import evidence_charts as charts
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("explanations")
 st.title("Explanations")

@@ -3,8 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from workbench import evidence_charts as charts
-from workbench import small_groups, ui
+from workbench.protection import small_groups
+from workbench.ui import evidence_charts as charts
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("fairness")
 st.title("Fairness")

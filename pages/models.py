@@ -3,7 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from workbench import reports, roles, ui
+from workbench.people import roles
+from workbench.reports import documents as reports
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("models")
 st.title("Models")

@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from workbench import ui
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("home")
 signed = ui.signed_in()

@@ -6,7 +6,8 @@ import json
 import polars as pl
 import streamlit as st
 
-from workbench import reports, ui
+from workbench.reports import documents as reports
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("reports")
 st.title("Reports")

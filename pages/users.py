@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from workbench import auth, roles, ui
+from workbench.people import auth, roles
+from workbench.ui import widgets as ui
 
 ws = ui.require_page("users")
 st.title("Users")
@@ -10,7 +11,7 @@ done = st.session_state.pop("users_done", None)  # the last action's outcome, sh
 if done:
     st.success(ui.plain(done))
 with ui.shown_errors():
-    st.dataframe(auth.accounts(ws), hide_index=True, width="stretch")
+    st.dataframe(ws.accounts(), hide_index=True, width="stretch")
     with st.form("add_user", clear_on_submit=True):
         st.subheader("Add a user")
         c1, c2, c3 = st.columns(3)
@@ -27,13 +28,13 @@ with ui.shown_errors():
     who = st.selectbox("User", names)
     c1, c2, c3 = st.columns(3)
     if c1.button("Disable"):
-        auth.set_disabled(ws, who, True)
+        ws.set_user_disabled(who, True)
         st.rerun()
     if c2.button("Enable"):
-        auth.set_disabled(ws, who, False)
+        ws.set_user_disabled(who, False)
         st.rerun()
     if c3.button("Unlock", help="Lift a lock after failed sign-ins; the password stays."):
-        auth.unlock(ws, who)
+        ws.unlock_user(who)
         st.session_state["users_done"] = f"Unlocked {who}."
         st.rerun()
     with st.form("reset_password", clear_on_submit=True):
@@ -43,10 +44,10 @@ with ui.shown_errors():
         new_password = c2.text_input("New password", type="password",
                                      help="Also lifts a lock. Tell the user by another channel.")
         if st.form_submit_button("Reset password"):
-            auth.set_password(ws, target, new_password)
+            ws.set_password(target, new_password)
             st.session_state["users_done"] = f"New password set for {target}; any lock on the account is lifted."
             st.rerun()
-    blocked = auth.blocked_addresses(ws)
+    blocked = ws.blocked_addresses()
     if not blocked.is_empty():
         st.subheader("Blocked addresses")
         st.caption(f"{auth.MAX_FAILED} failed sign-ins within {auth.LOCK_MINUTES} minutes block an address "
@@ -54,6 +55,6 @@ with ui.shown_errors():
         st.dataframe(blocked, hide_index=True, width="stretch")
         address = st.selectbox("Address", blocked["address"].to_list())
         if st.button("Unblock"):
-            auth.unblock_address(ws, address)
+            ws.unblock_address(address)
             st.session_state["users_done"] = f"Unblocked {address}."
             st.rerun()

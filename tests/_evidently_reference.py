@@ -58,7 +58,9 @@ def evidently_drift(
     drift through its legacy path: for a numerical column holding +-inf but no NaN it keeps the
     infinities (score NaN -> not drifted), so it can disagree with the per-column rows.
     """
-    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests as registry
+    from evidently.legacy.calculations.stattests.registry import (
+        _registered_stat_tests as registry,
+    )
 
     snapshot, definition = _run(reference, current, column_kinds)
     # ValueDrift reports the test's display name ("K-S p_value"); map it back to the id ("ks").

@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 import _demo_store
+import pytest
 
 STARTUP_TIMEOUT = 60  # seconds for the server to answer /_stcore/health
 

@@ -6,10 +6,9 @@ import itertools
 import os
 
 import pytest
+from _raw import drop_pg_database
 
 import workbench as wb
-from _raw import drop_pg_database
-from workbench import workspace as _workspace
 from workbench.workspace import operator_workspace
 
 
@@ -78,18 +77,12 @@ def _pg_template():
 
 def _forget(path) -> None:
     """Close the process-wide Store for ``path`` (if any) and drop it from the cache."""
-    from workbench.store.connection import store_key
+    from workbench.store import shared
 
-    key = store_key(str(path))
-    with _workspace._stores_lock:
-        hit = _workspace._stores.pop(key, None)
-    if hit is not None:
-        store, writer = hit
-        try:
-            writer.flush()
-        except wb.WorkbenchError:
-            pass  # a test that provoked a failed write already asserted on it
-        store.close()
+    try:
+        shared.close(path)
+    except wb.WorkbenchError:
+        pass  # a test that provoked a failed write already asserted on it
 
 
 @pytest.fixture

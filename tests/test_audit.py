@@ -7,14 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _raw import raw_sql as _duck
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import workbench as wb
-from workbench import audit
-
-from _raw import raw_sql as _duck
-from workbench.store import headmark
+from workbench.store import audit, headmark
 from workbench.store.connection import is_postgres
 
 

@@ -17,13 +17,12 @@ import zipfile
 import numpy as np
 import polars as pl
 import pytest
+from _raw import raw_sql
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
-from workbench import artifacts, audit, audit_replay, auth, reports
-
-from _raw import raw_sql
-from workbench.store import headmark
+from workbench.reports import documents as reports
+from workbench.store import artifacts, audit, audit_replay, headmark
 from workbench.store.connection import is_postgres
 
 
@@ -61,7 +60,7 @@ def _world(ws, op, store_path, model, *, runs: int = 3):
     report = ws.drift(ref, ref.with_columns(pl.col("a") + 3), model_version=v1)
     op.add_user("ada", "admin")
     op.add_user("rex", "reviewer")
-    auth.set_disabled(wb.connect(store_path, user="ada"), "rex", True)
+    wb.connect(store_path, user="ada").set_user_disabled("rex", True)
     return ids, v1, v2, report
 
 

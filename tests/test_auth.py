@@ -1,4 +1,4 @@
-"""Dashboard sign-in (workbench.auth): passwords, lockout, sessions, audit, admin actions, pages."""
+"""Dashboard sign-in (workbench.people.auth): passwords, lockout, sessions, audit, admin actions, pages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import workbench as wb
-from workbench import auth, roles
+from workbench.people import auth, roles
 from workbench.store.connection import is_postgres
 
 PW = "dana-demo-pw"
@@ -126,7 +126,7 @@ def test_after_five_failures_every_name_gets_the_same_answer(op, store_path, dan
         with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
             auth.sign_in(store_path, "dana", f"guess-{i}", address=f"203.0.113.{i}", now=t0)
     assert [e["payload"]["failed_logins"] for e in events(op, "auth.locked")] == [5]  # dana is locked
-    assert auth.blocked_addresses(admin, now=t0).is_empty()
+    assert admin.blocked_addresses(now=t0).is_empty()
 
     fresh = "198.51.100.50"  # never used: a locked name, even with its right password, reads as unknown
     answers = {}
@@ -146,14 +146,14 @@ def test_after_five_failures_every_name_gets_the_same_answer(op, store_path, dan
             auth.sign_in(store_path, name, password, address=scanner, now=t0 + timedelta(minutes=2))
         answers.add(str(refused.value))
     assert answers == {auth.THROTTLED.format(until=t0 + timedelta(minutes=15))}
-    assert auth.blocked_addresses(admin, now=t0)["address"].to_list() == [scanner]
+    assert admin.blocked_addresses(now=t0)["address"].to_list() == [scanner]
     assert op.verify_audit().ok
 
 
 def test_a_stranger_cannot_lock_out_an_admin(op, store_path, admin):
     """Failures on an admin's name from elsewhere block the stranger's address and lock the
     account against new addresses only: the admin still signs in from where she did before."""
-    auth.set_password(admin, "ada", "ada-long-passphrase")
+    admin.set_password("ada", "ada-long-passphrase")
     t0 = datetime(2030, 1, 2, 9, 0, tzinfo=timezone.utc)
     office = "198.51.100.20"
     auth.sign_in(store_path, "ada", "ada-long-passphrase", address=office, now=t0)
@@ -163,7 +163,7 @@ def test_a_stranger_cannot_lock_out_an_admin(op, store_path, admin):
     # a second address of the stranger's may not even try the right password while ada is locked
     with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
         auth.sign_in(store_path, "ada", "ada-long-passphrase", address="203.0.113.10", now=t0 + timedelta(minutes=2))
-    acc = {r["name"]: r for r in auth.accounts(admin, now=t0 + timedelta(minutes=2)).to_dicts()}
+    acc = {r["name"]: r for r in admin.accounts(now=t0 + timedelta(minutes=2)).to_dicts()}
     assert acc["ada"]["locked"] and acc["ada"]["failed_logins"] == 5
     signed = auth.sign_in(store_path, "ada", "ada-long-passphrase", address=office, now=t0 + timedelta(minutes=3))
     assert (signed.user, signed.role) == ("ada", "admin")
@@ -198,7 +198,7 @@ def test_an_attacker_cannot_escape_the_block_by_hopping_within_an_ipv6_64(op, st
     with pytest.raises(wb.ValidationError, match="must be a string"):
         auth.sign_in(store_path, "dana", PW, address=3232235521)  # type: ignore[arg-type]
     assert op.counts()["audit_events"] == before  # a refused call stores nothing
-    auth.unblock_address(admin, "2001:0db8:0001:0002::/64", now=t0)  # the listed /64, spelled otherwise
+    admin.unblock_address("2001:0db8:0001:0002::/64", now=t0)  # the listed /64, spelled otherwise
     assert auth.sign_in(store_path, "dana", PW, address="2001:db8:1:2::5", now=t0).user == "dana"
     assert [e["entity_id"] for e in events(op, "address.unblock")] == ["2001:db8:1:2::/64"]
 
@@ -210,13 +210,13 @@ def test_admin_unblocks_an_address(op, store_path, dana, admin):
             auth.sign_in(store_path, "dana", f"guess-{i}", address="192.0.2.8", now=t0)
     with pytest.raises(wb.PermissionDenied, match="^Too many failed"):
         auth.sign_in(store_path, "dana", PW, address="192.0.2.8", now=t0)
-    blocked = auth.blocked_addresses(admin, now=t0).to_dicts()
+    blocked = admin.blocked_addresses(now=t0).to_dicts()
     assert [(b["address"], b["failures"]) for b in blocked] == [("192.0.2.8", 5)]
     with pytest.raises(wb.NotFoundError, match="192.0.2.9"):
-        auth.unblock_address(admin, "192.0.2.9")
-    auth.unblock_address(admin, "192.0.2.8", now=t0)
-    assert auth.blocked_addresses(admin, now=t0).is_empty()
-    auth.unlock(admin, "dana")  # the account locked too (five failures on it): its owner asks the admin
+        admin.unblock_address("192.0.2.9")
+    admin.unblock_address("192.0.2.8", now=t0)
+    assert admin.blocked_addresses(now=t0).is_empty()
+    admin.unlock_user("dana")  # the account locked too (five failures on it): its owner asks the admin
     assert auth.sign_in(store_path, "dana", PW, address="192.0.2.8", now=t0).user == "dana"
     (ev,) = events(op, "address.unblock")
     assert (ev["actor"], ev["role"], ev["entity_type"], ev["entity_id"]) == ("ada", "admin", "address", "192.0.2.8")
@@ -238,13 +238,13 @@ def test_count_restarts_after_an_expired_lock_and_resets_on_success(op, store_pa
 
 
 def test_disabled_and_passwordless_accounts_are_refused(op, store_path, dana, admin):
-    auth.set_disabled(admin, "dana", True)
+    admin.set_user_disabled("dana", True)
     with pytest.raises(wb.PermissionDenied, match=r"^Account dana is disabled\.$"):
         auth.sign_in(store_path, "dana", PW)
     # only someone with the password learns that the account is disabled
     with pytest.raises(wb.PermissionDenied, match="^Wrong user name or password.$"):
         auth.sign_in(store_path, "dana", "wrong-password")
-    auth.set_disabled(admin, "dana", False)
+    admin.set_user_disabled("dana", False)
     assert auth.sign_in(store_path, "dana", PW).user == "dana"
 
     op.add_user("nopw", "reviewer")
@@ -257,7 +257,7 @@ def test_disabled_and_passwordless_accounts_are_refused(op, store_path, dana, ad
     reasons = [e["payload"]["reason"] for e in events(op, "auth.sign_in_failed")]
     assert reasons == ["disabled", "wrong password", "no password set"]
     with pytest.raises(wb.ValidationError, match="own account"):
-        auth.set_disabled(admin, "ada", True)
+        admin.set_user_disabled("ada", True)
     assert op.verify_audit().ok
 
 
@@ -282,7 +282,7 @@ def test_set_password_by_admin_is_audited_without_the_password(op, store_path, d
         with pytest.raises(wb.PermissionDenied):
             auth.sign_in(store_path, "dana", "wrong-password")
     secret = "a-brand-new-secret"
-    auth.set_password(admin, "dana", secret)
+    admin.set_password("dana", secret)
     with pytest.raises(wb.PermissionDenied):
         auth.sign_in(store_path, "dana", PW)  # the old one no longer works
     assert auth.sign_in(store_path, "dana", secret).user == "dana"
@@ -295,18 +295,18 @@ def test_set_password_by_admin_is_audited_without_the_password(op, store_path, d
     assert op.verify_audit().ok
 
     with pytest.raises(wb.NotFoundError):
-        auth.set_password(admin, "ghost", secret)
+        admin.set_password("ghost", secret)
 
 
 def test_admin_actions_need_manage_users(ws):  # ws is dana, a data scientist
     with pytest.raises(wb.PermissionDenied, match="manage users"):
-        auth.set_password(ws, "dana", "long-enough-password")
+        ws.set_password("dana", "long-enough-password")
     with pytest.raises(wb.PermissionDenied):
-        auth.set_disabled(ws, "dana", True)
+        ws.set_user_disabled("dana", True)
     with pytest.raises(wb.PermissionDenied):
-        auth.unlock(ws, "dana")
+        ws.unlock_user("dana")
     with pytest.raises(wb.PermissionDenied):
-        auth.accounts(ws)
+        ws.accounts()
 
 
 def test_password_policy(admin, dana):
@@ -318,7 +318,7 @@ def test_password_policy(admin, dana):
         with pytest.raises(wb.ValidationError, match="commonly used|4 different characters"):
             auth.check_password(common)
     with pytest.raises(wb.ValidationError, match="at least 10 characters"):
-        auth.set_password(admin, "dana", "tooshort")
+        admin.set_password("dana", "tooshort")
 
 
 @pytest.mark.parametrize("bad, rule", [("x", "at least 10 characters"), ("", "at least 10 characters"),
@@ -334,11 +334,11 @@ def test_every_entry_point_applies_the_password_policy(op, store_path, admin, ba
     assert "mallory" not in op.users()["name"].to_list()
     op.add_user("mallory", "reviewer", None)  # no password at all stays possible: no sign-in until one is set
     with pytest.raises(wb.ValidationError, match=rule):
-        auth.set_password(admin, "mallory", bad)
+        admin.set_password("mallory", bad)
 
 
 def test_the_demo_accounts_pass_the_policy():
-    from workbench.demo import DEMO_USERS
+    from workbench.demo.seed import DEMO_USERS
 
     for name, password, _ in DEMO_USERS:
         assert auth.check_password(password) == password == f"{name}-demo-pw"
@@ -349,19 +349,19 @@ def test_unlock_and_accounts(op, store_path, dana, admin):
     for i in range(5):
         with pytest.raises(wb.PermissionDenied):
             auth.sign_in(store_path, "dana", "wrong-password", address=f"203.0.113.{i}", now=t0)
-    acc = {r["name"]: r for r in auth.accounts(admin, now=t0).to_dicts()}
+    acc = {r["name"]: r for r in admin.accounts(now=t0).to_dicts()}
     assert acc["dana"]["locked"] and acc["dana"]["failed_logins"] == 5 and acc["dana"]["has_password"]
     assert not acc["ada"]["locked"] and not acc["ada"]["has_password"]
-    assert "password_hash" not in auth.accounts(admin).columns
+    assert "password_hash" not in admin.accounts().columns
     with pytest.raises(wb.PermissionDenied, match="^Wrong user name"):  # from an address dana never used
         auth.sign_in(store_path, "dana", PW, address="198.51.100.7", now=t0)
-    auth.unlock(admin, "dana")
+    admin.unlock_user("dana")
     assert auth.sign_in(store_path, "dana", PW, address="198.51.100.7", now=t0).user == "dana"
     (ev,) = events(op, "user.unlock")
     assert (ev["actor"], ev["payload"]["failed_logins"], ev["payload"]["after"]) == (
         "ada", 5, {"failed_logins": 0, "locked_until": None})
     with pytest.raises(wb.NotFoundError):
-        auth.unlock(admin, "ghost")
+        admin.unlock_user("ghost")
 
 
 def test_pages_for_each_role_follow_the_roles_table():
@@ -427,7 +427,7 @@ def test_disabling_a_user_ends_their_open_dashboard_session_at_the_next_click(op
 
     from streamlit.testing.v1 import AppTest
 
-    from workbench import ui
+    from workbench.ui import widgets as ui
 
     signed = auth.sign_in(store_path, "dana", PW)
     assert auth.revoked(store_path, signed) is None
@@ -437,7 +437,7 @@ def test_disabling_a_user_ends_their_open_dashboard_session_at_the_next_click(op
     at.session_state[ui.SIGNED] = signed
     at.run()
     assert [t.value for t in at.title] == ["Experiments"]
-    auth.set_disabled(admin, "dana", True)
+    admin.set_user_disabled("dana", True)
     assert auth.revoked(store_path, signed) == "The account dana was disabled by an admin."
     at.run()  # the next click
     assert not at.exception

@@ -7,14 +7,15 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import _demo_store
 import polars as pl
 import pytest
+from _server import serving
 from playwright.sync_api import Page, expect, sync_playwright
 
-import _demo_store
-from _server import serving
 import workbench as wb
-from workbench import roles, ui
+from workbench.people import roles
+from workbench.ui import widgets as ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.both_backends]
 
@@ -557,7 +558,7 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
 def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browser):
     from datetime import datetime, timezone
 
-    from workbench import auth
+    from workbench.people import auth
     from workbench.workspace import operator_workspace
 
     url, store = server
@@ -567,7 +568,7 @@ def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browse
         for i in range(5):  # five addresses guess her password: the account locks
             with pytest.raises(wb.PermissionDenied):
                 auth.sign_in(store, "uma", "a-wrong-guess", address=f"203.0.113.{i}", now=datetime.now(timezone.utc))
-        assert auth.accounts(op).filter(pl.col("name") == "uma")["locked"].item()
+        assert op.accounts().filter(pl.col("name") == "uma")["locked"].item()
     finally:
         op.close()  # release the store file for the server process
 
@@ -602,7 +603,7 @@ def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browse
 
     op = operator_workspace(store)
     try:
-        assert not auth.accounts(op).filter(pl.col("name") == "uma")["locked"].item()
+        assert not op.accounts().filter(pl.col("name") == "uma")["locked"].item()
         with pytest.raises(wb.PermissionDenied):
             auth.sign_in(store, "uma", "uma-first-passphrase", address="198.51.100.4")
         assert auth.sign_in(store, "uma", "uma-second-passphrase", address="198.51.100.4").user == "uma"

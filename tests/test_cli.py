@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import _demo_store
 import polars as pl
 import pytest
 import typer
-
-import _demo_store
-import workbench as wb
 from _demo_store import run_cli
+
+import workbench as wb
 from workbench import cli
 
 ROLES_EXPECTED = {"data_scientist", "reviewer", "compliance_officer", "lead", "admin"}
@@ -113,7 +113,7 @@ def test_users_add_applies_the_password_policy(store):
 def test_users_unlock_reset_password_and_unblock(store):
     from datetime import datetime, timezone
 
-    from workbench import auth
+    from workbench.people import auth
 
     assert run_cli("users", "add", "dana", "--role", "data_scientist", "--password", "dana-demo-pw",
                    "--store", store).returncode == 0
@@ -122,8 +122,8 @@ def test_users_unlock_reset_password_and_unblock(store):
         with pytest.raises(wb.PermissionDenied):
             auth.sign_in(store, "dana", f"guess-{i}", address="203.0.113.9", now=t0)
     op = wb.workspace.operator_workspace(store)
-    assert auth.accounts(op, now=t0).filter(pl.col("name") == "dana")["locked"].to_list() == [True]
-    assert auth.blocked_addresses(op, now=t0)["address"].to_list() == ["203.0.113.9"]
+    assert op.accounts(now=t0).filter(pl.col("name") == "dana")["locked"].to_list() == [True]
+    assert op.blocked_addresses(now=t0)["address"].to_list() == ["203.0.113.9"]
     op.close()
 
     result = run_cli("users", "unlock", "dana", "--store", store)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import workbench as wb
-from workbench import compare
+from workbench.tracking import compare
 
 NAN = float("nan")
 

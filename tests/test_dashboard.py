@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 
+import _demo_store
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import _demo_store
 import workbench as wb
-from workbench import auth, roles, ui
-from workbench import workspace as _workspace
+from workbench.people import auth, roles
+from workbench.store import shared
+from workbench.ui import widgets as ui
 from workbench.workspace import operator_workspace
 
 HOME = _demo_store.REPO / "app" / "Home.py"
@@ -164,10 +165,7 @@ def _tmp_store(path, monkeypatch, users: dict[str, str]):
     try:
         yield op
     finally:
-        with _workspace._stores_lock:
-            hit = _workspace._stores.pop(str(path.resolve()), None)
-        if hit is not None:
-            hit[0].close()
+        shared.close(path)
 
 
 @pytest.fixture
@@ -438,7 +436,7 @@ def test_users_page_unlocks_resets_a_password_and_unblocks_an_address(admin_stor
     op = operator_workspace(admin_store)
 
     def locked() -> bool:
-        return auth.accounts(op).filter(pl.col("name") == "dana")["locked"].item()
+        return op.accounts().filter(pl.col("name") == "dana")["locked"].item()
 
     at = _users_page()
     _assert_clean(at)
@@ -467,7 +465,7 @@ def test_users_page_unlocks_resets_a_password_and_unblocks_an_address(admin_stor
 
     [b for b in at.button if b.label == "Unblock"][0].click().run()
     _assert_clean(at)
-    assert auth.blocked_addresses(op).is_empty()
+    assert op.blocked_addresses().is_empty()
     assert not [h for h in at.subheader if h.value == "Blocked addresses"]
     actions = op.audit_events()["action"].to_list()
     assert {"user.unlock", "user.set_password", "address.unblock"} <= set(actions)
@@ -488,7 +486,7 @@ def test_sign_in_form_blocks_the_address_after_five_failures(admin_store):
     assert at.error[0].value.startswith(ui.plain("Too many failed sign-ins from your address"))
     assert ui.SIGNED not in at.session_state
     op = operator_workspace(admin_store)
-    assert auth.blocked_addresses(op)["address"].to_list() == [auth.LOCAL]  # AppTest, like localhost: no address
+    assert op.blocked_addresses()["address"].to_list() == [auth.LOCAL]  # AppTest, like localhost: no address
     op.close()
 
 
@@ -536,7 +534,12 @@ def _store_evidence(path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
+    from workbench.demo.datasets import (
+        FEATURES_CATEGORICAL,
+        FEATURES_NUMERIC,
+        TARGET,
+        make_credit_applicants,
+    )
 
     ws = wb.connect(path, user="dana")
     data, test = make_credit_applicants(3000, seed=1), make_credit_applicants(600, seed=2)
@@ -554,7 +557,7 @@ def _store_evidence(path) -> None:
 
 @pytest.mark.parametrize("page", ["explanations", "fairness"])
 def test_a_changed_or_missing_evidence_file_is_a_message_not_a_traceback(evidence_store, page):
-    from workbench import artifacts
+    from workbench.store import artifacts
 
     ws = wb.connect(evidence_store)
     kind = "explanation" if page == "explanations" else "fairness"

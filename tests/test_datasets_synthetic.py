@@ -1,4 +1,4 @@
-"""Tests for workbench.datasets_synthetic (synthetic credit applicants)."""
+"""Tests for workbench.demo.datasets (synthetic credit applicants)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-import workbench.datasets_synthetic as ds
+import workbench.demo.datasets as ds
 
 # Expected label-rate properties (documented in the module docstring).
 DEFAULT_RATE_BAND = (0.15, 0.25)  # overall default rate, reference month

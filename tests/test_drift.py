@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import _evidently_reference
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -12,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from scipy import stats
 
-import _evidently_reference
 import workbench as wb
-from workbench import drift_stats
-from workbench.drift import ReferenceProfile, drift_report
+from workbench.evidence import drift_stats
+from workbench.evidence.drift import ReferenceProfile, drift_report
 
 WORDS = np.array("loan rate income bank card credit payment late fee account balance limit score debt home car "
                  "student business travel medical".split())
@@ -323,7 +323,7 @@ def test_engine_evidently_stores_its_html_and_agrees(ws, model_version):
     cols = ["column", "kind", "stattest", "drift_detected"]
     assert theirs.columns.select(cols).sort("column").equals(ours.columns.select(cols).sort("column"))
     summary = ws.evidence_summary(theirs.evidence_id)
-    from workbench import artifacts
+    from workbench.store import artifacts
 
     html = artifacts.get_bytes(ws.store.artifact_root, summary["evidently_html_sha256"]).decode()
     assert html == theirs.html

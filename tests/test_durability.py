@@ -16,9 +16,9 @@ import sys
 import textwrap
 
 import pytest
+from _raw import raw_sql
 
 import workbench as wb
-from _raw import raw_sql
 
 PRELUDE = """
 import faulthandler, os, sys, time, multiprocessing as mp

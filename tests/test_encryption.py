@@ -15,7 +15,7 @@ from hypothesis import strategies as hs
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
-from workbench import artifacts, keys
+from workbench.store import artifacts, keys
 
 KEY = "a1" * 32
 OTHER_KEY = "b2" * 32

@@ -12,11 +12,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import workbench as wb
-from workbench import keys, pseudonyms
-from workbench import workspace as _workspace
-from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
-from workbench.fairness import fairness_report
-from workbench.store import schema
+from workbench.demo.datasets import (
+    FEATURES_CATEGORICAL,
+    FEATURES_NUMERIC,
+    TARGET,
+    make_credit_applicants,
+)
+from workbench.evidence.fairness import fairness_report
+from workbench.protection import pseudonyms
+from workbench.store import keys, schema, shared
 from workbench.workspace import operator_workspace
 
 
@@ -90,9 +94,7 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     op = operator_workspace(path)
     op.add_user("dana", "data_scientist", None)
     op.close()
-    with _workspace._stores_lock:
-        store, _ = _workspace._stores.pop(str(path.resolve()))
-    store.close()
+    shared.close(path)
     c = duckdb.connect(str(path))  # make it a version-1 store: none of the tables added since
     for (table,) in c.execute("select table_name from duckdb_tables()").fetchall():
         if table not in V1_TABLES:

@@ -1,4 +1,4 @@
-"""workbench.explain: explainer choice, outputs, additivity, pipelines, sampling, bad input."""
+"""workbench.evidence.explain: explainer choice, outputs, additivity, pipelines, sampling, bad input."""
 
 from __future__ import annotations
 
@@ -22,9 +22,14 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
+from workbench.demo.datasets import (
+    FEATURES_CATEGORICAL,
+    FEATURES_NUMERIC,
+    TARGET,
+    make_credit_applicants,
+)
 from workbench.errors import ValidationError
-from workbench.explain import TOLERANCES, Explanation, explain_model
+from workbench.evidence.explain import TOLERANCES, Explanation, explain_model
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -1,4 +1,4 @@
-"""workbench.fairness against fairlearn 0.15 (MetricFrame and fairlearn.metrics), to 1e-9."""
+"""workbench.evidence.fairness against fairlearn 0.15 (MetricFrame and fairlearn.metrics), to 1e-9."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
-from workbench.datasets_synthetic import make_credit_applicants
+from workbench.demo.datasets import make_credit_applicants
 from workbench.errors import ValidationError
-from workbench.fairness import FairnessReport, fairness_report
+from workbench.evidence.fairness import FairnessReport, fairness_report
 
 TOL = 1e-9
 

@@ -1,4 +1,4 @@
-"""Tests for workbench.filterlang: parsing, errors, SQL compilation and DuckDB execution."""
+"""Tests for workbench.tracking.filterlang: parsing, errors, SQL compilation and DuckDB execution."""
 
 import doctest
 import math
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench import filterlang as fl
+from workbench.tracking import filterlang as fl
 
 Operand, Predicate, And, Or, Not = fl.Operand, fl.Predicate, fl.And, fl.Or, fl.Not
 FilterSyntaxError, compile_filter, parse_filter = (

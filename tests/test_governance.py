@@ -12,10 +12,10 @@ import time
 import numpy as np
 import polars as pl
 import pytest
+from _raw import raw_sql
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
-from _raw import raw_sql
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 import polars as pl
 import pytest
+from _server import serving
 from playwright.sync_api import Page, expect, sync_playwright
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _new_page, _settled, _sign_in
 
 import workbench as wb
-from _server import serving
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _new_page, _settled, _sign_in
 from workbench.workspace import operator_workspace
 
 pytestmark = pytest.mark.browser

@@ -19,18 +19,19 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import _demo_store
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from _server import _free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-import _demo_store
-from _server import _free_port
 import workbench as wb
-from workbench import artifacts, auth, ui
-from workbench import workspace as _workspace
+from workbench.people import auth
+from workbench.store import artifacts, shared
+from workbench.ui import widgets as ui
 from workbench.workspace import operator_workspace
 
 # keys: any text, including empty, whitespace, control characters, quotes, very long, SQL-ish
@@ -327,11 +328,7 @@ def real_store(tmp_path_factory):
         run.log_params({"p": 1})
         run.log_metrics({"m": 0.5})
         run.register_model({"w": 1}, "model")
-    key = str(path.resolve())
-    with _workspace._stores_lock:
-        store, writer = _workspace._stores.pop(key)
-    writer.flush()
-    store.close()
+    shared.close(path)
     assert not path.with_suffix(".duckdb.wal").exists()
     return path.read_bytes()
 

@@ -13,12 +13,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _raw import raw_sql
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 import workbench as wb
-from _raw import raw_sql
-from workbench import artifacts, monitoring
+from workbench.monitoring import windows as monitoring
+from workbench.store import artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 

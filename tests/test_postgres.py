@@ -11,16 +11,15 @@ import threading
 import time
 from pathlib import Path
 
+import _demo_store
 import psycopg
 import pytest
 import sqlalchemy as sa
-
-import _demo_store
-import workbench as wb
 from _raw import raw_sql
 from conftest import _forget
-from workbench import artifacts
-from workbench.store import schema
+
+import workbench as wb
+from workbench.store import artifacts, schema
 from workbench.store.connection import Store
 from workbench.workspace import operator_workspace
 
@@ -213,7 +212,7 @@ def test_migrate_refuses_what_it_cannot_copy(store_path, tmp_path):
 
 
 def test_a_failed_copy_leaves_the_target_empty(store_path, tmp_path, monkeypatch):
-    from workbench import migrate_store
+    from workbench.store import migrate as migrate_store
 
     monkeypatch.delenv("WORKBENCH_ARTIFACTS")  # else it names both stores' folder
     source = tmp_path / "small.duckdb"
@@ -240,7 +239,7 @@ def test_a_failed_copy_leaves_the_target_empty(store_path, tmp_path, monkeypatch
 
 
 def test_an_empty_store_migrates_and_its_writers_still_queue_on_the_head(store_path, tmp_path, monkeypatch):
-    from workbench import migrate_store
+    from workbench.store import migrate as migrate_store
 
     monkeypatch.delenv("WORKBENCH_ARTIFACTS")
     source = tmp_path / "empty.duckdb"

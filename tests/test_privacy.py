@@ -17,8 +17,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import workbench as wb
-from workbench import artifacts, column_marks, keys, pseudonyms
-from workbench.datasets_synthetic import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, make_credit_applicants
+from workbench.demo.datasets import (
+    FEATURES_CATEGORICAL,
+    FEATURES_NUMERIC,
+    TARGET,
+    make_credit_applicants,
+)
+from workbench.protection import column_marks, pseudonyms
+from workbench.store import artifacts, keys
 
 FEATURES = FEATURES_NUMERIC + FEATURES_CATEGORICAL
 
@@ -234,7 +240,8 @@ def test_a_data_set_mark_of_none_keeps_a_column_in_the_clear(ws):
 def test_reports_and_pages_show_no_identifying_value(ws, op, protected, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from workbench import auth, ui
+    from workbench.people import auth
+    from workbench.ui import widgets as ui
 
     mv, later, logged, labels, raw = protected
     op.add_user("ada", "admin", "ada-long-passphrase-1")
@@ -268,7 +275,8 @@ def _nodes(node):
 def test_a_compliance_officer_confirms_proposed_marks_on_the_run_page(ws, op, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from workbench import auth, ui
+    from workbench.people import auth
+    from workbench.ui import widgets as ui
 
     with ws.start_run("marks") as run:
         ref = run.log_dataset(_people(), "applicants")

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import workbench as wb
-from workbench import registry
+from workbench.registry import models as registry
 
 META = dict(owner_team="credit-risk", use_case="loan default screening", risk_tier="high",
             description="Predicts default within 12 months")

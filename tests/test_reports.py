@@ -6,12 +6,12 @@ import hashlib
 import json
 import re
 
-import pytest
-
 import _demo_store
-import workbench as wb
+import pytest
 from _demo_store import run_cli
-from workbench import reports
+
+import workbench as wb
+from workbench.reports import documents as reports
 
 
 @pytest.fixture(scope="module")

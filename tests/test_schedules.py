@@ -14,7 +14,7 @@ import pytest
 from _raw import raw_sql
 
 import workbench as wb
-from workbench import schedules
+from workbench.reports import schedules
 
 T0 = datetime(2026, 11, 2, 5, 0, tzinfo=timezone.utc)  # a Monday, before 06:00
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as hs
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
-from workbench import small_groups
-from workbench.fairness import fairness_report
+from workbench.evidence.fairness import fairness_report
+from workbench.protection import small_groups
 
 RATES = ["selection_rate", "tpr", "fpr", "precision", "accuracy", "impact_ratio"]
 
@@ -74,7 +74,8 @@ def tiny_group_store(ws, op):
 def test_the_fairness_page_and_the_reports_never_show_a_small_group(tiny_group_store, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from workbench import auth, ui
+    from workbench.people import auth
+    from workbench.ui import widgets as ui
 
     ws = tiny_group_store
     # the stored evidence keeps every group: the verdict was computed on them

@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
-import shutil
 import sys
 import time
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
+from _raw import raw_sql as _duck
 
 import workbench as wb
-from workbench import workspace as _workspace
-from workbench.store import schema
-from workbench.store.connection import store_key
+from workbench.store import schema, shared
+from workbench.store.connection import Store
 from workbench.workspace import operator_workspace
-from _raw import raw_sql as _duck
 
 
 def _release(path: Path) -> None:
     """Close this process's Store for ``path`` and forget it, so the file is free."""
-    with _workspace._stores_lock:
-        hit = _workspace._stores.pop(store_key(str(path)), None)
-    if hit is not None:
-        hit[1].flush()
-        hit[0].close()
+    shared.close(path)
 
 
 _OPEN = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(c.sql(sys.argv[2]).fetchall()); c.close()"
@@ -169,7 +167,6 @@ def test_duckdb_file_that_is_not_a_workbench_store_is_refused_untouched(tmp_path
 
 def test_an_empty_duckdb_file_made_by_another_program_is_refused_untouched(tmp_path, opened):
     import duckdb
-
     from _demo_store import run_cli
 
     target = tmp_path / "scratch.duckdb"
@@ -365,3 +362,30 @@ def test_a_read_with_two_columns_of_one_name_gets_distinct_names(ws):
     out = ws.store.read("select count(*), count(distinct run_id), max(name), max(name) from runs")
     assert out.row(0)[:2] == (1, 1) and out.row(0)[2:] == (run.name, run.name)
     assert len(set(out.columns)) == 4
+
+
+def _first_then_register(conn) -> None:
+    """What a write after a read does: a result read with ``.first()``, then an Arrow scan."""
+    conn.execute(sa.text("create table t as select * from range(50000) r(x)"))
+    conn.execute(sa.text("select x from t")).first()  # leaves the rest of the result unread
+    raw = conn.connection.dbapi_connection
+    raw.register("batch", pa.table({"x": [1]}))
+    raw.execute("insert into t select x from batch").fetchall()
+
+
+@pytest.mark.duckdb_file
+def test_duckdb_engine_still_needs_our_cursor_close(tmp_path):
+    """duckdb_engine 0.17's cursor.close() leaves a result unfinished, which DuckDB 2 refuses before
+    the next statement. Our engines finish it (connection._finish_results). When a plain engine
+    stops failing here, duckdb_engine does this itself: remove the work-around."""
+    from sqlalchemy.pool import NullPool
+
+    plain = sa.create_engine(f"duckdb:///{tmp_path / 'plain.duckdb'}", poolclass=NullPool)
+    with pytest.raises(duckdb.Error, match="unfinished result"), plain.connect() as conn:
+        _first_then_register(conn)
+    ours = Store(tmp_path / "ours.duckdb")
+    try:
+        with ours.connection() as conn:
+            _first_then_register(conn)
+    finally:
+        ours.close()

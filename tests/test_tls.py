@@ -11,16 +11,15 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import _demo_store
 import pytest
+from _demo_store import run_cli
+from _server import _free_port, serving
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from playwright.sync_api import expect, sync_playwright
-
-import _demo_store
-from _demo_store import run_cli
-from _server import _free_port, serving
 from test_browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT, _settled
 from test_cli import _assert_clean_failure
 

@@ -10,9 +10,9 @@ Example::
         mv = run.register_model(model, "credit-default")
 """
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .datasets import DatasetRef
+from .errors import (
     ConflictError,
     IntegrityError,
     KeyUnavailableError,
@@ -23,12 +23,11 @@ from .errors import (  # noqa: E402
     ValidationError,
     WorkbenchError,
 )
-from .filterlang import FilterSyntaxError  # noqa: E402
-from .datasets import DatasetRef  # noqa: E402
-from .registry import ModelVersion  # noqa: E402
-from .roles import ROLES  # noqa: E402
-from .tracking import Run  # noqa: E402
-from .workspace import Workspace, connect  # noqa: E402
+from .people.roles import ROLES
+from .registry.models import ModelVersion
+from .tracking.filterlang import FilterSyntaxError
+from .tracking.runs import Run
+from .workspace import Workspace, connect
 
 __all__ = [
     "connect", "Workspace", "Run", "ModelVersion", "DatasetRef", "ROLES", "WorkbenchError", "StoreError",

@@ -64,7 +64,7 @@ def init(store: Optional[str] = StoreOpt) -> None:
 @app.command()
 def demo(store: Optional[str] = StoreOpt, quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Seed a realistic demo: users for every role, credit-risk sweeps, registered models."""
-    from .demo import seed
+    from .demo.seed import seed
 
     summary = seed(store, progress=not quiet)
     typer.echo(f"Demo store: {summary['store']}")
@@ -149,9 +149,8 @@ def users_add(name: str, role: str = typer.Option(..., "--role", help="data_scie
 @users_app.command("unlock")
 def users_unlock(name: str, store: Optional[str] = StoreOpt) -> None:
     """Lift a lock after failed sign-ins and clear the count (the password stays)."""
-    from . import auth
 
-    auth.unlock(_operator(store), name)
+    _operator(store).unlock_user(name)
     typer.echo(f"Unlocked {name}")
 
 
@@ -161,22 +160,20 @@ def users_reset_password(name: str,
                                                                 "when omitted on a terminal)."),
                          store: Optional[str] = StoreOpt) -> None:
     """Set a new password for a user (the same policy as everywhere); also lifts a lock."""
-    from . import auth
 
     if password is None:
         if not sys.stdin.isatty():
             _fail("give the new password with --password (no terminal to prompt on)")
         password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    auth.set_password(_operator(store), name, password)
+    _operator(store).set_password(name, password)
     typer.echo(f"New password set for {name}; any lock on the account is lifted")
 
 
 @users_app.command("unblock")
 def users_unblock(address: str, store: Optional[str] = StoreOpt) -> None:
     """Lift the block on a client address after failed sign-ins (an IP address, an IPv6 /64 or 'local')."""
-    from . import auth
 
-    auth.unblock_address(_operator(store), address)
+    _operator(store).unblock_address(address)
     typer.echo(f"Unblocked {address}")
 
 
@@ -206,7 +203,7 @@ def audit_verify(store: Optional[str] = StoreOpt,
                                                        "also prove the chain still passes through it.")) -> None:
     """Recompute the hash chain and check the tables against it; exit non-zero naming the first
     broken event, or every row that disagrees with the chain."""
-    from . import audit
+    from .store import audit
 
     mark = None
     if anchor is not None:
@@ -268,7 +265,7 @@ def report_export(kind: str = typer.Option(..., help="model-card, validation or 
                   until: Optional[str] = typer.Option(None, help="audit: ISO date or time (UTC), exclusive"),
                   store: Optional[str] = StoreOpt) -> None:
     """Write one report; the export is audited with the file's sha256."""
-    from . import reports
+    from .reports import documents as reports
 
     options = {"since": since, "until": until} if kind == "audit" else {}
     path = reports.export(_operator(store), kind, model, version, fmt, out, **options)
@@ -363,7 +360,7 @@ def scheduler(store: Optional[str] = StoreOpt,
 def keys_new(out: Optional[Path] = typer.Option(None, "--out", help="Write the key to this file (mode 0600) "
                                                 "instead of printing it.")) -> None:
     """Make a random 32-byte key for WORKBENCH_ARTIFACT_KEY(_FILE) or WORKBENCH_PSEUDONYM_KEY(_FILE)."""
-    from .keys import new_key
+    from .store.keys import new_key
 
     key = new_key()
     if out is None:
@@ -381,7 +378,7 @@ def keys_new(out: Optional[Path] = typer.Option(None, "--out", help="Write the k
 @artifacts_app.command("encrypt")
 def artifacts_encrypt(store: Optional[str] = StoreOpt) -> None:
     """Encrypt, with the configured artifact key, every artifact file still in the clear."""
-    from .artifacts import encrypt_in_place
+    from .store.artifacts import encrypt_in_place
 
     ws = _operator(store)
     sealed, already = encrypt_in_place(ws.store.artifact_root)
@@ -426,7 +423,7 @@ def migrate(source: str = typer.Option(..., "--from", help="The DuckDB store to 
             artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Where the PostgreSQL store's users will "
                                                      "find the source's artifact folder (default: where it is now).")) -> None:
     """Copy a whole DuckDB store into an empty PostgreSQL database; the audit head stays the same."""
-    from .migrate_store import migrate as copy_store
+    from .store.migrate import migrate as copy_store
 
     typer.echo(f"Copying {source} ...")
     out = copy_store(source, target, artifact_root=artifacts, log=typer.echo)

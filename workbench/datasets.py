@@ -1,4 +1,4 @@
-"""Data set fingerprints: a content digest, the schema and the size of a frame."""
+"""Data sets as workbench takes them: any frame-like input as polars, its fingerprint, and a reference to a logged one."""
 
 from __future__ import annotations
 

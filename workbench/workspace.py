@@ -4,58 +4,53 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import inspect
 import io
 import json
 import os
-import threading
 import weakref
 from typing import Any
 
 import polars as pl
 
-from . import artifacts, audit, governance, registry, roles, users
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
-from .registry import ModelVersion
-from .search import search_runs as _search_runs
-from .store.connection import Store, resolve_store, store_key
+from .governance import requests as governance
+from .governance.api import GovernanceMethods
+from .monitoring.api import MonitoringMethods
+from .operations import OPERATIONS
+from .people import (
+    auth,  # noqa: F401  (declares the account operations)
+    roles,
+    users,
+)
+from .people.context import Ctx
+from .protection.api import PrivacyMethods
+from .registry import models as registry
+from .registry.models import ModelVersion
+from .reports.api import ReportMethods
+from .store import artifacts, audit
+from .store.connection import Store
+from .store.shared import shared_store
 from .store.writer import Writer
-from .tracking import Run, check_key, check_run_name, ensure_experiment
-from .workspace_governance import GovernanceMethods
-from .workspace_monitoring import MonitoringMethods
-from .workspace_privacy import PrivacyMethods
-from .workspace_reports import ReportMethods
-
-_stores: dict[str, tuple[Store, Writer]] = {}
-_stores_lock = threading.Lock()
+from .tracking.runs import Run, check_key, check_run_name, ensure_experiment
+from .tracking.search import search_runs as _search_runs
 
 
-def _shared_store(location, **kwargs) -> tuple[Store, Writer]:
-    """One Store (lease) and one Writer per file per process, shared by all workspaces."""
-    key = store_key(resolve_store(location))
-    with _stores_lock:
-        hit = _stores.get(key)
-        if hit is not None and not hit[0].closed:
-            # One lease per file per process, so explicit settings apply to the shared store.
-            for name, value in kwargs.items():
-                if value is not None:
-                    setattr(hit[0], name, float(value))
-            return hit
-        store = Store(location, **kwargs)
-        writer = Writer(store)
-        _stores[key] = (store, writer)
-    _reap_dead_runs(store, writer)
-    return store, writer
+def _method(name: str):
+    """A Workspace method generated from the operation ``name``: same parameters, result and
+    docstring, called with the workspace's :class:`~workbench.people.context.Ctx`."""
+    op = OPERATIONS[name]
 
+    def method(self, *args, **kwargs):
+        return op.function(self.ctx, *args, **kwargs)
 
-def _reap_dead_runs(store: Store, writer: Writer) -> None:
-    """At open: runs that processes on this host left RUNNING and died are marked FAILED (KILLED)."""
-    from .tracking import dead_runs, reap_dead_runs
-
-    with store.connection() as conn:
-        found = dead_runs(conn)
-        conn.commit()
-    if found:
-        writer.call(reap_dead_runs)
+    sig = op.signature
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = op.doc
+    method.__signature__ = sig.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+                                                   *sig.parameters.values()])
+    method.__module__ = __name__
+    return method
 
 
 def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
@@ -72,7 +67,7 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
         import workbench as wb
         ws = wb.connect("data/workbench.duckdb", user="dana")
     """
-    s, w = _shared_store(store, lease_seconds=lease_seconds, lock_timeout=lock_timeout)
+    s, w = shared_store(store, lease_seconds=lease_seconds, lock_timeout=lock_timeout)
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
 
 
@@ -84,16 +79,28 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self._writer = writer
         self._open_runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
         if operator:  # the local CLI operator: may bootstrap users on a store it can write
-            self.user, self.role = f"os:{getpass.getuser()}", roles.OPERATOR
+            name, role = f"os:{getpass.getuser()}", roles.OPERATOR
         elif user is None:
-            self.user, self.role = None, None
+            name, role = None, None
         else:
             with store.connection() as conn:
                 row = users.get(conn, user)
                 conn.commit()
             if row["disabled"]:
                 raise PermissionDenied(f"User {user!r} is disabled.")
-            self.user, self.role = row["name"], row["role"]
+            name, role = row["name"], row["role"]
+        #: Who acts and on which store: what every operation takes (see :mod:`workbench.operations`).
+        self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs)
+
+    @property
+    def user(self) -> str | None:
+        """The acting user's name (fixed when the workspace was opened)."""
+        return self.ctx.user
+
+    @property
+    def role(self) -> str | None:
+        """The acting user's role, as the store had it when the workspace was opened."""
+        return self.ctx.role
 
     def __repr__(self) -> str:
         return f"Workspace(store={self.store.display!r}, user={self.user!r}, role={self.role!r})"
@@ -121,11 +128,13 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self.flush()
         self.store.release()
 
-    def _sync(self) -> None:
-        """Read your own writes: values buffered in open runs too, not only queued ones."""
+    def _submit_open_runs(self) -> None:
         for run in list(self._open_runs.values()):
             run._submit()
-        self._writer.flush()
+
+    def _sync(self) -> None:
+        """Read your own writes: values buffered in open runs too, not only queued ones."""
+        self.ctx.sync()
 
     def _read(self, sql: str, params: list | None = None) -> pl.DataFrame:
         self._sync()
@@ -229,7 +238,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         """Register ``model`` as the next version of ``name`` (prefer ``run.register_model``).
 
         Saved with skops; ``format="pickle"`` opts in to pickle for models skops cannot save
-        without trusting their code (:mod:`workbench.registry` states the trust rule).
+        without trusting their code (:mod:`workbench.registry.models` states the trust rule).
         """
         if run_id is not None:
             self.get_run(run_id)
@@ -334,12 +343,12 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         ``favorable_label``: the class that benefits the person (selection). For a model of
         default risk where 1 means "will default", pass 0: selection rates are then approval
         rates, as the four-fifths rule intends.
-        Returns the :class:`~workbench.fairness.FairnessReport` with ``verdict``, ``reasons``,
+        Returns the :class:`~workbench.evidence.fairness.FairnessReport` with ``verdict``, ``reasons``,
         ``policy`` and ``evidence_id`` set.
         """
         from . import policy
         from .datasets import to_polars
-        from .fairness import fairness_report
+        from .evidence.fairness import fairness_report
 
         self._require("compute_evidence")
         name, version = self._version_ref(model_version)
@@ -383,7 +392,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         Per-row SHAP values (keyed by row id) go to a Parquet file in the artifact folder;
         the summary (explainer, output, base value, global importance, additivity check,
         sampling, permutation importance, partial dependence) goes to the store. Returns
-        the :class:`~workbench.explain.Explanation` with ``evidence_id`` set.
+        the :class:`~workbench.evidence.explain.Explanation` with ``evidence_id`` set.
 
         ``masked``: features whose values per-row views never show (protected attributes,
         identifiers); default: the features marked so on the version's data sets, else by the
@@ -391,9 +400,9 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         Identifying columns of ``X`` (the version's data set marks, else the detector's),
         ``row_id`` included, are stored as keyed tokens.
         """
-        from . import column_marks
         from .datasets import to_polars
-        from .explain import explain_model
+        from .evidence.explain import explain_model
+        from .protection import column_marks
 
         self._require("compute_evidence")
         name, version = self._version_ref(model_version)
@@ -428,13 +437,14 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         """Data drift of ``current`` against ``reference``, with Evidently 0.7's defaults.
 
         ``reference`` and ``current``: polars or pandas DataFrames or Parquet path(s), read a
-        column at a time; ``reference`` may also be a :class:`~workbench.drift.ReferenceProfile`
+        column at a time; ``reference`` may also be a :class:`~workbench.evidence.drift.ReferenceProfile`
         prepared once for many windows. With ``model_version`` the report is judged by the
         drift policy of the model's risk tier and stored. ``engine="evidently"`` runs
         Evidently itself and keeps its HTML report too.
-        Returns the :class:`~workbench.drift.DriftReport`.
+        Returns the :class:`~workbench.evidence.drift.DriftReport`.
         """
-        from . import drift, policy
+        from . import policy
+        from .evidence import drift
 
         if engine not in ("workbench", "evidently"):
             raise ValidationError(f"engine must be 'workbench' or 'evidently', got {engine!r}.")
@@ -445,8 +455,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         options = dict(columns=columns, column_kinds=column_kinds, target=target, prediction=prediction)
         if engine == "evidently":
             from .datasets import to_polars
-            from .drift import ReferenceProfile
-            from .drift_evidently import evidently_report
+            from .evidence.drift import ReferenceProfile
+            from .evidence.drift_evidently import evidently_report
 
             # the stored HTML shows values: identifying ones as tokens
             if model_version is not None and not isinstance(reference, ReferenceProfile):
@@ -476,7 +486,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     def _store_evidence(self, name: str, version: int, kind: str, summary: dict, table: pl.DataFrame,
                         verdict: str | None, rules: dict | None) -> int:
         """The table as a Parquet artifact, the summary and verdict as an evidence row (audited)."""
-        from . import evidence
+        from .evidence import records as evidence
 
         digest, _ = artifacts.put_bytes(self.store.artifact_root, evidence.parquet_bytes(table))
         return self._call(lambda conn: evidence.store(
@@ -485,7 +495,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     def evidence(self, name: str | None = None) -> pl.DataFrame:
         """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
-        from . import evidence
+        from .evidence import records as evidence
 
         return self._read_for_model(evidence.LATEST_SQL, name)
 
@@ -528,13 +538,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return json.loads(row["summary"]), table
 
     # -- users and audit -----------------------------------------------------------------
+    # -- accounts (admins): operations declared in workbench.people.auth -----------------
+    set_password = _method("set_password")
+    set_user_disabled = _method("set_user_disabled")
+    unlock_user = _method("unlock_user")
+    accounts = _method("accounts")
+    blocked_addresses = _method("blocked_addresses")
+    unblock_address = _method("unblock_address")
+
     def users(self) -> pl.DataFrame:
         return self._read("select name, role, disabled, created_at from users order by name")
 
     def add_user(self, name: str, role: str, password: str | None = None) -> str:
         """Add an account (admins and the local operator); audited as ``user.add``.
 
-        ``password`` must pass :func:`workbench.users.check_password`, the one policy every
+        ``password`` must pass :func:`workbench.people.users.check_password`, the one policy every
         entry point applies; None leaves the account without one (no dashboard sign-in).
         Raises ValidationError (bad name, role or password, name taken) with nothing stored.
         """
@@ -639,7 +657,7 @@ def _with_head_mark(check: audit.ChainCheck, store: Store, conn) -> audit.ChainC
 
 def operator_workspace(store=None) -> Workspace:
     """The local operator's workspace (CLI): may add users to a store it can write."""
-    s, w = _shared_store(store)
+    s, w = shared_store(store)
     return Workspace(s, w, None, operator=True)
 
 

@@ -27,20 +27,28 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-from .. import __version__
+from .._version import __version__
 from ..errors import StoreError, StoreLockedError, ValidationError
 from . import headmark, schema
 
 DEFAULT_STORE = "data/workbench.duckdb"
 
 
-def _finish_cursor(self) -> None:
-    # duckdb_engine 0.17 makes cursor.close() a no-op, but DuckDB 2 refuses any statement
-    # while a previous result is unfinished (e.g. after SQLAlchemy's .first()). Finish it.
-    self._CursorWrapper__c.complete()
+class _FinishingCursor(duckdb_engine.CursorWrapper):
+    """duckdb_engine 0.17 makes ``cursor.close()`` a no-op, but DuckDB 2 refuses any statement
+    while a previous result is unfinished (e.g. after SQLAlchemy's ``.first()``): finish it.
+    tests/test_store.py fails once duckdb_engine no longer needs this."""
+
+    def close(self) -> None:
+        self._CursorWrapper__c.complete()
 
 
-duckdb_engine.CursorWrapper.close = _finish_cursor
+def _finish_results(dbapi_connection, _record) -> None:
+    """On each new DuckDB connection of our engines (not duckdb_engine's class for everyone)."""
+    raw = dbapi_connection._ConnectionWrapper__c
+    dbapi_connection.cursor = lambda: _FinishingCursor(raw, dbapi_connection)
+
+
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 # Extensions other than parquet/json/icu download at run time and fail offline:
 # never let DuckDB try (it would, e.g., for a SQLite file given as the store).
@@ -310,6 +318,7 @@ class Store:
                 poolclass=NullPool,
                 connect_args={"config": dict(DUCKDB_CONFIG)},
             )
+            sa.event.listen(self._engine, "connect", _finish_results)
         sa.event.listen(self._engine, "before_cursor_execute", _refuse_nul)
         self._lock = threading.RLock()
         self._conn: sa.Connection | None = None
@@ -626,7 +635,9 @@ class Store:
     def _migrate(self, conn: sa.Connection, found: int) -> None:
         """Bring an older store up to this version in place: changes are additive only (new
         tables, nullable columns and indexes), so the same step runs on both backends."""
-        from .. import audit  # here: audit imports store.schema, this module is imported first
+        from . import (
+            audit,  # here: audit imports store.schema, this module is imported first
+        )
 
         with conn.begin():
             self.lock_for_write(conn)  # the migration's event joins the chain in order

@@ -13,9 +13,8 @@ import re
 import shutil
 from datetime import datetime, timezone
 
-from .. import audit
 from ..errors import StoreError
-from . import headmark
+from . import audit, headmark
 from .connection import Store, is_postgres, resolve_store, store_path
 from .writer import Writer
 

@@ -66,13 +66,13 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(sa_column=_ts())
-    #: JSON list of the client addresses (as workbench.auth keys them) of the last successful
+    #: JSON list of the client addresses (as workbench.people.auth keys them) of the last successful
     #: password sign-ins, newest first: a locked account still accepts its password from these.
     known_addresses: str | None = None
 
 
 class SignInAddress(SQLModel, table=True):
-    """Failed password sign-ins per client address (workbench.auth): five within the window
+    """Failed password sign-ins per client address (workbench.people.auth): five within the window
     block the address, not the accounts it tried, so nobody can lock out someone else."""
 
     __tablename__ = "sign_in_addresses"
@@ -158,7 +158,7 @@ class Dataset(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("name", "digest"),)
     id: int | None = Field(default=None, sa_column=_id("datasets_id_seq"))
     name: str
-    digest: str  # sha256 of the content (see workbench.datasets.digest)
+    digest: str  # sha256 of the content (see workbench.datasets.fingerprint)
     columns_json: str  # {column: dtype}
     n_rows: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     n_cols: int

@@ -31,8 +31,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import sqlalchemy as sa
 
-from .. import audit
 from ..errors import StoreLockedError, WorkbenchError
+from . import audit
 
 Op = Callable[[sa.Connection], "tuple[Any, list[audit.Event]]"]
 

@@ -1,0 +1,138 @@
+"""The package's layers: an import may only point down, and module-level imports make no cycle.
+
+The layer order is the README's (Layout): each entry is a top-level module or subpackage of
+``workbench``. Imports inside functions count too: a lazy import that points up is still a
+dependency upward. Imports under ``if TYPE_CHECKING:`` are for annotations only and do not count.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import workbench
+
+PACKAGE = Path(workbench.__file__).parent
+LAYERS = [
+    {"errors", "policy", "_version", "settings", "freetext", "processes", "datasets", "operations"},
+    {"store"},
+    {"people", "registry", "evidence", "protection"},
+    {"tracking", "monitoring", "governance"},
+    {"reports"},
+    {"workspace", "__init__"},
+    {"ui", "cli", "demo"},
+]
+LAYER = {part: n for n, parts in enumerate(LAYERS) for part in parts}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _part(module: str) -> str:
+    """The layer entry a module belongs to: ``workbench.store.audit`` -> ``store``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported workbench module, line, at module level) for each import in ``path``."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_lines(tree)
+    top = {id(n) for n in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if node.lineno in skip if hasattr(node, "lineno") else False:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("workbench"):
+                continue
+            for alias in node.names:  # `from . import x` imports the module x when there is one
+                sub = f"{target}.{alias.name}"
+                name = sub if _exists(sub) else target
+                found.append((name, node.lineno, id(node) in top))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("workbench"):
+                    found.append((alias.name, node.lineno, id(node) in top))
+    return found
+
+
+def _exists(module: str) -> bool:
+    path = PACKAGE.parent / Path(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _all_modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    missing = sorted({_part(_module_name(p)) for p in _all_modules()} - set(LAYER))
+    assert not missing, f"add these to LAYERS (and the README's Layout): {missing}"
+
+
+def test_imports_only_point_down():
+    upward = []
+    for path in _all_modules():
+        mine = _part(_module_name(path))
+        for target, line, _ in _imports(path):
+            theirs = _part(target)
+            if LAYER[theirs] > LAYER[mine]:
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} "
+                              f"(layer {LAYER[theirs]} > {LAYER[mine]})")
+    assert not upward, "imports that point up:\n" + "\n".join(upward)
+
+
+def test_module_level_imports_make_no_cycle():
+    graph: dict[str, set[str]] = {}
+    for path in _all_modules():
+        me = _module_name(path)
+        graph[me] = {t for t, _, top in _imports(path) if top and t != me and not me.startswith(t + ".")}
+    # A package's __init__ importing its own modules is how packages work; the cycle that
+    # matters is between modules.
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """The walker itself: a lazy import from the store up to the workspace is found."""
+    fake = tmp_path / "workbench" / "store"
+    fake.mkdir(parents=True)
+    (tmp_path / "workbench" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "bad.py").write_text("def f():\n    from ..workspace import Workspace\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "workbench")
+    assert _imports(fake / "bad.py") == [("workbench.workspace", 2, False)]

@@ -1,0 +1,1 @@
+"""The demo: a synthetic credit data set (``datasets``) and a seeded store to try (``seed``)."""

@@ -1,0 +1,163 @@
+"""The governance part of :class:`~workbench.workspace.Workspace`: promotion requests and rollbacks.
+
+Every refusal (a role that may not decide, one's own request, a stale or closed request, an
+override without a reason ...) is itself written to the audit trail before it is raised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from ..errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from ..registry import models as registry
+from . import requests as governance
+
+
+@dataclass
+class Request:
+    """A promotion request as a reviewer sees it."""
+
+    id: int
+    name: str
+    version: int
+    risk_tier: str
+    from_stage: str
+    to_stage: str
+    status: str
+    stale: bool
+    requested_by: str
+    requested_at: datetime
+    justification: str
+    evidence_sha256: str
+    evidence: dict
+    gates: list[dict]
+    sign_offs: list[dict]
+    needs: str  # who must still sign off
+    decisions: list[dict] = field(default_factory=list)
+    comments: list[dict] = field(default_factory=list)
+
+    @property
+    def failing_gates(self) -> list[str]:
+        return [g["gate"] for g in self.gates if not g["passed"]]
+
+
+class GovernanceMethods:
+    """Mixed into Workspace; uses its ``_require``, ``_call``, ``_read``, ``_version_ref``, ``store``."""
+
+    def _governed(self, action: str, target: str, permission: str | None, op):
+        """Run a governance write op; a refusal is audited, then raised."""
+        try:
+            if permission:
+                self._require(permission)
+            return self._call(op)
+        except (PermissionDenied, ValidationError, ConflictError, NotFoundError) as exc:
+            self._call(governance.refusal(self.user, self.role, action, target, str(exc)))
+            raise
+
+    def request_promotion(self, model_version, stage: str, justification: str) -> Request:
+        """Ask for ``model_version`` to move to ``stage`` (Staging or Production), on its current evidence."""
+        name, version = self._version_ref(model_version)
+        request_id = self._governed("request_promotion", f"{name}/{version}", "request_promotion", lambda conn: governance.create(
+            conn, self.user, self.role, name, version, stage, justification))
+        return self.request(request_id)
+
+    def decide(self, request_id: int, approve: bool, comment: str = "", *, override_reason: str | None = None) -> Request:
+        """Approve or reject a request (never one's own); a rejection needs a reason in ``comment``."""
+        if not isinstance(approve, bool):
+            raise ValidationError(f"approve must be True or False, got {approve!r}.")
+        # who may decide is checked inside the op (own request first, then role), with the request in hand
+        self._governed("decide", str(request_id), None, lambda conn: governance.decide(
+            conn, self.user, self.role, request_id, approve, comment, override_reason))
+        return self.request(request_id)
+
+    def comment(self, request_id: int, text: str) -> int:
+        return self._governed("comment", str(request_id), "comment", lambda conn: governance.comment(
+            conn, self.user, self.role, request_id, text))
+
+    def withdraw(self, request_id: int, reason: str = "") -> Request:
+        self._governed("withdraw", str(request_id), "request_promotion", lambda conn: governance.withdraw(
+            conn, self.user, self.role, request_id, reason))
+        return self.request(request_id)
+
+    def refresh_request(self, request_id: int) -> Request:
+        """Re-bind a stale request to the current evidence; sign-offs given on the old evidence stop counting."""
+        self._governed("refresh", str(request_id), "request_promotion", lambda conn: governance.refresh(
+            conn, self.user, self.role, request_id))
+        return self.request(request_id)
+
+    def rollback(self, model: str, reason: str) -> int:
+        """Put the previous Production version back (leads only); returns its version."""
+        return self._governed("rollback", model, "rollback", lambda conn: governance.rollback(
+            conn, self.user, self.role, model, reason))
+
+    def set_rollout(self, model: str, challenger: int, traffic_share: float) -> None:
+        """Record a canary: a Staging challenger serving ``traffic_share`` of requests (leads; 0 ends it)."""
+        self._governed("rollout", model, "rollback", lambda conn: governance.set_rollout(
+            conn, self.user, self.role, model, challenger, traffic_share))
+
+    def rollout(self, model: str) -> dict | None:
+        self._model_exists(model)
+        rows = self._read("select r.champion_version, r.challenger_version, r.traffic_share, r.set_by, r.set_at "
+                          "from rollouts r join registered_models m on m.id = r.model_id where m.name = ?", [model])
+        return rows.row(0, named=True) if rows.height else None
+
+    def gate_policy(self, risk_tier: str) -> dict:
+        registry.check_risk_tier(risk_tier)
+        return self._in_transaction(lambda conn: governance.gate_policy(conn, risk_tier))
+
+    def set_gate_policy(self, risk_tier: str, **gates) -> dict:
+        """Replace a tier's gates (admins; audited with the policy before and after).
+
+        Thresholds are checked in the op: ``min_metrics`` values finite, shares within [0, 1].
+        """
+        return self._governed("set_gate_policy", risk_tier, "manage_gates", lambda conn: governance.set_gate_policy(
+            conn, self.user, self.role, risk_tier, gates))
+
+    # -- reading -------------------------------------------------------------------------------
+    def requests(self, status: str | None = None, name: str | None = None) -> pl.DataFrame:
+        """Promotion requests newest first, with ``stale`` (evidence changed since) and failing gates."""
+        rows = self._read(governance.REQUESTS_SQL, [status, status, name, name])
+        if rows.is_empty():
+            return rows.with_columns(pl.lit(None, pl.Boolean).alias("stale"), pl.lit(None, pl.List(pl.String))
+                                     .alias("failing_gates")).drop("gates")
+        pending = rows.filter(pl.col("status") == "pending").select(["name", "version"]).unique().rows()
+        current = {k: governance.digest(s) for k, s
+                   in self._in_transaction(lambda conn: governance.snapshots(conn, pending)).items()}
+        stale = [status == "pending" and current.get((n, v)) != sha for n, v, status, sha
+                 in rows.select(["name", "version", "status", "evidence_sha256"]).iter_rows()]
+        failing = [[g["gate"] for g in json.loads(gates) if not g["passed"]] for gates in rows["gates"]]
+        return rows.with_columns(pl.Series("stale", stale), pl.Series("failing_gates", failing,
+                                                                      dtype=pl.List(pl.String))).drop("gates")
+
+    def request(self, request_id: int) -> Request:
+        """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments."""
+        def read(conn):
+            req = governance._request(conn, request_id)
+            snap = governance.snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
+            return req, snap, governance.sign_offs(conn, request_id, req["evidence_sha256"])
+
+        req, snap, signed = self._in_transaction(read)
+        decisions = self._read("select actor, role, approve, comment, override_reason, evidence_sha256, created_at "
+                               "from request_decisions where request_id = ? order by id", [request_id]).to_dicts()
+        comments = self._read("select actor, role, text, created_at from request_comments where request_id = ? "
+                              "order by id", [request_id]).to_dicts()
+        roles = {s["role"] for s in signed}
+        if req["status"] != "pending":
+            needs = ""
+        elif req["risk_tier"] == "high":
+            needs = " and ".join(r for r, key in (("a lead", "lead"), ("a compliance officer", "compliance_officer"))
+                                 if key not in roles)
+        else:
+            needs = "one lead"
+        return Request(req["id"], req["name"], req["version"], req["risk_tier"], req["from_stage"], req["to_stage"],
+                       req["status"], req["status"] == "pending" and governance.digest(snap) != req["evidence_sha256"],
+                       req["requested_by"], req["requested_at"], req["justification"], req["evidence_sha256"],
+                       json.loads(req["evidence"]), json.loads(req["gates"]), signed, needs, decisions, comments)
+
+    def stage_history(self, name: str | None = None) -> pl.DataFrame:
+        """Every stage change, newest first: who, why, and through which request."""
+        return self._read_for_model(registry.STAGE_HISTORY_SQL, name)

@@ -1,0 +1,95 @@
+"""The reports part of :class:`~workbench.workspace.Workspace`: exports, schedules, model card text."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from .. import freetext
+from ..errors import ValidationError
+from ..store import schema
+from ..store.audit import Event
+from . import documents as reports
+from . import schedules
+
+
+class ReportMethods:
+    """Mixed into Workspace; uses its ``_require``, ``_call``, ``_read``, ``store``."""
+
+    def export_report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html",
+                      out_dir: str | Path = ".", **options) -> Path:
+        """Write a model card, validation pack or audit extract (see :mod:`workbench.reports.documents`)."""
+        return reports.export(self, kind, model, version, fmt, out_dir, **options)
+
+    def report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html", **options) -> tuple[str, bytes]:
+        """(file name, bytes) of a report, for a download; audited like a file export."""
+        self._require("reports")
+        doc = reports.build(self, kind, model, version, **options)
+        data = reports.render(doc, fmt)
+        name = reports.file_name(doc, fmt)
+        reports.record(self, doc, fmt, name, data)
+        return name, data
+
+    # -- model card text ---------------------------------------------------------------------------------
+    def set_card_text(self, model: str, field: str, text: str) -> None:
+        """What the card says about intended use, out-of-scope use, limitations or ethics (audited)."""
+        self._require("register_models")
+        if field not in reports.TEXT_FIELDS:
+            raise ValidationError(f"field must be one of {reports.TEXT_FIELDS}, got {field!r}.")
+        self._model_exists(model)
+        self._call(lambda conn: _set_text(conn, self.user, self.role, model, field, (text or "").strip()))
+
+    def card_text(self, model: str) -> dict[str, str | None]:
+        self._model_exists(model)
+        rows = self._read("select t.field, t.text from model_card_text t join registered_models m on m.id = t.model_id "
+                          "where m.name = ?", [model])
+        stored = dict(rows.iter_rows())
+        return {f: stored.get(f) or None for f in reports.TEXT_FIELDS}
+
+    # -- schedules ---------------------------------------------------------------------------------------------
+    def add_schedule(self, name: str, cron: str, kind: str, model: str | None, fmt: str, out_dir: str | Path,
+                     version: int | None = None) -> int:
+        self._require("reports")
+        return self._call(lambda conn: schedules.add(conn, self.user, self.role, name=name, cron=cron, kind=kind,
+                                                     model=model, version=version, fmt=fmt, out_dir=str(out_dir)))
+
+    def remove_schedule(self, name: str) -> None:
+        self._require("reports")
+        self._call(lambda conn: schedules.remove(conn, self.user, self.role, name))
+
+    def schedules(self, now: datetime | None = None) -> pl.DataFrame:
+        """Schedules with their last run (status, time, file) and the next occurrence after ``now``.
+
+        Parameters
+        ----------
+        now : datetime, optional
+            The moment the listing is for (aware UTC); default: the wall clock. Pass it where the
+            answer must not depend on the day it is asked (tests, reports of a past state).
+        """
+        rows = self._read(schedules.SCHEDULES_SQL)
+        now = now or datetime.now(timezone.utc)
+        nxt = [schedules.next_due(c, max(filter(None, [last, created, now]))) for c, last, created
+               in rows.select(["cron", "last_due_at", "created_at"]).iter_rows()] if rows.height else []
+        return rows.with_columns(pl.Series("next_due", nxt, dtype=pl.Datetime("us", "UTC")))
+
+    def schedule_runs(self) -> pl.DataFrame:
+        return self._read(schedules.RUNS_SQL)
+
+    def run_due_schedules(self, now: datetime | None = None) -> list[dict]:
+        """Export what is due (each occurrence once, failures retried next time); the outcomes."""
+        self._require("reports")
+        return schedules.run_due(self, now)
+
+
+def _set_text(conn, actor: str, role: str, model: str, field: str, text: str):
+    freetext.check_text(f"Model card {field.replace('_', ' ')}", text)
+    m, t = schema.RegisteredModel.__table__, schema.ModelCardText.__table__
+    mid = conn.execute(sa.select(m.c.id).where(m.c.name == model)).scalar_one()
+    conn.execute(sa.delete(t).where(t.c.model_id == mid, t.c.field == field))
+    if text:
+        conn.execute(sa.insert(t).values(model_id=mid, field=field, text=text, updated_by=actor,
+                                         updated_at=schema.utcnow()))
+    return None, [Event(actor, role, "model_card.text", "model", model, {"field": field, "text": text})]
