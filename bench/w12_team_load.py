@@ -132,7 +132,6 @@ def _reader(store: str, user: str, index: int, think: float, lock_timeout: float
         import polars as pl
 
         import workbench as wb
-        from workbench.tracking import compare
 
         t = time.perf_counter()
         ws = wb.connect(store, user=user, lock_timeout=lock_timeout)
@@ -152,11 +151,11 @@ def _reader(store: str, user: str, index: int, think: float, lock_timeout: float
 
         def compare_page():
             ids = found or ws.search_runs(max_results=5)["run_id"].to_list()
-            compare.comparison_frame(ws, ids)
-            compare.best_runs(ws, ids)
-            compare.params_table(ws, ids)
-            compare.metrics_table(ws, ids)
-            compare.metric_curves(ws, ids)
+            ws.comparison_frame(ids)
+            ws.best_runs(ids)
+            ws.params_table(ids)
+            ws.metrics_table(ids)
+            ws.metric_curves(ids)
 
         def models():
             ws.models()

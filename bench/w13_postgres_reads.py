@@ -311,7 +311,6 @@ def brief(s) -> str:
 
 def ops_for(ws: dict, reviewer: dict, chain_ws: dict | None, ids: dict) -> list[tuple[str, str, dict]]:
     """(group, label, {backend: fn}) for every warm operation."""
-    from workbench.tracking import compare
 
     def per(make):
         return {b: make(b) for b in ws}
@@ -330,9 +329,9 @@ def ops_for(ws: dict, reviewer: dict, chain_ws: dict | None, ids: dict) -> list[
     for label, key in (("5 runs, 2 x 5,000 steps (downsampled)", "long5"), ("50 runs, 2 x 5,000 steps (downsampled)", "long50"),
                        ("5 runs, 10 x 100 steps (whole)", "short5"), ("50 runs, 10 x 100 steps (whole)", "short50")):
         ops.append(("compare", f"metric_curves: {label}",
-                    per(lambda b, k=key: lambda: compare.metric_curves(ws[b], ids[k]))))
-    for fn in (compare.params_table, compare.metrics_table, compare.comparison_frame, compare.best_runs):
-        ops.append(("compare", f"{fn.__name__}: 50 runs", per(lambda b, f=fn: lambda: f(ws[b], ids["short50"]))))
+                    per(lambda b, k=key: lambda: ws[b].metric_curves(ids[k]))))
+    for name in ("params_table", "metrics_table", "comparison_frame", "best_runs"):
+        ops.append(("compare", f"{name}: 50 runs", per(lambda b, n=name: lambda: getattr(ws[b], n)(ids["short50"]))))
     ops.append(("audit", "verify_audit: the store's chain", {b: (lambda b=b: reviewer[b].verify_audit()) for b in ws}))
     ops.append(("audit", "audit_events: newest 500 (Audit page)",
                 {b: (lambda b=b: reviewer[b].audit_events(limit=500)) for b in ws}))

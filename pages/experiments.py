@@ -6,6 +6,7 @@ import streamlit as st
 from workbench.people import roles
 from workbench.protection import column_marks
 from workbench.tracking import compare
+from workbench.ui import compare_charts
 from workbench.ui import widgets as ui
 
 PAGE_SIZE = 200
@@ -33,11 +34,11 @@ with ui.shown_errors():
         right.subheader("Latest metrics")
         right.dataframe(pl.DataFrame({"metric": list(info["metrics"]), "value": list(info["metrics"].values())},
                                      schema={"metric": pl.String, "value": pl.Float64}), hide_index=True)
-        curves = compare.metric_curves(ws, [run_id])
+        curves = ws.metric_curves([run_id])
         stepped = curves.group_by("key").agg(pl.len().alias("n")).filter(pl.col("n") > 1)["key"].to_list()
         if stepped:
             st.subheader("Metric curves")
-            st.plotly_chart(compare.curves_figure(curves.filter(pl.col("key").is_in(stepped))), width="stretch")
+            st.plotly_chart(compare_charts.curves_figure(curves.filter(pl.col("key").is_in(stepped))), width="stretch")
         st.subheader("Tags")
         st.dataframe(pl.DataFrame({"tag": list(info["tags"]), "value": list(info["tags"].values())},
                                   schema={"tag": pl.String, "value": pl.String}), hide_index=True)

@@ -93,7 +93,7 @@ def test_five_failures_block_the_address_and_lock_the_account_then_both_expire(o
     with pytest.raises(wb.PermissionDenied) as sixth:
         auth.sign_in(store_path, "dana", PW, address=attacker, now=t0 + timedelta(minutes=5))
     assert str(sixth.value) == throttled
-    row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
+    row = op.ctx.read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
     assert row["failed_logins"] == 5
     assert row["locked_until"].astimezone(timezone.utc) == datetime(2030, 1, 2, 9, 15, 4, tzinfo=timezone.utc)
 
@@ -112,7 +112,7 @@ def test_five_failures_block_the_address_and_lock_the_account_then_both_expire(o
     later = t0 + timedelta(minutes=16)
     signed = auth.sign_in(store_path, "dana", PW, address=attacker, now=later)
     assert signed.signed_in_at == later
-    row = op._read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
+    row = op.ctx.read("select failed_logins, locked_until from users where name = 'dana'").row(0, named=True)
     assert row == {"failed_logins": 0, "locked_until": None}
     assert events(op, "auth.sign_in")[-1]["payload"]["address"] == attacker
     assert op.verify_audit().ok
@@ -232,9 +232,9 @@ def test_count_restarts_after_an_expired_lock_and_resets_on_success(op, store_pa
     # after the lock: one wrong attempt counts as the first, not the sixth
     with pytest.raises(wb.PermissionDenied, match="^Wrong user name"):
         auth.sign_in(store_path, "dana", "wrong-pw", now=t0 + timedelta(minutes=20))
-    assert op._read("select failed_logins from users where name = 'dana'").item() == 1
+    assert op.ctx.read("select failed_logins from users where name = 'dana'").item() == 1
     auth.sign_in(store_path, "dana", PW, now=t0 + timedelta(minutes=21))
-    assert op._read("select failed_logins from users where name = 'dana'").item() == 0
+    assert op.ctx.read("select failed_logins from users where name = 'dana'").item() == 0
 
 
 def test_disabled_and_passwordless_accounts_are_refused(op, store_path, dana, admin):
@@ -289,7 +289,7 @@ def test_set_password_by_admin_is_audited_without_the_password(op, store_path, d
     (ev,) = events(op, "user.set_password")
     assert (ev["actor"], ev["role"], ev["entity_id"]) == ("ada", "admin", "dana")
     assert ev["payload"] == {"had_password": True, "reset_failed_logins": True}
-    trail = op._read("select * from audit_events")
+    trail = op.ctx.read("select * from audit_events")
     for column in trail.columns:
         assert not any(secret in str(v) for v in trail[column].to_list()), column
     assert op.verify_audit().ok

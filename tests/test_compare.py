@@ -12,6 +12,7 @@ import pytest
 
 import workbench as wb
 from workbench.tracking import compare
+from workbench.ui import compare_charts
 
 NAN = float("nan")
 
@@ -63,7 +64,7 @@ def _same(a, b) -> bool:
 def test_params_table_marks_differences_and_missing_values(ws):
     a = _run(ws, "alpha", {"model": "rf", "lr": 0.1, "depth": 5, "only_a": "x"})
     b = _run(ws, "beta", {"model": "rf", "lr": 0.01, "depth": 5})
-    t = compare.params_table(ws, [a, b])
+    t = ws.params_table([a, b])
     assert t.columns == ["key", "alpha", "beta", "differs"]
     rows = {r["key"]: r for r in t.iter_rows(named=True)}
     assert list(rows) == ["depth", "lr", "model", "only_a"]  # sorted by key
@@ -71,7 +72,7 @@ def test_params_table_marks_differences_and_missing_values(ws):
     assert rows["lr"]["differs"] and rows["lr"]["beta"] == "0.01"
     assert not rows["depth"]["differs"]
     assert rows["only_a"]["differs"] and rows["only_a"]["beta"] is None  # missing counts as a difference
-    single = compare.params_table(ws, [a])
+    single = ws.params_table([a])
     assert single.columns == ["key", "alpha", "differs"] and not single["differs"].any()
 
 
@@ -79,10 +80,10 @@ def test_tables_disambiguate_shared_and_reserved_run_names(ws):
     a = _run(ws, "same", {"p": 1})
     b = _run(ws, "same", {"p": 1})
     c = _run(ws, "key", {"p": 2})
-    t = compare.params_table(ws, [a, b, c])
+    t = ws.params_table([a, b, c])
     assert t.columns == ["key", f"same ({a[:8]})", f"same ({b[:8]})", f"key ({c[:8]})", "differs"]
-    assert compare.run_labels(ws, [a, c]) == {a: "same", c: f"key ({c[:8]})"}
-    empty = compare.params_table(ws, [_run(ws, "bare")])
+    assert ws.run_labels([a, c]) == {a: "same", c: f"key ({c[:8]})"}
+    empty = ws.params_table([_run(ws, "bare")])
     assert empty.columns == ["key", "bare", "differs"] and empty.is_empty()
 
 
@@ -90,7 +91,7 @@ def test_metrics_table_uses_latest_values(ws):
     a = _run(ws, "a", series={"loss": [0.9, 0.5, 0.3], "auc": [0.7, 0.8]})
     b = _run(ws, "b", series={"loss": [0.8, 0.3], "auc": [NAN]})
     c = _run(ws, "c", series={"loss": [0.3]})
-    t = compare.metrics_table(ws, [a, b, c])
+    t = ws.metrics_table([a, b, c])
     rows = {r["key"]: r for r in t.iter_rows(named=True)}
     assert rows["loss"]["a"] == 0.3 and rows["loss"]["b"] == 0.3 and not rows["loss"]["differs"]
     assert rows["auc"]["a"] == 0.8 and math.isnan(rows["auc"]["b"]) and rows["auc"]["c"] is None
@@ -103,7 +104,7 @@ def test_best_runs_direction_nan_and_ties(ws):
     first = _run(ws, "first", metrics={"loss": 0.20, "auc": NAN, "val_error": 0.1, "tput": 1.0})
     second = _run(ws, "second", metrics={"loss": 0.10, "auc": 0.70, "val_error": 0.1, "tput": NAN})
     third = _run(ws, "third", metrics={"loss": NAN, "auc": 0.90, "val_error": 0.3, "tput": NAN})
-    best = compare.best_runs(ws, [third, second, first])
+    best = ws.best_runs([third, second, first])
     rows = {r["key"]: r for r in best.iter_rows(named=True)}
     assert list(rows) == ["auc", "loss", "tput", "val_error"]
     assert (rows["loss"]["goal"], rows["loss"]["run_name"], rows["loss"]["value"]) == ("min", "second", 0.10)
@@ -111,16 +112,16 @@ def test_best_runs_direction_nan_and_ties(ws):
     assert rows["loss"]["n_runs"] == 2  # the NaN loss is not a candidate
     assert rows["val_error"]["goal"] == "min" and rows["val_error"]["run_id"] == first  # tie: earlier start
     assert rows["tput"]["run_name"] == "first"  # NaN never wins, even over a low value
-    custom = compare.best_runs(ws, [first, second, third], goals={"loss": "max", "auc": "MIN"})
+    custom = ws.best_runs([first, second, third], goals={"loss": "max", "auc": "MIN"})
     by_key = dict(zip(custom["key"], custom["run_name"]))
     assert by_key["loss"] == "first" and by_key["auc"] == "second"
     with pytest.raises(wb.ValidationError, match="'min' or 'max'"):
-        compare.best_runs(ws, [first], goals={"loss": "lower"})
+        ws.best_runs([first], goals={"loss": "lower"})
 
 
 def test_best_runs_key_without_usable_value_keeps_a_row(ws):
     a = _run(ws, "a", metrics={"auc": NAN, "acc": 0.5})
-    best = compare.best_runs(ws, [a])
+    best = ws.best_runs([a])
     row = best.filter(pl.col("key") == "auc").row(0, named=True)
     assert row["run_id"] is None and row["value"] is None and row["n_runs"] == 0
 
@@ -137,7 +138,7 @@ def test_metric_goal_from_names():
 def test_comparison_frame_casts_numeric_params(ws):
     a = _run(ws, "a", {"lr": 0.1, "model": "rf", "layers": 3}, metrics={"auc": 0.8})
     b = _run(ws, "b", {"lr": "1e-3", "model": "gbm"}, metrics={"auc": 0.7, "loss": 0.2})
-    f = compare.comparison_frame(ws, [b, a])
+    f = ws.comparison_frame([b, a])
     assert f["run_name"].to_list() == ["b", "a"]
     assert f.schema["params.lr"] == pl.Float64 and f["params.lr"].to_list() == [0.001, 0.1]
     assert f.schema["params.layers"] == pl.Float64 and f["params.layers"].to_list() == [None, 3.0]
@@ -150,18 +151,18 @@ def test_comparison_frame_casts_numeric_params(ws):
 def test_unknown_and_too_many_runs(ws):
     a = _run(ws, "a", metrics={"auc": 0.5})
     with pytest.raises(wb.NotFoundError, match="nope"):
-        compare.metric_curves(ws, [a, "nope"])
+        ws.metric_curves([a, "nope"])
     with pytest.raises(wb.NotFoundError, match="'x1', 'x2'"):
-        compare.params_table(ws, ["x1", a, "x2"])
+        ws.params_table(["x1", a, "x2"])
     with pytest.raises(wb.ValidationError, match="at most 50"):
-        compare.metric_curves(ws, [f"r{i}" for i in range(51)])
+        ws.metric_curves([f"r{i}" for i in range(51)])
     with pytest.raises(wb.ValidationError, match="at least one"):
-        compare.best_runs(ws, [])
+        ws.best_runs([])
     with pytest.raises(wb.ValidationError, match="list of run ids"):
-        compare.metrics_table(ws, a)
+        ws.metrics_table(a)
     with pytest.raises(wb.ValidationError, match="max_points"):
-        compare.metric_curves(ws, [a], max_points=3)
-    assert compare.metric_curves(ws, [a, a]).height == 1  # repeated ids count once
+        ws.metric_curves([a], max_points=3)
+    assert ws.metric_curves([a, a]).height == 1  # repeated ids count once
 
 
 # -- metric curves -------------------------------------------------------------------------
@@ -175,7 +176,7 @@ def test_long_series_is_downsampled_keeping_extremes_and_ends(ws):
     short_id = _run(ws, "short", series={"loss": [0.9, 0.4, NAN, 0.5]})
     history = {rid: ws.metric_history(rid) for rid in (long_id, short_id)}
 
-    curves = compare.metric_curves(ws, [long_id, short_id])
+    curves = ws.metric_curves([long_id, short_id])
     assert curves.columns == ["run_id", "run_name", "key", "step", "value"]
     sizes = {(r, k): c for r, k, c in curves.group_by("run_id", "key").len().iter_rows()}
     assert sizes[(long_id, "loss")] <= compare.MAX_POINTS
@@ -197,16 +198,16 @@ def test_long_series_is_downsampled_keeping_extremes_and_ends(ws):
     assert curves["run_id"].unique(maintain_order=True).to_list() == [long_id, short_id]
     assert set(curves.filter(pl.col("run_id") == short_id)["run_name"]) == {"short"}
 
-    only = compare.metric_curves(ws, [long_id, short_id], keys=["auc"])
+    only = ws.metric_curves([long_id, short_id], keys=["auc"])
     assert only["key"].unique().to_list() == ["auc"] and only.height == 3
-    assert compare.metric_curves(ws, [long_id], keys=[]).is_empty()
+    assert ws.metric_curves([long_id], keys=[]).is_empty()
 
 
 @pytest.mark.parametrize("max_points", [4, 5, 10, 101])
 def test_downsampling_bound_holds_for_any_size(ws, max_points):
     lengths = [1, 3, 4, 5, 9, 10, 11, 150, 1_001]
     ids = [_run(ws, f"n{n}", series={"m": [((i * 37) % 11) - 5.0 for i in range(n)]}) for n in lengths]
-    curves = compare.metric_curves(ws, ids, max_points=max_points)
+    curves = ws.metric_curves(ids, max_points=max_points)
     for rid, n in zip(ids, lengths):
         got = curves.filter(pl.col("run_id") == rid)
         assert got.height == n if n <= max_points else 2 <= got.height <= max_points
@@ -221,7 +222,7 @@ def test_all_nan_and_repeated_steps_do_not_break_downsampling(ws):
             run.log_metric("nan", NAN, step=s)
             run.log_metric("same_step", float(s % 17), step=7)
     ws.flush()
-    curves = compare.metric_curves(ws, [run.run_id], max_points=100)
+    curves = ws.metric_curves([run.run_id], max_points=100)
     nan = curves.filter(pl.col("key") == "nan")
     assert 0 < nan.height <= 100 and nan["value"].is_nan().all()
     same = curves.filter(pl.col("key") == "same_step")
@@ -239,18 +240,18 @@ def test_downsampling_runs_in_sql_and_is_fast(ws, monkeypatch):
 
     monkeypatch.setattr(ws, "metric_history", refuse)
     fetched = []
-    real_read = ws._read
+    real_read = ws.store.read  # every read of an operation ends here
 
     def spy(sql, params=None):
         out = real_read(sql, params)
         fetched.append(out.height)
         return out
 
-    monkeypatch.setattr(ws, "_read", spy)
+    monkeypatch.setattr(ws.store, "read", spy)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        curves = compare.metric_curves(ws, ids)
+        curves = ws.metric_curves(ids)
         times.append(time.perf_counter() - t0)
     assert max(fetched) <= 50 * compare.MAX_POINTS  # only kept points left DuckDB
     sizes = curves.group_by("run_id").len()["len"]
@@ -263,59 +264,59 @@ def test_figures_build(ws):
     ids = [_run(ws, f"run{i}", {"lr": 10 ** -i, "model": ["rf", "gbm"][i % 2], "seed": 7},
                 series={"loss": [1.0 / (i + s + 1) for s in range(5)], "auc": [0.5 + 0.1 * i]})
            for i in range(3)]
-    frame = compare.comparison_frame(ws, ids)
-    pc = compare.parallel_coordinates(frame)
+    frame = ws.comparison_frame(ids)
+    pc = compare_charts.parallel_coordinates(frame)
     assert isinstance(pc, go.Figure) and isinstance(pc.data[0], go.Parcoords)
     labels = [d.label for d in pc.data[0].dimensions]
     assert labels == ["lr", "model", "loss", "auc"]  # params left, metrics right, constant seed left out
     assert pc.data[0].line.colorbar.title.text == "auc" and pc.layout.title.text
     assert list(pc.data[0].dimensions[1].ticktext) == ["gbm", "rf"]
-    assert [d.label for d in compare.parallel_coordinates(frame, color="metrics.loss").data[0].dimensions][-1] == "loss"
+    assert [d.label for d in compare_charts.parallel_coordinates(frame, color="metrics.loss").data[0].dimensions][-1] == "loss"
     with pytest.raises(wb.ValidationError):
-        compare.parallel_coordinates(frame, color="nope")
+        compare_charts.parallel_coordinates(frame, color="nope")
 
-    curves = compare.curves_figure(compare.metric_curves(ws, ids))
+    curves = compare_charts.curves_figure(ws.metric_curves(ids))
     assert len(curves.data) == 6 and curves.layout.xaxis.title.text == "step" and curves.layout.title.text
-    one = compare.curves_figure(compare.metric_curves(ws, ids, keys=["loss"]))
+    one = compare_charts.curves_figure(ws.metric_curves(ids, keys=["loss"]))
     assert len(one.data) == 3 and one.layout.yaxis.title.text == "loss"
-    assert isinstance(compare.curves_figure(compare.metric_curves(ws, ids), webgl=True).data[0], go.Scattergl)
+    assert isinstance(compare_charts.curves_figure(ws.metric_curves(ids), webgl=True).data[0], go.Scattergl)
 
-    sc = compare.scatter_figure(frame, "params.lr", "metrics.auc")
+    sc = compare_charts.scatter_figure(frame, "params.lr", "metrics.auc")
     assert len(sc.data) == 1 and list(sc.data[0].x) == [1.0, 0.1, 0.01]
     assert sc.layout.xaxis.title.text == "params.lr" and sc.layout.yaxis.title.text == "metrics.auc"
-    coloured = compare.scatter_figure(frame.with_columns(pl.Series("metrics.auc", [0.5, None, 0.7])),
+    coloured = compare_charts.scatter_figure(frame.with_columns(pl.Series("metrics.auc", [0.5, None, 0.7])),
                                       "params.model", "metrics.loss", color="metrics.auc")
     assert list(coloured.data[0].x) == ["rf", "gbm", "rf"] and coloured.data[0].marker.showscale
     with pytest.raises(wb.ValidationError, match="No column"):
-        compare.scatter_figure(frame, "params.nope", "metrics.auc")
+        compare_charts.scatter_figure(frame, "params.nope", "metrics.auc")
 
 
 def test_parallel_coordinates_caps_dimensions():
     frame = pl.DataFrame({"run_id": ["a", "b", "c"], "run_name": ["a", "b", "c"],
                           **{f"params.p{i:02d}": [float(i), i + 1.0, i + 2.0] for i in range(15)},
                           **{f"metrics.m{i:02d}": [float(i), i * 2.0, NAN] for i in range(1, 10)}})
-    dims = compare.parallel_coordinates(frame).data[0].dimensions
+    dims = compare_charts.parallel_coordinates(frame).data[0].dimensions
     assert len(dims) == compare.MAX_DIMENSIONS
     assert [d.label for d in dims][:6] == [f"p{i:02d}" for i in range(6)] and dims[-1].label == "m01"
     assert all(v is None or math.isfinite(v) for d in dims for v in d["values"])
-    assert len(compare.parallel_coordinates(frame, max_dimensions=4).data[0].dimensions) == 4
+    assert len(compare_charts.parallel_coordinates(frame, max_dimensions=4).data[0].dimensions) == 4
 
 
 def test_figures_escape_user_text_and_show_empty_states(ws):
     a = _run(ws, "<b>bold</b>", {"note": "<a href='x'>y</a>"}, metrics={"auc": 0.5})
     b = _run(ws, "<b>bold</b>", {"note": "plain"}, metrics={"auc": 0.6})
-    curves = compare.curves_figure(compare.metric_curves(ws, [a, b]))
+    curves = compare_charts.curves_figure(ws.metric_curves([a, b]))
     assert {t.name for t in curves.data} == {f"&lt;b&gt;bold&lt;/b&gt; ({a[:8]})", f"&lt;b&gt;bold&lt;/b&gt; ({b[:8]})"}
-    frame = compare.comparison_frame(ws, [a, b])
-    sc = compare.scatter_figure(frame, "params.note", "metrics.auc")
+    frame = ws.comparison_frame([a, b])
+    sc = compare_charts.scatter_figure(frame, "params.note", "metrics.auc")
     assert "<" not in "".join(sc.data[0].x) + "".join(sc.data[0].text)
-    pc = compare.parallel_coordinates(frame)
+    pc = compare_charts.parallel_coordinates(frame)
     # Parcoords draws tick text as plain text (checked in chromium), labels as markup.
     assert list(pc.data[0].dimensions[0].ticktext) == ["<a href='x'>y</a>", "plain"]
-    coloured = compare.parallel_coordinates(frame, color="params.note").data[0].line.colorbar
+    coloured = compare_charts.parallel_coordinates(frame, color="params.note").data[0].line.colorbar
     assert list(coloured.ticktext) == ["&lt;a href='x'&gt;y&lt;/a&gt;", "plain"]
 
-    empty = compare.curves_figure(compare.metric_curves(ws, [a], keys=["nothing"]))
+    empty = compare_charts.curves_figure(ws.metric_curves([a], keys=["nothing"]))
     assert len(empty.data) == 0 and "No metric points" in empty.layout.annotations[0].text
-    bare = compare.parallel_coordinates(compare.comparison_frame(ws, [_run(ws, "bare")]))
+    bare = compare_charts.parallel_coordinates(ws.comparison_frame([_run(ws, "bare")]))
     assert len(bare.data) == 0 and bare.layout.annotations

@@ -73,7 +73,7 @@ def test_the_key_is_never_written_to_the_store_or_the_artifact_folder(ws, keyed,
     from sqlmodel import SQLModel
 
     for table in SQLModel.metadata.tables:  # every table, on either backend
-        text = ws._read(f"select * from {table}").write_csv()
+        text = ws.ctx.read(f"select * from {table}").write_csv()
         assert KEY not in text.lower() and raw.decode("latin-1") not in text, table
 
 

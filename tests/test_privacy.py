@@ -197,7 +197,7 @@ def test_identifying_values_are_tokens_everywhere_in_the_store_and_joins_still_w
 
     held = set()
     for table in SQLModel.metadata.tables:
-        held |= _cells(ws._read(f"select * from {table}"))
+        held |= _cells(ws.ctx.read(f"select * from {table}"))
     assert held & raw == set(), sorted(held & raw)[:5]
     inside = set(re.findall(r"A\d{6}|person\d+@example\.org", " ".join(held)))  # nor inside longer text (JSON)
     assert inside & raw == set(), sorted(inside & raw)[:5]

@@ -46,7 +46,7 @@ def three(ws, models):
 
 def _promote(ws, name, version, approval="req-1"):
     """The approval flow's path to Production (a later issue calls this with an approved request)."""
-    return ws._call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
+    return ws.ctx.call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
                                                            approval=approval))
 
 
@@ -100,7 +100,7 @@ def test_production_is_refused_through_set_stage(ws, three):
     with pytest.raises(wb.PermissionDenied, match="promotion"):
         ws.set_stage("credit-default", 3, "Production")
     with pytest.raises(wb.PermissionDenied):
-        ws._call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, "credit-default", 3, "Production"))
+        ws.ctx.call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, "credit-default", 3, "Production"))
     assert "Production" not in _stages(ws).values()
     assert ws.models().row(0, named=True)["production_version"] is None
 

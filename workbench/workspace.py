@@ -18,11 +18,7 @@ from .governance import requests as governance
 from .governance.api import GovernanceMethods
 from .monitoring.api import MonitoringMethods
 from .operations import OPERATIONS
-from .people import (
-    auth,  # noqa: F401  (declares the account operations)
-    roles,
-    users,
-)
+from .people import auth, roles, users
 from .people.context import Ctx
 from .protection.api import PrivacyMethods
 from .registry import models as registry
@@ -32,8 +28,12 @@ from .store import artifacts, audit
 from .store.connection import Store
 from .store.shared import shared_store
 from .store.writer import Writer
+from .tracking import compare
 from .tracking.runs import Run, check_key, check_run_name, ensure_experiment
 from .tracking.search import search_runs as _search_runs
+
+#: The modules that declare the operations bound below (importing them fills the table).
+DECLARING_MODULES = (auth, compare)
 
 
 def _method(name: str):
@@ -538,6 +538,14 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return json.loads(row["summary"]), table
 
     # -- users and audit -----------------------------------------------------------------
+    # -- comparing runs: operations declared in workbench.tracking.compare ---------------
+    run_labels = _method("run_labels")
+    params_table = _method("params_table")
+    metrics_table = _method("metrics_table")
+    best_runs = _method("best_runs")
+    metric_curves = _method("metric_curves")
+    comparison_frame = _method("comparison_frame")
+
     # -- accounts (admins): operations declared in workbench.people.auth -----------------
     set_password = _method("set_password")
     set_user_disabled = _method("set_user_disabled")

@@ -1,10 +1,11 @@
-"""Compare runs: the data (and charts) behind the Compare runs page, for 1 to 50 runs.
+"""Compare runs: the data behind the Compare runs page, for 1 to 50 runs.
 
 The page shows what differs between candidate runs: params side by side, latest metrics
 side by side, the best run per metric, overlaid metric curves, parallel coordinates and a
-scatter of any two columns. Every function here takes a workspace and run ids, reads the
-store with bound parameters only, and returns a polars frame (or a plotly figure); none
-of them imports streamlit, so notebooks and tests use them as they are.
+scatter of any two columns. Each operation here (``ws.params_table``, ``ws.metrics_table``,
+``ws.best_runs``, ``ws.metric_curves``, ``ws.comparison_frame``, ``ws.run_labels``) takes run
+ids, reads the store with bound parameters only, and returns a polars frame; the charts that
+draw them are in :mod:`workbench.ui.compare_charts`.
 
 Metric curves are *downsampled in the database* (DuckDB or PostgreSQL): a run may log millions of points, and a
 browser draws a few thousand per chart smoothly. Each (run, key) series longer than
@@ -15,16 +16,14 @@ series returns more than ``max_points`` points, and shorter series return unchan
 Only the kept points leave the database.
 
 Column names are what people see: a run's column is its name, with the first 8
-characters of its id added when two compared runs share a name. Charts show user text
-(run names, keys, param values) escaped, so plotly never reads it as markup.
+characters of its id added when two compared runs share a name.
 
 Example::
 
-    from workbench import compare
     ids = ws.search_runs("metrics.auc > 0.8", max_results=5)["run_id"].to_list()
-    compare.params_table(ws, ids).filter(pl.col("differs"))
-    compare.best_runs(ws, ids, goals={"latency_ms": "min"})
-    compare.curves_figure(compare.metric_curves(ws, ids, keys=["val_loss"]))
+    ws.params_table(ids).filter(pl.col("differs"))
+    ws.best_runs(ids, goals={"latency_ms": "min"})
+    compare_charts.curves_figure(ws.metric_curves(ids, keys=["val_loss"]))  # workbench.ui
 
 Whether lower or higher is better is read from the metric name unless given:
 
@@ -36,18 +35,15 @@ Whether lower or higher is better is read from the metric name unless given:
 
 from __future__ import annotations
 
-import html
-import math
 import re
 from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
-import plotly.colors as pc
-import plotly.graph_objects as go
 import polars as pl
 
 from ..errors import NotFoundError, ValidationError
+from ..operations import operation
+from ..people.context import Ctx
 
 #: At most this many runs are compared at once (the page asks for at least two).
 MAX_COMPARE = 50
@@ -83,7 +79,7 @@ def _check_run_ids(run_ids: Iterable[str]) -> list[str]:
     return ids
 
 
-def _labels(names: Sequence[str], run_ids: Sequence[str], reserved: Iterable[str] = ()) -> list[str]:
+def labels(names: Sequence[str], run_ids: Sequence[str], reserved: Iterable[str] = ()) -> list[str]:
     """Unique display names: the run name, plus a short id when names collide."""
     taken = set(reserved)
     shared = {n for n, c in Counter(names).items() if c > 1}
@@ -100,10 +96,10 @@ def _labels(names: Sequence[str], run_ids: Sequence[str], reserved: Iterable[str
     return out
 
 
-def _runs(ws, run_ids: Iterable[str]) -> pl.DataFrame:
+def _runs(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """run_id, run_name, start_time and label of the runs, in the order given; checks they exist."""
     ids = _check_run_ids(run_ids)
-    found = ws._read("select run_id, name as run_name, start_time from runs "
+    found = ctx.read("select run_id, name as run_name, start_time from runs "
                      "where run_id in (select unnest(?::varchar[]))", [ids])
     known = set(found["run_id"].to_list())
     missing = [r for r in ids if r not in known]
@@ -112,12 +108,13 @@ def _runs(ws, run_ids: Iterable[str]) -> pl.DataFrame:
         raise NotFoundError(f"No run with id {shown}." if len(missing) == 1 else f"No runs with ids {shown}.")
     runs = pl.DataFrame({"run_id": ids}, schema={"run_id": pl.String}).join(
         found, on="run_id", how="left", maintain_order="left")
-    return runs.with_columns(pl.Series("label", _labels(runs["run_name"].to_list(), ids, _RESERVED)))
+    return runs.with_columns(pl.Series("label", labels(runs["run_name"].to_list(), ids, _RESERVED)))
 
 
-def run_labels(ws, run_ids: Iterable[str]) -> dict[str, str]:
+@operation("view", writes=False)
+def run_labels(ctx: Ctx, run_ids: Iterable[str]) -> dict[str, str]:
     """run id -> the column name the tables use for it (the name, made unique)."""
-    runs = _runs(ws, run_ids)
+    runs = _runs(ctx, run_ids)
     return dict(zip(runs["run_id"].to_list(), runs["label"].to_list()))
 
 
@@ -226,20 +223,20 @@ from metrics m join unnest($runs::text[], $keys::text[], $sids::int8[]) as t(run
 """
 
 
-def _curves_pg(ws, runs: pl.DataFrame, key_list: list[str] | None, max_points: int) -> pl.DataFrame:
+def _curves_pg(ctx: Ctx, runs: pl.DataFrame, key_list: list[str] | None, max_points: int) -> pl.DataFrame:
     """The same points as ``_CURVES_SQL``, computed on PostgreSQL (see above)."""
     ids = runs["run_id"].to_list()
-    stats = ws._read(_PG_STATS, {"ids": ids, "all_keys": key_list is None, "keys": key_list or []})
+    stats = ctx.read(_PG_STATS, {"ids": ids, "all_keys": key_list is None, "keys": key_list or []})
     stats = stats.with_row_index("sid").with_columns(pl.col("sid").cast(pl.Int64))
     big, small = stats.filter(pl.col("n") > max_points), stats.filter(pl.col("n") <= max_points)
     parts = [pl.DataFrame(schema={"sid": pl.Int64, "step": pl.Int64, "value": pl.Float64,
                                   "ts": pl.Datetime("us", "UTC")})]
     if small.height:
-        whole = ws._read(_PG_WHOLE, {"runs": small["run_id"].to_list(), "keys": small["key"].to_list(),
+        whole = ctx.read(_PG_WHOLE, {"runs": small["run_id"].to_list(), "keys": small["key"].to_list(),
                                      "sids": small["sid"].to_list()})
         parts.append(whole.select("sid", "step", "value", "ts"))
     if big.height:
-        b = ws._read(_PG_BUCKETS, {"nb": (max_points - 2) // 2, "runs": big["run_id"].to_list(),
+        b = ctx.read(_PG_BUCKETS, {"nb": (max_points - 2) // 2, "runs": big["run_id"].to_list(),
                                    "keys": big["key"].to_list(), "sids": big["sid"].to_list(),
                                    "s0": big["s0"].to_list(), "s1": big["s1"].to_list()})
         kept = pl.concat([
@@ -259,7 +256,8 @@ def _curves_pg(ws, runs: pl.DataFrame, key_list: list[str] | None, max_points: i
 _CURVES_SCHEMA = {"run_id": pl.String, "run_name": pl.String, "key": pl.String, "step": pl.Int64, "value": pl.Float64}
 
 
-def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
+@operation("view", writes=False)
+def metric_curves(ctx: Ctx, run_ids: Iterable[str], keys: Iterable[str] | None = None,
                   max_points: int = MAX_POINTS) -> pl.DataFrame:
     """Metric points of the runs (all keys, or ``keys``), at most ``max_points`` per series.
 
@@ -269,7 +267,7 @@ def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
     NaN points never stand for a bucket's min or max; a bucket holding only NaN keeps one
     NaN point, so the chart shows a gap there, and a NaN first or last point is kept.
     """
-    runs = _runs(ws, run_ids)
+    runs = _runs(ctx, run_ids)
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 4:
         raise ValidationError(f"max_points must be an integer of at least 4, got {max_points!r}.")
     if isinstance(keys, str):
@@ -277,10 +275,10 @@ def metric_curves(ws, run_ids: Iterable[str], keys: Iterable[str] | None = None,
     key_list = None if keys is None else [str(k) for k in keys]
     if key_list is not None and not key_list:
         return pl.DataFrame(schema=_CURVES_SCHEMA)
-    if ws.store.is_postgres:
-        points = _curves_pg(ws, runs, key_list, max_points)
+    if ctx.store.is_postgres:
+        points = _curves_pg(ctx, runs, key_list, max_points)
     else:
-        points = ws._read(_CURVES_SQL, {
+        points = ctx.read(_CURVES_SQL, {
             "ids": runs["run_id"].to_list(), "all_keys": key_list is None, "keys": key_list,
             "nb": (max_points - 2) // 2, "max_points": max_points})
     return points.select(list(_CURVES_SCHEMA)).cast(_CURVES_SCHEMA)
@@ -309,30 +307,33 @@ def _side_by_side(long: pl.DataFrame, runs: pl.DataFrame, dtype) -> pl.DataFrame
     return wide.rename(dict(zip(cols, labels)))
 
 
-def params_table(ws, run_ids: Iterable[str]) -> pl.DataFrame:
+@operation("view", writes=False)
+def params_table(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per param key, one text column per run (named by its label), and ``differs``.
 
     ``differs`` is True when the runs' values are not all equal as text, or when a run
     lacks the param. Rows are sorted by key; columns follow the order of ``run_ids``.
     """
-    runs = _runs(ws, run_ids)
-    long = ws._read("select run_id, key, value from params where run_id in (select unnest(?::varchar[]))",
+    runs = _runs(ctx, run_ids)
+    long = ctx.read("select run_id, key, value from params where run_id in (select unnest(?::varchar[]))",
                     [runs["run_id"].to_list()])
     return _side_by_side(long, runs, pl.String)
 
 
-def metrics_table(ws, run_ids: Iterable[str]) -> pl.DataFrame:
+@operation("view", writes=False)
+def metrics_table(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per metric key, each run's latest value (highest step) in its column, and ``differs``."""
-    runs = _runs(ws, run_ids)
-    return _side_by_side(_latest(ws, runs), runs, pl.Float64)
+    runs = _runs(ctx, run_ids)
+    return _side_by_side(_latest(ctx, runs), runs, pl.Float64)
 
 
-def _latest(ws, runs: pl.DataFrame) -> pl.DataFrame:
-    return ws._read("select run_id, key, value from latest_metrics where run_id in (select unnest(?::varchar[]))",
+def _latest(ctx: Ctx, runs: pl.DataFrame) -> pl.DataFrame:
+    return ctx.read("select run_id, key, value from latest_metrics where run_id in (select unnest(?::varchar[]))",
                     [runs["run_id"].to_list()])
 
 
-def best_runs(ws, run_ids: Iterable[str], goals: Mapping[str, str] | None = None) -> pl.DataFrame:
+@operation("view", writes=False)
+def best_runs(ctx: Ctx, run_ids: Iterable[str], goals: Mapping[str, str] | None = None) -> pl.DataFrame:
     """For each metric key: the run with the best latest value.
 
     Columns key, goal ("min"/"max", from ``goals`` or guessed by :func:`metric_goal`),
@@ -341,8 +342,8 @@ def best_runs(ws, run_ids: Iterable[str], goals: Mapping[str, str] | None = None
     Ties go to the run that started first (then the lower run id).
     """
     goals = _check_goals(goals)
-    runs = _runs(ws, run_ids)
-    latest = _latest(ws, runs)
+    runs = _runs(ctx, run_ids)
+    latest = _latest(ctx, runs)
     schema = {"key": pl.String, "goal": pl.String, "run_id": pl.String, "run_name": pl.String,
               "label": pl.String, "value": pl.Float64, "n_runs": pl.UInt32}
     if latest.is_empty():
@@ -363,19 +364,20 @@ def best_runs(ws, run_ids: Iterable[str], goals: Mapping[str, str] | None = None
             .select(list(schema)).cast(schema))
 
 
-def comparison_frame(ws, run_ids: Iterable[str]) -> pl.DataFrame:
+@operation("view", writes=False)
+def comparison_frame(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per run: run_id, run_name, ``params.<key>`` columns, ``metrics.<key>`` columns.
 
     A param column is Float64 when every value the runs logged parses as a number (a run
     without it has null), else it stays text. Metrics are the latest values. The input of
     :func:`parallel_coordinates` and :func:`scatter_figure`.
     """
-    runs = _runs(ws, run_ids)
+    runs = _runs(ctx, run_ids)
     ids = runs["run_id"].to_list()
     out = runs.select("run_id", "run_name")
-    params = ws._read("select run_id, 'params.' || key as key, value from params "
+    params = ctx.read("select run_id, 'params.' || key as key, value from params "
                       "where run_id in (select unnest(?::varchar[]))", [ids])
-    metrics = ws._read("select run_id, 'metrics.' || key as key, value from latest_metrics "
+    metrics = ctx.read("select run_id, 'metrics.' || key as key, value from latest_metrics "
                        "where run_id in (select unnest(?::varchar[]))", [ids])
     for long in (params, metrics):
         if long.is_empty():
@@ -395,202 +397,5 @@ def comparison_frame(ws, run_ids: Iterable[str]) -> pl.DataFrame:
     return pl.DataFrame(converted)
 
 
-# -- charts --------------------------------------------------------------------------------
-_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#843c39", "#7b4173",
-            "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476"]
-_DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
-
-
-def plotly_text(text) -> str:
-    """User text for plotly: its pseudo-HTML (<b>, <a href>, <br>) must show as typed."""
-    return html.escape(str(text), quote=False)
-
-
-def _short(name: str, limit: int = 32) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
-
-
-def _finite(series: pl.Series) -> list:
-    """Values for plotly: NaN and +-inf become None (plotly draws a gap, not a broken axis)."""
-    return [v if v is not None and math.isfinite(v) else None for v in series.cast(pl.Float64).to_list()]
-
-
-def _finite_array(series: pl.Series) -> np.ndarray:
-    """As :func:`_finite`, as a float array (NaN for gaps): fast for long series."""
-    values = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
-    return np.where(np.isfinite(values), values, np.nan)
-
-
-def _empty_figure(title: str, message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=plotly_text(title), xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": plotly_text(message), "showarrow": False, "xref": "paper", "yref": "paper",
-                                    "x": 0.5, "y": 0.5, "font": {"size": 14}}])
-    return fig
-
-
-def _frame_labels(frame: pl.DataFrame) -> list[str]:
-    if "run_name" not in frame.columns:
-        return [str(i + 1) for i in range(frame.height)]
-    names = [str(n) for n in frame.get_column("run_name").to_list()]
-    ids = frame.get_column("run_id").to_list() if "run_id" in frame.columns else [str(i) for i in range(len(names))]
-    return _labels(names, [str(i) for i in ids])
-
-
-def _dimension_kind(col: pl.Series) -> str | None:
-    """'number' / 'category' when ``col`` can be an axis, else None."""
-    if col.dtype.is_numeric() and col.dtype != pl.Boolean:
-        return "number" if any(v is not None for v in _finite(col)) else None
-    if col.dtype in (pl.String, pl.Boolean, pl.Categorical):
-        n = col.drop_nulls().n_unique()
-        return "category" if 1 <= n <= MAX_CATEGORIES else None
-    return None
-
-
-def _varies(col: pl.Series, kind: str) -> bool:
-    values = [v for v in _finite(col) if v is not None] if kind == "number" else col.drop_nulls().to_list()
-    return len(set(values)) > 1
-
-
-def _axis_values(col: pl.Series, kind: str) -> dict:
-    if kind == "number":
-        return {"values": _finite(col)}
-    cats = sorted({str(v) for v in col.drop_nulls().to_list()})
-    code = {c: i for i, c in enumerate(cats)}
-    # Raw text: parcoords draws tick text as plain SVG text (entities would show as typed).
-    return {"values": [None if v is None else code[str(v)] for v in col.to_list()],
-            "tickvals": list(range(len(cats))), "ticktext": [_short(c, 20) for c in cats]}
-
-
-def _grey_for_missing(values: list) -> dict:
-    """Colour settings that draw runs without a colour value in grey, below the scale."""
-    present = [v for v in values if v is not None]
-    if len(present) == len(values) or not present:
-        return {}
-    lo, hi = min(present), max(present)
-    span = (hi - lo) or 1.0
-    below = lo - 0.05 * span
-    edge = (lo - below) / (hi - below)
-    viridis = pc.sequential.Viridis
-    scale = [[0.0, "#b0b0b0"], [edge * 0.999, "#b0b0b0"]]
-    scale += [[edge + (1 - edge) * i / (len(viridis) - 1), c] for i, c in enumerate(viridis)]
-    return {"color": [below if v is None else v for v in values], "colorscale": scale, "cmin": below, "cmax": hi}
-
-
-def parallel_coordinates(frame: pl.DataFrame, color: str | None = None,
-                         max_dimensions: int = MAX_DIMENSIONS) -> go.Figure:
-    """Parallel coordinates of a :func:`comparison_frame`: params on the left, metrics on the right.
-
-    Numeric columns become axes, and so do text params with at most ``MAX_CATEGORIES``
-    values (as categories). Columns that are equal for every run are left out while at
-    least two varying ones remain. At most ``max_dimensions`` axes: params get up to half
-    unless metrics need fewer. Lines are coloured by ``color`` (a column; default the first
-    varying metric every run has), drawn as the last axis; runs without a value are grey.
-    """
-    if max_dimensions < 2:
-        raise ValidationError("max_dimensions must be at least 2.")
-    kinds = {}
-    for name in frame.columns:
-        if name in ("run_id", "run_name"):
-            continue
-        kind = _dimension_kind(frame.get_column(name))
-        if kind is not None:
-            kinds[name] = kind
-    if color is not None and color not in kinds:
-        raise ValidationError(f"Cannot colour by {color!r}: choose a numeric column or a text param with few values.")
-    varying = {c for c, k in kinds.items() if _varies(frame.get_column(c), k)}
-    usable = [c for c in kinds if c in varying] if len(varying) >= 2 else list(kinds)
-    if not usable:
-        return _empty_figure("Parallel coordinates", "No numeric params or metrics to draw: log some, then compare again.")
-    if color is None:  # the first metric every run has, else the first metric
-        numeric = [c for c in usable if c.startswith("metrics.") and kinds[c] == "number"]
-        color = next((c for c in numeric if None not in _finite(frame.get_column(c))), next(iter(numeric), None))
-    rest = [c for c in usable if c != color]
-    params = [c for c in rest if not c.startswith("metrics.")]
-    metrics = [c for c in rest if c.startswith("metrics.")]
-    budget = max_dimensions - (1 if color is not None else 0)
-    n_params = min(len(params), budget, max(budget - len(metrics), max_dimensions // 2))
-    chosen = params[:n_params] + metrics[:budget - n_params] + ([color] if color is not None else [])
-    bare = Counter(c.split(".", 1)[-1] for c in chosen)
-    dims = []
-    for c in chosen:
-        label = c.split(".", 1)[-1] if bare[c.split(".", 1)[-1]] == 1 else c
-        dims.append({"label": plotly_text(_short(label)), **_axis_values(frame.get_column(c), kinds[c])})
-    line: dict = {}
-    if color is not None:
-        cv = _axis_values(frame.get_column(color), kinds[color])
-        bar = {"title": {"text": plotly_text(_short(color.split(".", 1)[-1], 20))}}
-        if kinds[color] == "category":
-            bar.update(tickvals=cv["tickvals"], ticktext=[plotly_text(t) for t in cv["ticktext"]])  # markup here
-        line = {"color": cv["values"], "colorscale": "Viridis", "showscale": True, "colorbar": bar}
-        line.update(_grey_for_missing(cv["values"]))
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
-    fig.update_layout(title=f"Parallel coordinates of {frame.height} run{'s' if frame.height != 1 else ''}",
-                      margin={"t": 110, "l": 60, "r": 60})
-    return fig
-
-
-def curves_figure(curves: pl.DataFrame, webgl: bool | None = None) -> go.Figure:
-    """Overlaid metric curves from :func:`metric_curves`: one line per run and key, x = step.
-
-    A run keeps one colour across keys; keys differ by dash. ``webgl`` (default: when
-    more than 20,000 points) draws with WebGL, which stays smooth for 50 runs x 1,000 points.
-    """
-    keys = curves["key"].unique(maintain_order=True).to_list() if "key" in curves.columns else []
-    if curves.is_empty():
-        return _empty_figure("Metric curves", "No metric points for these runs: pick runs that logged metrics.")
-    one_key = len(keys) == 1
-    runs = curves.select("run_id", "run_name").unique(maintain_order=True)
-    label = dict(zip(runs["run_id"].to_list(), _labels(runs["run_name"].to_list(), runs["run_id"].to_list())))
-    colour = {rid: _PALETTE[i % len(_PALETTE)] for i, rid in enumerate(label)}
-    dash = {k: _DASHES[i % len(_DASHES)] for i, k in enumerate(keys)}
-    trace = go.Scattergl if (webgl if webgl is not None else curves.height > 20_000) else go.Scatter
-    traces = []
-    for part in curves.partition_by(["run_id", "key"], maintain_order=True):
-        rid, key = part["run_id"][0], part["key"][0]
-        name = label[rid] if one_key else f"{label[rid]} \u00b7 {key}"
-        traces.append(trace(x=part["step"].to_numpy(), y=_finite_array(part["value"]), mode="lines", name=plotly_text(name),
-                            legendgroup=rid, line={"color": colour[rid], "dash": dash[key]},
-                            hovertemplate="%{fullData.name}<br>step %{x}<br>value %{y}<extra></extra>"))
-    fig = go.Figure(data=traces)
-    fig.update_layout(title=plotly_text(f"{keys[0]} by step" if one_key else "Metric curves by step"),
-                      xaxis_title="step", yaxis_title=plotly_text(keys[0]) if one_key else "value",
-                      legend_title_text="run" if one_key else "run \u00b7 metric", hovermode="closest")
-    return fig
-
-
-def scatter_figure(frame: pl.DataFrame, x: str, y: str, color: str | None = None) -> go.Figure:
-    """One marker per run of a :func:`comparison_frame`: column ``x`` against column ``y``.
-
-    Text columns make a categorical axis. ``color``: a numeric column to colour markers by.
-    """
-    for name in (x, y) + ((color,) if color else ()):
-        if name not in frame.columns:
-            raise ValidationError(f"No column {name!r} to plot; choose one of: "
-                                  + ", ".join(c for c in frame.columns if c not in ("run_id", "run_name")) + ".")
-
-    def axis(name):
-        col = frame.get_column(name)
-        if col.dtype.is_numeric() and col.dtype != pl.Boolean:
-            return _finite(col)
-        return [None if v is None else plotly_text(v) for v in col.to_list()]
-
-    labels = [plotly_text(lab) for lab in _frame_labels(frame)]
-    marker: dict = {"size": 10}
-    if color:
-        cc = frame.get_column(color)
-        if cc.dtype.is_numeric() and cc.dtype != pl.Boolean:
-            marker.update(color=_finite_array(cc), colorscale="Viridis", showscale=True,
-                          colorbar={"title": {"text": plotly_text(_short(color, 20))}})
-    fig = go.Figure(go.Scatter(x=axis(x), y=axis(y), mode="markers", text=labels, marker=marker,
-                               # Axis titles by reference: user text never enters the template.
-                               hovertemplate="%{text}<br>%{xaxis.title.text}: %{x}<br>"
-                                             "%{yaxis.title.text}: %{y}<extra></extra>"))
-    fig.update_layout(title=plotly_text(f"{y} vs {x}"), xaxis_title=plotly_text(x), yaxis_title=plotly_text(y))
-    return fig
-
-
 __all__ = ["MAX_COMPARE", "MAX_POINTS", "metric_curves", "params_table", "metrics_table", "best_runs",
-           "comparison_frame", "metric_goal", "run_labels", "parallel_coordinates", "curves_figure",
-           "scatter_figure"]
+           "comparison_frame", "metric_goal", "run_labels", "labels"]

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
-from ..tracking.compare import plotly_text
+from .compare_charts import plotly_text
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10))
 

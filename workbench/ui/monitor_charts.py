@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from ..tracking.compare import plotly_text
+from .compare_charts import plotly_text
 
 _PERFORMANCE = {"classification": ("auc", "accuracy", "f1"), "regression": ("rmse", "mae")}
 _ROWS = ("volume", "drift share", "performance", "latency (ms)", "error rate")
