@@ -129,7 +129,7 @@ def test_tokens_are_stable_per_key_differ_across_keys_and_keep_nulls():
 def test_without_a_configured_key_one_key_file_is_made_once_even_by_two_processes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_PSEUDONYM_KEY")}
     env["HOME"] = str(tmp_path)
-    code = "from workbench import keys; print(keys.pseudonym_key().hex())"
+    code = "from workbench.store import keys; print(keys.pseudonym_key().hex())"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]

@@ -160,7 +160,7 @@ _CRASH_AFTER_CLAIM = """
 import os, sys
 from datetime import datetime
 import workbench as wb
-from workbench import reports
+from workbench.reports import documents as reports
 
 def crash(*args, **kwargs):
     os._exit(9)  # dies between claim and finish, as under kill -9 or a power cut: no cleanup runs

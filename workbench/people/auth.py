@@ -31,7 +31,7 @@ Rules:
 
 Example::
 
-    from workbench import auth
+    from workbench.people import auth
     signed = auth.sign_in("data/workbench.duckdb", "dana", "dana-demo-pw", address="198.51.100.7")
     signed.role                   # 'data_scientist'
     auth.check_session(signed)    # raises PermissionDenied once the session has expired
