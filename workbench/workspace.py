@@ -17,7 +17,7 @@ from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationE
 from .governance import requests as governance
 from .governance.api import GovernanceMethods
 from .monitoring.api import MonitoringMethods
-from .operations import OPERATIONS
+from .operations import OPERATIONS, READ, operation
 from .people import auth, roles, users
 from .people.context import Ctx
 from .protection.api import PrivacyMethods
@@ -155,10 +155,10 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             cache[name] = exp_id
         return cache[name]
 
+    @operation("log_runs", writes=True)
     def start_run(self, experiment: str, name: str | None = None, parent: Run | str | None = None,
                   tags: dict | None = None) -> Run:
         """Start a run in ``experiment`` (created if new). Use it as a context manager."""
-        self._require("log_runs")
         name = check_run_name(name)  # before the experiment is made: a refused call leaves nothing
         parent_id = parent.run_id if isinstance(parent, Run) else parent
         if parent_id is not None:
@@ -169,12 +169,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             run.set_tags(tags)
         return run
 
+    @operation(READ, writes=False)
     def experiments(self) -> pl.DataFrame:
+        """Every experiment with its number of runs and the start of its latest run, by name.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``id``, ``name``, ``description``, ``created_by``, ``created_at``, ``n_runs``, ``last_run``.
+        """
         return self._read(
             "select e.id, e.name, e.description, e.created_by, e.created_at, count(r.run_id) as n_runs, "
             "max(r.start_time) as last_run from experiments e left join runs r on r.experiment_id = e.id "
             "group by e.id, e.name, e.description, e.created_by, e.created_at order by e.name")
 
+    @operation(READ, writes=False)
     def search_runs(self, filter: str = "", experiment: str | None = None, max_results: int | None = None) -> pl.DataFrame:
         """Runs matching ``filter``, one row per run, newest first.
 
@@ -186,6 +195,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self._sync()
         return _search_runs(self.store, filter, exp_id, max_results)
 
+    @operation(READ, writes=False)
     def get_run(self, run_id: str) -> dict:
         """Attributes, params, tags and latest metrics of one run."""
         df = self._read(
@@ -199,25 +209,32 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         info["metrics"] = dict(self.store.read("select key, value from latest_metrics where run_id = ? order by key", [run_id]).iter_rows())
         return info
 
+    @operation(READ, writes=False)
     def metric_history(self, run_id: str, key: str | None = None) -> pl.DataFrame:
         """Every logged point of a run (optionally one key), ordered by step."""
         self.get_run(run_id)
         return self._read("select key, step, value, ts from metrics where run_id = ? and (cast(? as varchar) is null or key = ?) "
                           "order by key, step, ts", [run_id, key, key])
 
+    @operation(READ, writes=False)
     def run_datasets(self, run_id: str) -> pl.DataFrame:
+        """The data sets run ``run_id`` used or made: role (train, test ...), digest, size, source
+        and the data sets each was derived from (``parent_ids``)."""
         return self._read(
             "select d.id, d.name, rd.role, d.digest, d.n_rows, d.n_cols, d.source, d.columns_json, "
             "(select array_agg(l.parent_id) from dataset_lineage l where l.child_id = d.id) as parent_ids "
             "from run_datasets rd join datasets d on d.id = rd.dataset_id where rd.run_id = ? order by rd.role, d.name",
             [run_id])
 
+    @operation(READ, writes=False)
     def datasets(self) -> pl.DataFrame:
         """Every logged data set (id, name, digest, rows, columns, source), newest first."""
         return self._read("select id, name, digest, n_rows, n_cols, source, created_by, created_at "
                           "from datasets order by created_at desc, id desc")
 
+    @operation(READ, writes=False)
     def run_artifacts(self, run_id: str) -> pl.DataFrame:
+        """The files logged with run ``run_id``: name, sha256, size and when, by name."""
         return self._read("select name, sha256, size, created_at from artifacts where run_id = ? order by name", [run_id])
 
     # -- registry ------------------------------------------------------------------------
@@ -234,6 +251,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             conn, self.user, self.role, name=name, digest=digest, size=size, model_class=cls, run_id=run_id,
             owner_team=owner_team, use_case=use_case, risk_tier=risk_tier, description=description, fmt=format))
 
+    @operation("register_models", writes=True)
     def register_model(self, model: Any, name: str, *, run_id: str | None = None, **metadata) -> ModelVersion:
         """Register ``model`` as the next version of ``name`` (prefer ``run.register_model``).
 
@@ -244,11 +262,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             self.get_run(run_id)
         return self._register_model(model, name, run_id=run_id, **metadata)
 
+    @operation(READ, writes=False)
     def models(self) -> pl.DataFrame:
         """Registered models: owner team, use case, risk tier, versions and stages."""
         return self._read(registry.MODELS_SQL)
 
+    @operation(READ, writes=False)
     def model_versions(self, name: str | None = None) -> pl.DataFrame:
+        """The versions of model ``name`` (or of every model), newest first: stage, aliases, source
+        run, model class, sha256, who registered it and when.
+
+        Raises
+        ------
+        NotFoundError
+            If ``name`` is given and no such model is registered.
+        """
         return self._read_for_model(registry.VERSIONS_SQL, name)
 
     def _read_for_model(self, sql: str, name: str | None) -> pl.DataFrame:
@@ -266,6 +294,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         if self.store.scalar("select count(*) from registered_models where name = ?", [name]) == 0:
             raise NotFoundError(f"No registered model named {name!r}.")
 
+    @operation(READ, writes=False)
     def get_model_version(self, name: str, version: int | str | None = None) -> ModelVersion:
         """A version by number, by alias, by stage name ('Production'), or the latest.
 
@@ -291,6 +320,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return ModelVersion(r["name"], r["version"], r["run_id"], r["stage"], r["sha256"], r["model_class"],
                             r["created_by"], r["created_at"], tuple(r["aliases"] or ()))
 
+    @operation(READ, writes=False)
     def load_model(self, name: str, version: int | str | None = None, *, allow_pickle: bool = False) -> Any:
         """Load a version after checking its file against the digest the audit trail recorded.
 
@@ -302,20 +332,31 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return registry.load(self.store.artifact_root, digest, fmt, allow_pickle=allow_pickle,
                              label=f"{mv.name} v{mv.version}")
 
+    @operation("register_models", writes=True)
     def set_stage(self, name: str, version: int, stage: str, reason: str | None = None) -> str:
         """Move a version to None, Staging or Archived. Production needs an approved request."""
-        self._require("register_models")
         if stage == "Production":
             raise PermissionDenied("Production is reached only through an approved promotion request, never set directly.")
         return self._call(lambda conn: registry.transition_stage(conn, self.user, self.role, name, version, stage, reason=reason))
 
+    @operation("register_models", writes=True)
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
-        self._require("register_models")
+        """Point alias ``alias`` of model ``name`` at ``version`` (None removes it). Audited.
+
+        The aliases that governance owns (``champion`` follows Production; ``challenger`` is set by
+        :meth:`set_rollout`) are refused here.
+
+        Raises
+        ------
+        ValidationError
+            For an alias that looks like a stage or a version number, or a governed one.
+        """
         check_key("Alias", alias)
         if alias in registry.STAGES or alias.isdigit():
             raise ValidationError(f"Alias {alias!r} would be confused with a stage or version number.")
         self._call(lambda conn: registry.set_alias(conn, self.user, self.role, name, alias, version))
 
+    @operation("register_models", writes=True, checked_inside=True)  # a tier change: set_risk_tier
     def update_model(self, name: str, **fields) -> dict:
         """Edit owner_team, use_case, description (those who register models) or risk_tier of a model.
 
@@ -334,6 +375,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             return mv.name, mv.version
         raise ValidationError("Give a ModelVersion (from register_model or get_model_version) or (name, version).")
 
+    @operation("compute_evidence", writes=True)
     def fairness(self, model_version, X, y_true, *, sensitive_features, y_pred=None, threshold: float = 0.5,
                  reference_group=None, min_group_size: int = 30, n_bootstrap: int = 200, task: str | None = None,
                  favorable_label: int = 1, allow_pickle: bool = False):
@@ -350,7 +392,6 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         from .datasets import to_polars
         from .evidence.fairness import fairness_report
 
-        self._require("compute_evidence")
         name, version = self._version_ref(model_version)
         frame = to_polars(X)
         features = [sensitive_features] if isinstance(sensitive_features, str) else list(sensitive_features)
@@ -385,6 +426,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         report.verdict, report.reasons, report.policy = verdict, reasons, rules
         return report
 
+    @operation("compute_evidence", writes=True)
     def explain(self, model_version, X, *, y=None, sample=None, max_rows: int | None = 10_000, row_id: str | None = None,
                 masked: list[str] | None = None, progress: bool = False, allow_pickle: bool = False, **options):
         """SHAP explanation of a version on ``X``, computed once and stored.
@@ -404,7 +446,6 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         from .evidence.explain import explain_model
         from .protection import column_marks
 
-        self._require("compute_evidence")
         name, version = self._version_ref(model_version)
         model = self.load_model(name, version, allow_pickle=allow_pickle)
         frame = to_polars(X)
@@ -431,6 +472,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
                                                   self._pseudonymise(table, hidden), None, None)
         return result
 
+    @operation("compute_evidence", writes=True, checked_inside=True)  # only to store against a version
     def drift(self, reference, current, *, columns: list[str] | None = None, column_kinds: dict | None = None,
               model_version=None, target: str | None = None, prediction: str | None = None,
               engine: str = "workbench", progress: bool = False):
@@ -493,18 +535,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             conn, self.user, self.role, name=name, version=version, kind=kind, summary=summary,
             artifact_sha256=digest, verdict=verdict, policy=rules))
 
+    @operation(READ, writes=False)
     def evidence(self, name: str | None = None) -> pl.DataFrame:
         """The latest evidence of each kind per version (name, version, kind, id, verdict, ...)."""
         from .evidence import records as evidence
 
         return self._read_for_model(evidence.LATEST_SQL, name)
 
+    @operation(READ, writes=False)
     def evidence_policy(self, evidence_id: int) -> dict | None:
         """The thresholds a stored verdict was reached with (None where no policy judged it)."""
         _check_evidence_id(evidence_id)
         value = self.store.scalar("select policy from evidence where id = ?", [evidence_id])
         return json.loads(value) if value else None
 
+    @operation(READ, writes=False)
     def evidence_history(self, name: str, kind: str) -> pl.DataFrame:
         """The latest evidence of ``kind`` per version of ``name``, with its summary's numbers."""
         rows = self.evidence(name).filter(pl.col("kind") == kind)
@@ -525,10 +570,12 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             raise NotFoundError(f"No evidence with id {evidence_id}.")
         return rows.row(0, named=True)
 
+    @operation(READ, writes=False)
     def evidence_summary(self, evidence_id: int) -> dict:
         """The stored summary of one piece of evidence (without reading its table)."""
         return json.loads(self._evidence_row(evidence_id, "summary")["summary"])
 
+    @operation(READ, writes=False)
     def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
         """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
         row = self._evidence_row(evidence_id, "summary, artifact_sha256")
@@ -554,9 +601,18 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     blocked_addresses = _method("blocked_addresses")
     unblock_address = _method("unblock_address")
 
+    @operation(READ, writes=False)
     def users(self) -> pl.DataFrame:
+        """Every account: name, role, whether it is disabled, and when it was added.
+
+        Returns
+        -------
+        polars.DataFrame
+            No password hashes; :meth:`accounts` (admins) adds the sign-in state.
+        """
         return self._read("select name, role, disabled, created_at from users order by name")
 
+    @operation("manage_users", writes=True)
     def add_user(self, name: str, role: str, password: str | None = None) -> str:
         """Add an account (admins and the local operator); audited as ``user.add``.
 
@@ -564,42 +620,41 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         entry point applies; None leaves the account without one (no dashboard sign-in).
         Raises ValidationError (bad name, role or password, name taken) with nothing stored.
         """
-        self._require("manage_users")
         return self._call(lambda conn: users.add(conn, self.user, self.role, name, role, password))
 
+    @operation("audit_view", writes=False)
     def audit_events(self, limit: int | None = None, *, actor: str | None = None, action: str | None = None,
                      entity: str | None = None, since=None, until=None) -> pl.DataFrame:
         """Events newest first, filtered: ``action`` may end in ``*`` (a prefix, e.g. "request.*"),
         ``entity`` is an entity id or "type/id"; ``since``/``until`` bound the UTC time."""
-        self._require("audit_view")
         sql, params = audit.filter_sql(actor=actor, action=action, entity=entity, since=since, until=until)
         lim = f" limit {int(limit)}" if limit else ""
         return self._read(f"select * from audit_events {sql} order by seq desc{lim}", params)
 
+    @operation("audit_view", writes=True)
     def verify_audit(self, anchor: dict | None = None) -> audit.ChainCheck:
         """Recompute the chain (and check it passes through ``anchor``, from :meth:`audit_anchor`)."""
-        self._require("audit_view")
         self._writer.flush()
         return self._in_transaction(lambda conn: _with_head_mark(audit.verify(conn, anchor), self.store, conn))
 
+    @operation("audit_view", writes=False)
     def audit_head(self) -> dict:
         """The recorded head of the chain (seq, hash), without verifying it."""
-        self._require("audit_view")
         row = self._read("select seq, hash from audit_head")
         return row.row(0, named=True) if row.height else {"seq": 0, "hash": audit.GENESIS}
 
+    @operation("audit_export", writes=False)
     def audit_anchor(self) -> dict:
         """Verify, then the head digest to keep outside the store (compliance officers)."""
-        self._require("audit_export")
         check = self.verify_audit()
         if not check.ok:
             raise IntegrityError(f"The audit chain is broken at event {check.first_broken_seq} ({check.reason}): "
                                  "refusing to anchor it.")
         return audit.anchor(check, self.store.display)
 
+    @operation("audit_export", writes=True)
     def audit_export(self, fmt: str = "csv", **filters) -> bytes:
         """The filtered events as CSV or JSON (compliance officers); the export itself is audited."""
-        self._require("audit_export")
         if fmt not in ("csv", "json"):
             raise ValidationError(f"format must be 'csv' or 'json', got {fmt!r}.")
         events = self.audit_events(**filters).sort("seq")
@@ -609,6 +664,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             "sha256": artifacts.sha256_bytes(data)})]))
         return data
 
+    @operation(READ, writes=False)
     def counts(self) -> dict[str, int]:
         """How many experiments, runs, models, versions, users and audit events the store holds."""
         row = self._read(

@@ -13,6 +13,7 @@ from datetime import datetime
 import polars as pl
 
 from ..errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from ..operations import READ, operation
 from ..registry import models as registry
 from . import requests as governance
 
@@ -58,6 +59,7 @@ class GovernanceMethods:
             self._call(governance.refusal(self.user, self.role, action, target, str(exc)))
             raise
 
+    @operation("request_promotion", writes=True, checked_inside=True)
     def request_promotion(self, model_version, stage: str, justification: str) -> Request:
         """Ask for ``model_version`` to move to ``stage`` (Staging or Production), on its current evidence."""
         name, version = self._version_ref(model_version)
@@ -65,6 +67,7 @@ class GovernanceMethods:
             conn, self.user, self.role, name, version, stage, justification))
         return self.request(request_id)
 
+    @operation("decide", writes=True, checked_inside=True)
     def decide(self, request_id: int, approve: bool, comment: str = "", *, override_reason: str | None = None) -> Request:
         """Approve or reject a request (never one's own); a rejection needs a reason in ``comment``."""
         if not isinstance(approve, bool):
@@ -74,41 +77,87 @@ class GovernanceMethods:
             conn, self.user, self.role, request_id, approve, comment, override_reason))
         return self.request(request_id)
 
+    @operation("comment", writes=True, checked_inside=True)
     def comment(self, request_id: int, text: str) -> int:
+        """Add a comment to a request (any role that takes part in reviews); returns its id.
+
+        Audited as ``request.comment`` with the text. A refusal is audited too.
+
+        Raises
+        ------
+        ValidationError
+            For an empty or over-long text.
+        NotFoundError
+            For an unknown request.
+        """
         return self._governed("comment", str(request_id), "comment", lambda conn: governance.comment(
             conn, self.user, self.role, request_id, text))
 
+    @operation("request_promotion", writes=True, checked_inside=True)
     def withdraw(self, request_id: int, reason: str = "") -> Request:
+        """Withdraw a pending request: only the person who made it. Returns the request.
+
+        Audited as ``request.withdraw`` with the reason. A refusal is audited too.
+
+        Raises
+        ------
+        PermissionDenied
+            For anyone but the requester.
+        ConflictError
+            When the request is already decided or withdrawn.
+        """
         self._governed("withdraw", str(request_id), "request_promotion", lambda conn: governance.withdraw(
             conn, self.user, self.role, request_id, reason))
         return self.request(request_id)
 
+    @operation("request_promotion", writes=True, checked_inside=True)
     def refresh_request(self, request_id: int) -> Request:
         """Re-bind a stale request to the current evidence; sign-offs given on the old evidence stop counting."""
         self._governed("refresh", str(request_id), "request_promotion", lambda conn: governance.refresh(
             conn, self.user, self.role, request_id))
         return self.request(request_id)
 
+    @operation("rollback", writes=True, checked_inside=True)
     def rollback(self, model: str, reason: str) -> int:
         """Put the previous Production version back (leads only); returns its version."""
         return self._governed("rollback", model, "rollback", lambda conn: governance.rollback(
             conn, self.user, self.role, model, reason))
 
+    @operation("rollback", writes=True, checked_inside=True)
     def set_rollout(self, model: str, challenger: int, traffic_share: float) -> None:
         """Record a canary: a Staging challenger serving ``traffic_share`` of requests (leads; 0 ends it)."""
         self._governed("rollout", model, "rollback", lambda conn: governance.set_rollout(
             conn, self.user, self.role, model, challenger, traffic_share))
 
+    @operation(READ, writes=False)
     def rollout(self, model: str) -> dict | None:
+        """How ``model``'s traffic is split between its champion and challenger, or None.
+
+        Returns
+        -------
+        dict or None
+            ``champion_version``, ``challenger_version``, ``traffic_share`` (the challenger's),
+            ``set_by``, ``set_at``; None when no rollout was ever set (see :meth:`set_rollout`).
+        """
         self._model_exists(model)
         rows = self._read("select r.champion_version, r.challenger_version, r.traffic_share, r.set_by, r.set_at "
                           "from rollouts r join registered_models m on m.id = r.model_id where m.name = ?", [model])
         return rows.row(0, named=True) if rows.height else None
 
+    @operation(READ, writes=False)
     def gate_policy(self, risk_tier: str) -> dict:
+        """The promotion gates of a risk tier (``"low"``, ``"medium"`` or ``"high"``).
+
+        Returns
+        -------
+        dict
+            The gates as :meth:`set_gate_policy` takes them (evidence required, minimum metrics,
+            drift and fairness limits, sign-offs).
+        """
         registry.check_risk_tier(risk_tier)
         return self._in_transaction(lambda conn: governance.gate_policy(conn, risk_tier))
 
+    @operation("manage_gates", writes=True, checked_inside=True)
     def set_gate_policy(self, risk_tier: str, **gates) -> dict:
         """Replace a tier's gates (admins; audited with the policy before and after).
 
@@ -118,6 +167,7 @@ class GovernanceMethods:
             conn, self.user, self.role, risk_tier, gates))
 
     # -- reading -------------------------------------------------------------------------------
+    @operation(READ, writes=False)
     def requests(self, status: str | None = None, name: str | None = None) -> pl.DataFrame:
         """Promotion requests newest first, with ``stale`` (evidence changed since) and failing gates."""
         rows = self._read(governance.REQUESTS_SQL, [status, status, name, name])
@@ -133,6 +183,7 @@ class GovernanceMethods:
         return rows.with_columns(pl.Series("stale", stale), pl.Series("failing_gates", failing,
                                                                       dtype=pl.List(pl.String))).drop("gates")
 
+    @operation(READ, writes=False)
     def request(self, request_id: int) -> Request:
         """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments."""
         def read(conn):
@@ -158,6 +209,7 @@ class GovernanceMethods:
                        req["requested_by"], req["requested_at"], req["justification"], req["evidence_sha256"],
                        json.loads(req["evidence"]), json.loads(req["gates"]), signed, needs, decisions, comments)
 
+    @operation(READ, writes=False)
     def stage_history(self, name: str | None = None) -> pl.DataFrame:
         """Every stage change, newest first: who, why, and through which request."""
         return self._read_for_model(registry.STAGE_HISTORY_SQL, name)

@@ -12,6 +12,7 @@ import polars as pl
 from .. import processes
 from ..errors import ValidationError
 from ..evidence import records as evidence
+from ..operations import READ, operation
 from ..people import roles
 from ..store import artifacts
 from . import logs as monitor_store
@@ -35,6 +36,7 @@ class MonitoringMethods:
         digests = self._read(monitor_store.BATCHES_SQL, [name, version, kind])["sha256"].to_list()
         return monitoring.checked_frames(self.store.artifact_root, digests[-1:] if last else digests)
 
+    @operation("log_predictions", writes=True)
     def log_predictions(self, model_version, frame, *, timestamp: str = "timestamp", request_id: str = "request_id",
                         prediction: str = "prediction", label: str | None = None, latency: str = "latency_ms",
                         error: str = "error", marks: dict[str, str] | None = None) -> dict:
@@ -50,7 +52,6 @@ class MonitoringMethods:
         """
         from ..datasets import to_polars
 
-        self._require("log_predictions")
         name, version = self._version_ref(model_version)
         self.get_model_version(name, version)
         batch = monitoring.prediction_batch(to_polars(frame), timestamp=timestamp, request_id=request_id,
@@ -60,6 +61,7 @@ class MonitoringMethods:
         batch_id = self._put_batch(name, version, "predictions", batch, ts=batch["timestamp"])
         return {"batch_id": batch_id, "rows": batch.height, "request_ids": batch["request_id"]}
 
+    @operation("log_predictions", writes=True)
     def log_labels(self, model_version, frame, *, request_id: str = "request_id", label: str = "label") -> dict:
         """Labels that arrived after the predictions, joined on ``request_id`` when read.
 
@@ -68,7 +70,6 @@ class MonitoringMethods:
         """
         from ..datasets import to_polars
 
-        self._require("log_predictions")
         name, version = self._version_ref(model_version)
         self.get_model_version(name, version)
         batch = self._pseudonymise(monitoring.label_batch(to_polars(frame), request_id=request_id, label=label),
@@ -78,12 +79,12 @@ class MonitoringMethods:
         batch_id = self._put_batch(name, version, "labels", batch, extra={"matched": matched, "unknown": unknown})
         return {"batch_id": batch_id, "rows": batch.height, "matched": matched, "unknown": unknown}
 
+    @operation("log_predictions", writes=True)
     def log_reference(self, model_version, data, *, marks: dict[str, str] | None = None) -> int:
         """Keep ``data`` (e.g. the training features) as the version's reference for drift
         monitoring; identifying columns are stored as tokens, as in :meth:`log_predictions`."""
         from ..datasets import to_polars
 
-        self._require("log_predictions")
         name, version = self._version_ref(model_version)
         self.get_model_version(name, version)
         frame = to_polars(data)
@@ -92,6 +93,7 @@ class MonitoringMethods:
         frame = self._pseudonymise(frame, self._identifying(frame, name, version, marks))
         return self._put_batch(name, version, "reference", frame)
 
+    @operation("manage_policies", writes=True)
     def set_monitor_policy(self, name: str, *, retrain_command=monitoring.UNCHANGED, **thresholds) -> dict:
         """Change the thresholds a monitored window must keep, and the retraining command.
 
@@ -114,7 +116,6 @@ class MonitoringMethods:
         dict
             The whole policy now: ``{"thresholds", "retrain_command"}``.
         """
-        self._require("manage_policies")
         changes = monitoring.check_thresholds(thresholds)
         command = retrain_command
         if command is not monitoring.UNCHANGED and command is not None:
@@ -128,6 +129,7 @@ class MonitoringMethods:
                                   "or retrain_command.")
         return self._call(lambda conn: monitor_store.set_policy(conn, self.user, self.role, name, changes, command))
 
+    @operation(READ, writes=False)
     def monitor_policy(self, name: str) -> dict:
         """The model's monitor policy: ``{"thresholds", "retrain_command", "default"}``
         (``default``: no policy was set, the defaults apply)."""
@@ -136,6 +138,7 @@ class MonitoringMethods:
         return {"thresholds": monitoring.effective_thresholds(thresholds), "retrain_command": command,
                 "default": thresholds is None}
 
+    @operation("record_alerts", writes=True, checked_inside=True)  # only with alerts=True
     def monitor(self, model_version, window: str = "1d", *, reference: Any = None, start=None, end=None,
                 alerts: bool = True, allow_pickle: bool = False) -> monitoring.MonitorReport:
         """Per ``window`` of logged predictions: volume, latency, errors, performance over the
@@ -171,10 +174,12 @@ class MonitoringMethods:
                     for w in report.windows.iter_rows(named=True) for b in w["breaches"]]
         self._call(lambda conn: monitor_store.record_alerts(conn, self.user, self.role, name, version, breaches))
 
+    @operation(READ, writes=False)
     def monitored_versions(self) -> pl.DataFrame:
         """Versions with logged predictions: how many batches and rows, over which time span."""
         return self._read(monitor_store.MONITORED_SQL)
 
+    @operation(READ, writes=False)
     def alerts(self, name: str | None = None) -> pl.DataFrame:
         """Recorded alerts, newest window first, with the retraining command of each, its
         status (pending, running, ok, failed) and exit code. The command's ``output`` is
@@ -184,6 +189,7 @@ class MonitoringMethods:
             rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("output"))
         return rows
 
+    @operation("run_commands", writes=True)
     def run_pending_commands(self) -> list[dict]:
         """Run the retraining commands alerts left pending, each once (the scheduler's work).
 
@@ -196,7 +202,6 @@ class MonitoringMethods:
             Per command: ``alert_id``, ``model``, ``version``, ``status`` (ok, failed, or
             skipped: another scheduler took it) and ``exit_code``.
         """
-        self._require("run_commands")
         configured = retrain.configured_env()  # a broken configuration refuses before anything is claimed
         runner = processes.runner()
         outcomes = []

@@ -13,6 +13,7 @@ import polars as pl
 
 from ..datasets import DatasetRef
 from ..errors import NotFoundError, ValidationError
+from ..operations import READ, operation
 from ..store import keys
 from . import column_marks, dataset_marks, pseudonyms
 
@@ -20,6 +21,7 @@ from . import column_marks, dataset_marks, pseudonyms
 class PrivacyMethods:
     """Mixed into Workspace; uses its ``_require``, ``_call``, ``_read``, ``_sync``."""
 
+    @operation(READ, writes=False)
     def column_marks(self, dataset) -> pl.DataFrame:
         """A data set's column marks: column, mark, origin (detected, confirmed, inherited), reason, who, when."""
         dataset_id = _dataset_id(dataset)
@@ -29,6 +31,7 @@ class PrivacyMethods:
         return self._read("select column_name as \"column\", mark, origin, reason, set_by, set_at from column_marks "
                           "where dataset_id = ? order by column_name", [dataset_id])
 
+    @operation("mark_columns", writes=True)
     def mark_columns(self, dataset, marks: dict[str, str] | None = None, *, confirm: bool = True) -> dict[str, str]:
         """Mark columns of a logged data set ({column: 'identifying' | 'sensitive' | 'none'}).
 
@@ -36,7 +39,6 @@ class PrivacyMethods:
         stand. Data sets derived from this one (lineage) take the new marks for the columns
         they share, unless a person marked those there. Audited; returns {column: mark}.
         """
-        self._require("mark_columns")
         dataset_id = _dataset_id(dataset)
         self._sync()
         columns = self.store.scalar("select columns_json from datasets where id = ?", [dataset_id])

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from .. import freetext
 from ..errors import ValidationError
+from ..operations import READ, operation
 from ..store import schema
 from ..store.audit import Event
 from . import documents as reports
@@ -19,14 +20,15 @@ from . import schedules
 class ReportMethods:
     """Mixed into Workspace; uses its ``_require``, ``_call``, ``_read``, ``store``."""
 
+    @operation("reports", writes=True)
     def export_report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html",
                       out_dir: str | Path = ".", **options) -> Path:
         """Write a model card, validation pack or audit extract (see :mod:`workbench.reports.documents`)."""
         return reports.export(self, kind, model, version, fmt, out_dir, **options)
 
+    @operation("reports", writes=True)
     def report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html", **options) -> tuple[str, bytes]:
         """(file name, bytes) of a report, for a download; audited like a file export."""
-        self._require("reports")
         doc = reports.build(self, kind, model, version, **options)
         data = reports.render(doc, fmt)
         name = reports.file_name(doc, fmt)
@@ -34,15 +36,24 @@ class ReportMethods:
         return name, data
 
     # -- model card text ---------------------------------------------------------------------------------
+    @operation("register_models", writes=True)
     def set_card_text(self, model: str, field: str, text: str) -> None:
         """What the card says about intended use, out-of-scope use, limitations or ethics (audited)."""
-        self._require("register_models")
         if field not in reports.TEXT_FIELDS:
             raise ValidationError(f"field must be one of {reports.TEXT_FIELDS}, got {field!r}.")
         self._model_exists(model)
         self._call(lambda conn: _set_text(conn, self.user, self.role, model, field, (text or "").strip()))
 
+    @operation(READ, writes=False)
     def card_text(self, model: str) -> dict[str, str | None]:
+        """The model card's free-text fields for ``model`` (intended use, limitations ...).
+
+        Returns
+        -------
+        dict
+            Field name -> its text, or None where nobody has written it yet
+            (see :meth:`set_card_text`).
+        """
         self._model_exists(model)
         rows = self._read("select t.field, t.text from model_card_text t join registered_models m on m.id = t.model_id "
                           "where m.name = ?", [model])
@@ -50,16 +61,48 @@ class ReportMethods:
         return {f: stored.get(f) or None for f in reports.TEXT_FIELDS}
 
     # -- schedules ---------------------------------------------------------------------------------------------
+    @operation("reports", writes=True)
     def add_schedule(self, name: str, cron: str, kind: str, model: str | None, fmt: str, out_dir: str | Path,
                      version: int | None = None) -> int:
-        self._require("reports")
+        """Export a report on a schedule, run by ``workbench schedule run-due`` (the scheduler).
+
+        Parameters
+        ----------
+        name : str
+            The schedule's unique name.
+        cron : str
+            When, as a five-field cron expression in UTC (``"0 6 * * 1"``: Mondays at 06:00).
+        kind : str
+            ``"model_card"``, ``"validation_pack"`` or ``"audit_extract"``.
+        model : str or None
+            The model the report is about (None for an audit extract).
+        fmt : str
+            ``"json"``, ``"html"`` or ``"pdf"``.
+        out_dir : str or Path
+            The folder the scheduler writes into.
+        version : int, optional
+            A fixed version; default: the model's Production version when the report runs.
+
+        Returns
+        -------
+        int
+            The schedule's id. Audited as ``schedule.add``.
+        """
         return self._call(lambda conn: schedules.add(conn, self.user, self.role, name=name, cron=cron, kind=kind,
                                                      model=model, version=version, fmt=fmt, out_dir=str(out_dir)))
 
+    @operation("reports", writes=True)
     def remove_schedule(self, name: str) -> None:
-        self._require("reports")
+        """Delete the schedule called ``name``; its past runs stay listed. Audited as ``schedule.remove``.
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such schedule.
+        """
         self._call(lambda conn: schedules.remove(conn, self.user, self.role, name))
 
+    @operation(READ, writes=False)
     def schedules(self, now: datetime | None = None) -> pl.DataFrame:
         """Schedules with their last run (status, time, file) and the next occurrence after ``now``.
 
@@ -75,12 +118,20 @@ class ReportMethods:
                in rows.select(["cron", "last_due_at", "created_at"]).iter_rows()] if rows.height else []
         return rows.with_columns(pl.Series("next_due", nxt, dtype=pl.Datetime("us", "UTC")))
 
+    @operation(READ, writes=False)
     def schedule_runs(self) -> pl.DataFrame:
+        """Every scheduled export that ran or is running: schedule, occurrence, status, file, error.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per run, newest first.
+        """
         return self._read(schedules.RUNS_SQL)
 
+    @operation("reports", writes=True)
     def run_due_schedules(self, now: datetime | None = None) -> list[dict]:
         """Export what is due (each occurrence once, failures retried next time); the outcomes."""
-        self._require("reports")
         return schedules.run_due(self, now)
 
 

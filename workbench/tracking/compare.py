@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 import polars as pl
 
 from ..errors import NotFoundError, ValidationError
-from ..operations import operation
+from ..operations import READ, operation
 from ..people.context import Ctx
 
 #: At most this many runs are compared at once (the page asks for at least two).
@@ -111,7 +111,7 @@ def _runs(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     return runs.with_columns(pl.Series("label", labels(runs["run_name"].to_list(), ids, _RESERVED)))
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def run_labels(ctx: Ctx, run_ids: Iterable[str]) -> dict[str, str]:
     """run id -> the column name the tables use for it (the name, made unique)."""
     runs = _runs(ctx, run_ids)
@@ -256,7 +256,7 @@ def _curves_pg(ctx: Ctx, runs: pl.DataFrame, key_list: list[str] | None, max_poi
 _CURVES_SCHEMA = {"run_id": pl.String, "run_name": pl.String, "key": pl.String, "step": pl.Int64, "value": pl.Float64}
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def metric_curves(ctx: Ctx, run_ids: Iterable[str], keys: Iterable[str] | None = None,
                   max_points: int = MAX_POINTS) -> pl.DataFrame:
     """Metric points of the runs (all keys, or ``keys``), at most ``max_points`` per series.
@@ -307,7 +307,7 @@ def _side_by_side(long: pl.DataFrame, runs: pl.DataFrame, dtype) -> pl.DataFrame
     return wide.rename(dict(zip(cols, labels)))
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def params_table(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per param key, one text column per run (named by its label), and ``differs``.
 
@@ -320,7 +320,7 @@ def params_table(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     return _side_by_side(long, runs, pl.String)
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def metrics_table(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per metric key, each run's latest value (highest step) in its column, and ``differs``."""
     runs = _runs(ctx, run_ids)
@@ -332,7 +332,7 @@ def _latest(ctx: Ctx, runs: pl.DataFrame) -> pl.DataFrame:
                     [runs["run_id"].to_list()])
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def best_runs(ctx: Ctx, run_ids: Iterable[str], goals: Mapping[str, str] | None = None) -> pl.DataFrame:
     """For each metric key: the run with the best latest value.
 
@@ -364,7 +364,7 @@ def best_runs(ctx: Ctx, run_ids: Iterable[str], goals: Mapping[str, str] | None 
             .select(list(schema)).cast(schema))
 
 
-@operation("view", writes=False)
+@operation(READ, writes=False)
 def comparison_frame(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
     """One row per run: run_id, run_name, ``params.<key>`` columns, ``metrics.<key>`` columns.
 
