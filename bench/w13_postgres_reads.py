@@ -320,9 +320,11 @@ def ops_for(ws: dict, reviewer: dict, chain_ws: dict | None, ids: dict) -> list[
         ops.append(("search", f"search: {label}", per(lambda b, f=flt: lambda: ws[b].search_runs(f))))
     ops.append(("search", "search: no filter (all 100k runs)", per(lambda b: lambda: ws[b].search_runs(""))))
 
+    from workbench.tracking import search
+
     def rebuild(b):
         def fn():
-            ws[b].store._run_index = None  # the next search builds the index again, as a new process does
+            search.forget_run_index(ws[b].store)  # the next search builds the index again, as a new process does
             return ws[b].search_runs(FILTER)
         return fn
     ops.append(("search", "search: run index rebuilt in process", per(rebuild)))

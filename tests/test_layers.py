@@ -136,3 +136,41 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "bad.py").write_text("def f():\n    from ..workspace import Workspace\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "workbench")
     assert _imports(fake / "bad.py") == [("workbench.workspace", 2, False)]
+
+
+def _private_uses(path: Path) -> list[str]:
+    """``module._name`` and ``from module import _name`` where the module is another workbench module."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    aliases: dict[str, str] = {}  # local name -> workbench module it stands for
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("workbench"):
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                if _exists(sub):
+                    aliases[alias.asname or alias.name] = sub
+                elif alias.name.startswith("_") and not alias.name.startswith("__") and target != module:
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {target}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("workbench") and alias.asname:
+                    aliases[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != module):
+            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    found = [use for path in _all_modules() for use in _private_uses(path)]
+    assert not found, "private names used from another module:\n" + "\n".join(found)

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 import workbench as wb
+from workbench.tracking import search
 
 
 @pytest.fixture
@@ -191,12 +192,8 @@ def test_latest_min_max_merge_across_flushes_of_one_run(ws):
 
 def _fresh_search(ws, text=""):
     """The same search on an index rebuilt from scratch."""
-    cached = ws.store._run_index
-    ws.store._run_index = None
-    try:
+    with search.rebuilt_run_index(ws.store):
         return ws.search_runs(text)
-    finally:
-        ws.store._run_index = cached
 
 
 @pytest.mark.parametrize("text", ["", "metrics.auc > 0.5", "params.model = 'rf' OR tags.stage = 'b'",

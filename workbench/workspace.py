@@ -130,7 +130,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     def _submit_open_runs(self) -> None:
         for run in list(self._open_runs.values()):
-            run._submit()
+            run.submit()
 
     def _sync(self) -> None:
         """Read your own writes: values buffered in open runs too, not only queued ones."""
@@ -151,7 +151,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             if exp_id is None:
                 if not create:
                     raise NotFoundError(f"No experiment named {name!r}.")
-                exp_id = self._call(lambda conn: ensure_experiment(conn, self, name))
+                exp_id = self._call(lambda conn: ensure_experiment(conn, self.ctx, name))
             cache[name] = exp_id
         return cache[name]
 
@@ -163,7 +163,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         parent_id = parent.run_id if isinstance(parent, Run) else parent
         if parent_id is not None:
             self.get_run(parent_id)  # raises NotFoundError for an unknown parent
-        run = Run(self, self._experiment_id(experiment, create=True), experiment, name, parent_id)
+        run = Run(self.ctx, self._experiment_id(experiment, create=True), experiment, name, parent_id,
+                  register=self._register_model, on_end=lambda run_id: self._open_runs.pop(run_id, None))
         self._open_runs[run.run_id] = run
         if tags:
             run.set_tags(tags)
@@ -287,8 +288,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     def _in_transaction(self, fn):
         """``fn(conn)`` for reads that need more than one query, all seeing the same moment."""
-        with self.store.snapshot() as conn:
-            return fn(conn)
+        return self.ctx.snapshot(fn)
 
     def _model_exists(self, name: str) -> None:
         if self.store.scalar("select count(*) from registered_models where name = ?", [name]) == 0:

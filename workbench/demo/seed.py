@@ -292,7 +292,7 @@ def _drift_frames():
 
 
 def _seed_production(ws: Workspace, name: str, version: int) -> None:
-    ws._call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
+    ws.ctx.call(lambda conn: registry.transition_stage(conn, ws.user, ws.role, name, version, "Production",
                                                     approval="demo-seed", reason="seeded by workbench demo"))
 
 

@@ -247,7 +247,7 @@ class DriftReport:
                 "current_rows": self.current_rows, "engine": self.engine}
 
 
-def _severity(stattest: str, statistic: float) -> float:
+def drift_severity(stattest: str, statistic: float) -> float:
     """How far past its threshold a column is: 1 at the threshold, larger is worse."""
     t = st.THRESHOLDS[stattest]
     if stattest in ("ks", "z", "chisquare"):
@@ -367,7 +367,7 @@ def drift_report(
         role = "target" if name == target else "prediction" if name == prediction else "feature"
         rows.append({"column": name, "role": role, "kind": kind, **result,
                      "threshold": st.THRESHOLDS[result["stattest"]],
-                     "severity": _severity(result["stattest"], result["statistic"]),
+                     "severity": drift_severity(result["stattest"], result["statistic"]),
                      "psi_band": _psi_band(result["psi"]), "n_reference": len(ref_prep), "n_current": len(cur_prep)})
     if progress:
         progress(len(wanted), len(wanted))

@@ -20,7 +20,7 @@ from .drift import (
     DATASET_DRIFT_SHARE,
     DriftReport,
     ReferenceProfile,
-    _severity,
+    drift_severity,
 )
 
 _TYPE = {"numerical": "numerical_columns", "categorical": "categorical_columns", "text": "text_columns"}
@@ -90,7 +90,7 @@ def evidently_report(reference: Any, current: Any, *, columns: list[str] | None 
         rows.append({"column": col, "role": "target" if col == target else "prediction" if col == prediction else "feature",
                      "kind": _KIND[definition.get_column_type(col).value], "stattest": stattest,
                      "statistic": statistic, "threshold": float(config["threshold"]),
-                     "drift_detected": metric["id"] in failed, "severity": _severity(stattest, statistic),
+                     "drift_detected": metric["id"] in failed, "severity": drift_severity(stattest, statistic),
                      "psi": None, "psi_band": None, "n_reference": _finite(ref[col]), "n_current": _finite(cur[col])})
     tested = {r["column"] for r in rows}
     not_tested = pl.DataFrame([{"column": c, "reason": "Evidently does not test this column's type"}

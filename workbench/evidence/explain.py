@@ -44,25 +44,28 @@ import polars as pl
 
 from workbench.errors import ValidationError
 from workbench.evidence.explain_inputs import (
-    _align_columns,
-    _background_idx,
-    _check_fitted,
-    _row_ids,
-    _sample_rows,
-    _to_pandas,
-    _y_array,
+    align_columns,
+    as_pandas,
+    background_idx,
+    check_fitted,
+    row_ids_of,
+    sample_rows,
+    y_array,
 )
 from workbench.evidence.explainers import (
-    _agnostic_output,
-    _explain_linear,
-    _explain_permutation,
-    _explain_tree,
-    _is_classifier,
-    _kind,
-    _output_fn,
+    agnostic_output,
+    classifier_like,
+    explain_linear,
+    explain_permutation,
+    explain_tree,
+    model_kind,
+    output_fn,
 )
-from workbench.evidence.feature_space import _dense, _to_original, _Unmappable
-from workbench.evidence.inspection import _partial_dependence, _permutation_importance
+from workbench.evidence.feature_space import Unmappable, to_dense, to_original
+from workbench.evidence.inspection import (
+    partial_dependence_of,
+    permutation_importance_of,
+)
 
 __all__ = ["Explanation", "explain_model", "TOLERANCES", "CHUNK_ROWS"]
 
@@ -237,28 +240,28 @@ def explain_model(
         raise ValidationError(f"output must be 'auto', 'probability', 'log_odds' or 'raw', not {output!r}")
     if isinstance(background_size, bool) or not isinstance(background_size, int) or background_size < 1:
         raise ValidationError(f"background_size must be a positive integer, not {background_size!r}")
-    _check_fitted(model)
-    Xpd = _to_pandas(X)
+    check_fitted(model)
+    Xpd = as_pandas(X)
     if Xpd.shape[0] == 0:
         raise ValidationError("X is empty: no rows to explain")
-    Xpd, ids = _row_ids(Xpd, X, row_id)
-    Xpd, y_arr = _y_array(y, Xpd, len(Xpd))
+    Xpd, ids = row_ids_of(Xpd, X, row_id)
+    Xpd, y_arr = y_array(y, Xpd, len(Xpd))
     if Xpd.shape[1] == 0:
         raise ValidationError("X has no feature columns")
-    Xpd, named = _align_columns(model, Xpd)
+    Xpd, named = align_columns(model, Xpd)
     Xpd = Xpd.reset_index(drop=True)
     in_names = [str(c) for c in Xpd.columns]
 
-    is_clf = _is_classifier(model)
+    is_clf = classifier_like(model)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] \
         if is_clf else None
     binary = bool(is_clf and classes is not None and len(classes) == 2)
 
-    idx, sampled = _sample_rows(len(Xpd), sample, max_rows, seed)
+    idx, sampled = sample_rows(len(Xpd), sample, max_rows, seed)
     rows = Xpd.iloc[idx].reset_index(drop=True)
     row_ids = [ids[i] for i in idx]
     y_rows = y_arr[idx] if y_arr is not None else None
-    bg_idx = _background_idx(len(Xpd), background_size, seed)
+    bg_idx = background_idx(len(Xpd), background_size, seed)
     bg_rows = Xpd.iloc[bg_idx].reset_index(drop=True)
 
     def model_in(df):
@@ -266,7 +269,7 @@ def explain_model(
 
     notes: list[str] = []
     final = model[-1] if isinstance(model, Pipeline) else model
-    kind = _kind(final)
+    kind = model_kind(final)
     feature_space = "original"
     feature_names = in_names
     explainer_name = None
@@ -280,30 +283,30 @@ def explain_model(
             if isinstance(model, Pipeline):
                 pre = model[:-1]
                 if not hasattr(pre, "get_feature_names_out"):
-                    raise _Unmappable("preprocessing has no get_feature_names_out")
+                    raise Unmappable("preprocessing has no get_feature_names_out")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    M = _dense(pre.transform(model_in(rows)))
-                    bg = _dense(pre.transform(model_in(bg_rows)))
+                    M = to_dense(pre.transform(model_in(rows)))
+                    bg = to_dense(pre.transform(model_in(bg_rows)))
                 t_names = [str(c) for c in pre.get_feature_names_out()]
             else:
-                M = _dense(rows.to_numpy(dtype=np.float64, na_value=np.nan))
-                bg = _dense(bg_rows.to_numpy(dtype=np.float64, na_value=np.nan))
+                M = to_dense(rows.to_numpy(dtype=np.float64, na_value=np.nan))
+                bg = to_dense(bg_rows.to_numpy(dtype=np.float64, na_value=np.nan))
                 t_names = in_names
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if kind == "tree":
-                    values, base, out_kind, how = _explain_tree(
+                    values, base, out_kind, how = explain_tree(
                         final, M, bg, is_clf, binary, output, chunk_rows, progress)
                     explainer_name = "TreeExplainer"
                 else:
-                    values, base, out_kind, how = _explain_linear(
+                    values, base, out_kind, how = explain_linear(
                         final, M, bg, is_clf, binary, chunk_rows, progress)
                     explainer_name = "LinearExplainer"
             notes.append(f"{explainer_name} ({how}) on {type(final).__name__}")
             if isinstance(model, Pipeline):
                 try:
-                    values, mapping = _to_original(values, pre, in_names, len(t_names))
+                    values, mapping = to_original(values, pre, in_names, len(t_names))
                     n_summed = len(t_names) - len(set(mapping.tolist()))
                     notes.append(
                         f"explained the final step on the {len(t_names)} transformed columns of "
@@ -313,14 +316,14 @@ def explain_model(
                     unused = [in_names[i] for i in range(len(in_names)) if i not in set(mapping.tolist())]
                     if unused:
                         notes.append(f"columns dropped by the preprocessing have SHAP 0: {unused}")
-                except _Unmappable as exc:
+                except Unmappable as exc:
                     feature_space = "transformed"
                     feature_names = t_names
                     notes.append(
                         f"the preprocessing cannot be mapped back to original columns ({exc}): "
                         f"values are per transformed column (get_feature_names_out)")
                     pd_target = ("final", (M, final))
-        except _Unmappable as exc:
+        except Unmappable as exc:
             notes.append(f"pipeline not explainable per step ({exc})")
             values = None
         except Exception as exc:  # noqa: BLE001 - shap cannot read this model: fall back
@@ -332,11 +335,11 @@ def explain_model(
 
     if values is None:
         explainer_name = "PermutationExplainer"
-        out_kind = _agnostic_output(model, is_clf)
+        out_kind = agnostic_output(model, is_clf)
         feature_space = "original"
         feature_names = in_names
-        values, base, how = _explain_permutation(
-            model, rows, bg_rows, _output_fn(model, out_kind, binary), binary, seed,
+        values, base, how = explain_permutation(
+            model, rows, bg_rows, output_fn(model, out_kind, binary), binary, seed,
             chunk_rows, progress, named)
         notes.append(f"model-agnostic PermutationExplainer ({how}) on the whole model over the "
                      f"original columns, explaining {out_kind}")
@@ -345,7 +348,7 @@ def explain_model(
     # additivity, against the whole model's output of the matching kind
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pred = _output_fn(model, out_kind, binary)(model_in(rows))
+        pred = output_fn(model, out_kind, binary)(model_in(rows))
     recon = base + values.sum(axis=1)
     pred = pred.reshape(recon.shape)
     err = float(np.max(np.abs(recon - pred))) if recon.size else 0.0
@@ -372,12 +375,12 @@ def explain_model(
 
     # permutation importance (whole model, original columns)
     t1 = time.perf_counter()
-    perm = _permutation_importance(model, rows, y_rows, named, in_names, n_repeats, seed, notes)
+    perm = permutation_importance_of(model, rows, y_rows, named, in_names, n_repeats, seed, notes)
     t_perm = time.perf_counter() - t1
 
     # partial dependence for the top features
     t2 = time.perf_counter()
-    pdep = _partial_dependence(model, rows, top, pd_target, named, is_clf, classes, binary,
+    pdep = partial_dependence_of(model, rows, top, pd_target, named, is_clf, classes, binary,
                                feature_names, pd_rows, grid_resolution, seed, notes)
     t_pd = time.perf_counter() - t2
 

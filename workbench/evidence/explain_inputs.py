@@ -18,7 +18,7 @@ from workbench.errors import ValidationError
 # --------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------
-def _check_fitted(model) -> None:
+def check_fitted(model) -> None:
     from sklearn.exceptions import NotFittedError
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
@@ -44,7 +44,7 @@ def _check_fitted(model) -> None:
 # --------------------------------------------------------------------------------------
 # input frames
 # --------------------------------------------------------------------------------------
-def _to_pandas(X):
+def as_pandas(X):
     import pandas as pd
 
     if isinstance(X, pl.DataFrame):
@@ -57,7 +57,7 @@ def _to_pandas(X):
         f"X must be a polars or pandas DataFrame, not {type(X).__name__}")
 
 
-def _row_ids(Xpd, X, row_id: str | None) -> tuple[Any, list]:
+def row_ids_of(Xpd, X, row_id: str | None) -> tuple[Any, list]:
     """(X without the id column, ids) — ids from ``row_id=``, a ``row_id`` column, or the index."""
     import pandas as pd
 
@@ -78,7 +78,7 @@ def _row_ids(Xpd, X, row_id: str | None) -> tuple[Any, list]:
     return Xpd, ids
 
 
-def _align_columns(model, Xpd):
+def align_columns(model, Xpd):
     expected = getattr(model, "feature_names_in_", None)
     if expected is not None:
         expected = [str(c) for c in expected]
@@ -101,7 +101,7 @@ def _align_columns(model, Xpd):
     return Xpd, False
 
 
-def _y_array(y, Xpd, n: int):
+def y_array(y, Xpd, n: int):
     if y is None:
         return Xpd, None
     if isinstance(y, str):
@@ -118,7 +118,7 @@ def _y_array(y, Xpd, n: int):
     return Xpd, arr
 
 
-def _sample_rows(n: int, sample, max_rows, seed: int) -> tuple[np.ndarray, dict]:
+def sample_rows(n: int, sample, max_rows, seed: int) -> tuple[np.ndarray, dict]:
     target = n
     if sample is not None:
         if isinstance(sample, float) and 0 < sample <= 1:
@@ -143,7 +143,7 @@ def _sample_rows(n: int, sample, max_rows, seed: int) -> tuple[np.ndarray, dict]
                  "method": method, "max_rows": max_rows, "sample": sample}
 
 
-def _background_idx(n: int, size: int, seed: int) -> np.ndarray:
+def background_idx(n: int, size: int, seed: int) -> np.ndarray:
     if n <= size:
         return np.arange(n)
     rng = np.random.default_rng([seed, 1])

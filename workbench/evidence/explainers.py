@@ -56,7 +56,7 @@ _PROBA_TREES = ("RandomForest", "ExtraTrees", "DecisionTree", "ExtraTree")
 # --------------------------------------------------------------------------------------
 # model kinds, outputs
 # --------------------------------------------------------------------------------------
-def _kind(est) -> str:
+def model_kind(est) -> str:
     name = type(est).__name__
     mod = type(est).__module__ or ""
     if mod.startswith("sklearn.") and name.startswith(_TREE_PREFIXES):
@@ -66,7 +66,7 @@ def _kind(est) -> str:
     return "other"
 
 
-def _is_classifier(model) -> bool:
+def classifier_like(model) -> bool:
     from sklearn.base import is_classifier
 
     try:
@@ -77,7 +77,7 @@ def _is_classifier(model) -> bool:
     return hasattr(model, "classes_") and hasattr(model, "predict_proba")
 
 
-def _output_fn(model, output: str, binary: bool) -> Callable:
+def output_fn(model, output: str, binary: bool) -> Callable:
     """The model output that SHAP values of kind ``output`` add up to."""
     if output == "probability":
         def f(X):
@@ -92,7 +92,7 @@ def _output_fn(model, output: str, binary: bool) -> Callable:
     return f
 
 
-def _agnostic_output(model, is_clf: bool) -> str:
+def agnostic_output(model, is_clf: bool) -> str:
     if not is_clf:
         return "prediction"
     if hasattr(model, "predict_proba"):
@@ -152,7 +152,7 @@ def _tree_plan(est, is_clf: bool, binary: bool, requested: str):
     return margin, False
 
 
-def _explain_tree(est, M, bg, is_clf, binary, requested, chunk_rows, progress):
+def explain_tree(est, M, bg, is_clf, binary, requested, chunk_rows, progress):
     import shap
 
     output, interventional = _tree_plan(est, is_clf, binary, requested)
@@ -175,7 +175,7 @@ def _explain_tree(est, M, bg, is_clf, binary, requested, chunk_rows, progress):
     return values, base, output, how
 
 
-def _explain_linear(est, M, bg, is_clf, binary, chunk_rows, progress):
+def explain_linear(est, M, bg, is_clf, binary, chunk_rows, progress):
     import shap
 
     explainer = shap.LinearExplainer(est, shap.maskers.Independent(bg, max_samples=len(bg)))
@@ -237,7 +237,7 @@ class _Codec:
         return df
 
 
-def _explain_permutation(model, Xpd_rows, Xpd_bg, out_fn, binary, seed, chunk_rows,
+def explain_permutation(model, Xpd_rows, Xpd_bg, out_fn, binary, seed, chunk_rows,
                          progress, as_frame: bool):
     import shap
 

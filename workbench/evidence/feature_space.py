@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 
-class _Unmappable(Exception):
+class Unmappable(Exception):
     pass
 
 
@@ -51,21 +51,21 @@ def _map_outputs(trans, in_names: list[str]) -> np.ndarray:
                 sub_in = _resolve_cols(cols, in_names)
             sm = _map_outputs(sub, [in_names[i] for i in sub_in])
             if len(sm) != out_sl.stop - out_sl.start:
-                raise _Unmappable(name)
+                raise Unmappable(name)
             result[out_sl] = sub_in[sm]
         if (result < 0).any():
-            raise _Unmappable("unmapped output")
+            raise Unmappable("unmapped output")
         return result
     if isinstance(trans, OneHotEncoder):
         counts = getattr(trans, "_n_features_outs", None)
         if counts is None or len(counts) != len(in_names):
-            raise _Unmappable("OneHotEncoder")
+            raise Unmappable("OneHotEncoder")
         return np.repeat(np.arange(len(in_names)), counts)
     if hasattr(trans, "get_feature_names_out"):
         out = [str(c) for c in trans.get_feature_names_out(in_names)]
         if out == list(in_names):  # one-to-one (scalers, imputers without indicators, ...)
             return np.arange(len(in_names))
-    raise _Unmappable(type(trans).__name__)
+    raise Unmappable(type(trans).__name__)
 
 
 def _resolve_cols(cols, in_names: list[str]) -> np.ndarray:
@@ -81,15 +81,15 @@ def _resolve_cols(cols, in_names: list[str]) -> np.ndarray:
     return np.asarray(cols, dtype=int)
 
 
-def _to_original(values: np.ndarray, pre, in_names: list[str], n_out: int):
+def to_original(values: np.ndarray, pre, in_names: list[str], n_out: int):
     """(values summed per original column, mapping) for SHAP values of ``pre``'s outputs.
 
     ``values`` has one column per output of fitted ``pre`` (``n_out`` of them); raises
-    :class:`_Unmappable` when an output cannot be traced to one original column.
+    :class:`Unmappable` when an output cannot be traced to one original column.
     """
     mapping = _map_outputs(pre, in_names)
     if len(mapping) != n_out:
-        raise _Unmappable("length")
+        raise Unmappable("length")
     G = np.zeros((n_out, len(in_names)))
     G[np.arange(n_out), mapping] = 1.0
     values = (np.einsum("nfk,fg->ngk", values, G) if values.ndim == 3
@@ -97,7 +97,7 @@ def _to_original(values: np.ndarray, pre, in_names: list[str], n_out: int):
     return values, mapping
 
 
-def _dense(a) -> np.ndarray:
+def to_dense(a) -> np.ndarray:
     if hasattr(a, "toarray"):
         a = a.toarray()
     if hasattr(a, "to_numpy"):

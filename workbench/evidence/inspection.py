@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 
-def _permutation_importance(model, rows, y_rows, named, in_names, n_repeats, seed,
+def permutation_importance_of(model, rows, y_rows, named, in_names, n_repeats, seed,
                             notes) -> pl.DataFrame | None:
     """Permutation importance of the whole model over the original columns (None without y)."""
     perm = None
@@ -36,7 +36,7 @@ def _permutation_importance(model, rows, y_rows, named, in_names, n_repeats, see
     return perm
 
 
-def _partial_dependence(model, rows, top, pd_target, named, is_clf, classes, binary,
+def partial_dependence_of(model, rows, top, pd_target, named, is_clf, classes, binary,
                         feature_names, pd_rows, grid_resolution, seed, notes) -> dict:
     import pandas as pd
     from sklearn.inspection import partial_dependence

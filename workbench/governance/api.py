@@ -187,7 +187,7 @@ class GovernanceMethods:
     def request(self, request_id: int) -> Request:
         """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments."""
         def read(conn):
-            req = governance._request(conn, request_id)
+            req = governance.request_row(conn, request_id)
             snap = governance.snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
             return req, snap, governance.sign_offs(conn, request_id, req["evidence_sha256"])
 

@@ -215,7 +215,16 @@ REQUEST_TIER_SQL = """(case when r.status <> 'pending' then coalesce(r.strictest
       when 'medium' in (r.strictest_tier, m.risk_tier) then 'medium' else 'low' end)"""
 
 
-def _request(conn, request_id: int):
+def request_row(conn, request_id: int):
+    """The request's row with its model's name and the risk tier it is judged on, in ``conn``.
+
+    Raises
+    ------
+    ValidationError
+        If ``request_id`` is not an integer.
+    NotFoundError
+        If there is no such request.
+    """
     if isinstance(request_id, bool) or not isinstance(request_id, int):
         raise ValidationError(f"A request id is an integer, got {request_id!r}.")
     row = conn.execute(sa.text(f"select r.*, m.name, {REQUEST_TIER_SQL} as risk_tier from promotion_requests r "
@@ -315,7 +324,7 @@ def _check_decidable(conn, req: dict, actor: str, role: str) -> str:
 
 
 def decide(conn, actor: str, role: str, request_id: int, approve: bool, comment: str, override_reason: str | None):
-    req = _request(conn, request_id)
+    req = request_row(conn, request_id)
     freetext.check_text("Decision comment", comment)
     freetext.check_text("Override reason", override_reason)
     sha = _check_decidable(conn, req, actor, role)
@@ -371,7 +380,7 @@ def _record(conn, req, actor, role, approve, comment, override, sha) -> None:
 
 
 def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
-    req = _request(conn, request_id)
+    req = request_row(conn, request_id)
     freetext.check_text("Withdrawal reason", reason)
     if req["requested_by"] != actor:
         raise PermissionDenied(f"Only {req['requested_by']}, who made request {request_id}, may withdraw it.")
@@ -383,7 +392,7 @@ def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
 
 def refresh(conn, actor: str, role: str, request_id: int):
     """Re-bind a pending request to the version's current evidence; earlier sign-offs stop counting."""
-    req = _request(conn, request_id)
+    req = request_row(conn, request_id)
     if req["status"] != "pending":
         raise ConflictError(f"Request {request_id} is already {req['status']}.")
     if actor != req["requested_by"] and role != "lead":
@@ -395,7 +404,7 @@ def refresh(conn, actor: str, role: str, request_id: int):
 
 
 def comment(conn, actor: str, role: str, request_id: int, text: str):
-    req = _request(conn, request_id)
+    req = request_row(conn, request_id)
     if not text or not text.strip():
         raise ValidationError("A comment needs some text.")
     freetext.check_text("Comment", text)

@@ -57,6 +57,12 @@ class Ctx:
         self.sync()
         return self.store.read(sql, params)
 
+    def snapshot(self, fn: Callable[..., Any]) -> Any:
+        """``fn(conn)`` for reads that need more than one query, all seeing the same moment."""
+        self.sync()
+        with self.store.snapshot() as conn:
+            return fn(conn)
+
     def sync(self) -> None:
         """Wait for this actor's buffered writes, so reads see them."""
         if self.before_read is not None:

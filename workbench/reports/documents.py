@@ -148,7 +148,7 @@ def validation_pack(ws, name: str, version: int | None = None) -> dict:
                                        "evidence_sha256": d["evidence_sha256"], "at": d["created_at"].isoformat()}
                                       for d in r.decisions]})
     tier = card["model_details"]["risk_tier"]
-    _, snap = ws._in_transaction(lambda conn: governance.current_gates(conn, name, v, tier))
+    _, snap = ws.ctx.snapshot(lambda conn: governance.current_gates(conn, name, v, tier))
     alerts = ws.alerts(name).filter(pl.col("version") == v)
     check = ws.verify_audit()
     missing = list(card["missing"]) + ([] if history else ["an approval (no promotion request for this version)"])
@@ -410,7 +410,7 @@ def file_name(doc: dict, fmt: str) -> str:
 
 def export(ws, kind: str, name: str | None, version: int | None, fmt: str, out_dir, **options) -> Path:
     """Build, render and write one report into ``out_dir``; the export is audited with the file's sha256."""
-    ws._require("reports")
+    ws.ctx.require("reports")
     out = check_folder(out_dir)
     check_format(fmt)
     doc = build(ws, kind, name, version, **options)
@@ -427,6 +427,6 @@ def export(ws, kind: str, name: str | None, version: int | None, fmt: str, out_d
 def record(ws, doc: dict, fmt: str, file_name_: str, data: bytes, folder: str | None = None) -> None:
     """The audit event of an export: which report, and the sha256 of the bytes handed out."""
     r = doc["report"]
-    ws._call(lambda conn: (None, [audit.Event(ws.user, ws.role, "report.export", "report", file_name_, {
+    ws.ctx.call(lambda conn: (None, [audit.Event(ws.user, ws.role, "report.export", "report", file_name_, {
         "kind": r["kind"], "model": r["model"], "version": r["version"], "format": fmt, "folder": folder,
         "sha256": artifacts.sha256_bytes(data), "bytes": len(data), "missing": doc.get("missing", [])})]))

@@ -243,11 +243,11 @@ def recover_interrupted(ws) -> list[dict]:
     """
     timeout, now = run_timeout(), datetime.now(timezone.utc)
     outcomes = []
-    for run in ws._read(RUNNING_SQL).to_dicts():
+    for run in ws.ctx.read(RUNNING_SQL).to_dicts():
         why = why_interrupted(run, now=now, timeout=timeout)
         if why is None:
             continue
-        handed_back = ws._call(lambda conn, run=run, why=why: interrupt(conn, ws.user, ws.role, run, why))
+        handed_back = ws.ctx.call(lambda conn, run=run, why=why: interrupt(conn, ws.user, ws.role, run, why))
         if handed_back is not None:
             outcomes.append({"schedule": run["name"], "status": "interrupted", "run_id": run["id"],
                              "due_at": run["due_at"], "error": why, "retried": handed_back})
@@ -276,12 +276,12 @@ def run_due(ws, now: datetime | None = None) -> list[dict]:
 
     now = now or datetime.now(timezone.utc)
     outcomes = recover_interrupted(ws)  # first, so an interrupted occurrence is claimed again below
-    for s in ws._read(SCHEDULES_SQL).to_dicts():
+    for s in ws.ctx.read(SCHEDULES_SQL).to_dicts():
         found = due(s["cron"], last=s["last_due_at"], now=now, created=s["created_at"] - timedelta(seconds=1))
         if found is None:
             continue
         due_at, missed = found
-        run_id = ws._call(lambda conn, s=s: claim(conn, ws.user, ws.role, s, due_at, missed))
+        run_id = ws.ctx.call(lambda conn, s=s: claim(conn, ws.user, ws.role, s, due_at, missed))
         if run_id is None:
             outcomes.append({"schedule": s["name"], "status": "skipped", "due_at": due_at})
             continue
@@ -293,7 +293,7 @@ def run_due(ws, now: datetime | None = None) -> list[dict]:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a scheduler records any failure and carries on
             error = f"{type(exc).__name__}: {exc}"
-        ws._call(lambda conn, s=s: finish(conn, ws.user, ws.role, s, run_id, path=path, sha256=digest, error=error))
+        ws.ctx.call(lambda conn, s=s: finish(conn, ws.user, ws.role, s, run_id, path=path, sha256=digest, error=error))
         outcomes.append({"schedule": s["name"], "status": "failed" if error else "ok", "due_at": due_at,
                          "missed": missed, "path": path, "error": error})
     return outcomes

@@ -326,7 +326,6 @@ class Store:
         self._releaser: threading.Thread | None = None
         self._closed = False
         self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
-        self._run_index = None  # search.RunIndex of this process, kept current by search.run_index
         self._artifact_root: str | None = None  # store_info.artifact_root, read once
         self.accept_log_loss = accept_log_loss  # `workbench recover` only: open past a damaged log
         _live_stores.add(self)

@@ -28,7 +28,7 @@ import uuid
 import weakref
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import sqlalchemy as sa
 
@@ -43,8 +43,8 @@ from ..store.shared import on_first_open
 from ..store.writer import RunBatch
 
 if TYPE_CHECKING:
+    from ..people.context import Ctx
     from ..registry.models import ModelVersion
-    from ..workspace import Workspace
 
 MAX_KEY = 250
 MAX_PARAM_VALUE = MAX_TEXT  # params are free text too: one limit (workbench.freetext)
@@ -186,9 +186,14 @@ class Run:
     flush_points = 50_000
     flush_seconds = 5.0
 
-    def __init__(self, ws: "Workspace", experiment_id: int, experiment: str, name: str | None,
-                 parent_run_id: str | None) -> None:
-        self._ws = ws
+    def __init__(self, ctx: "Ctx", experiment_id: int, experiment: str, name: str | None,
+                 parent_run_id: str | None, *, register: Callable[..., "ModelVersion"],
+                 on_end: Callable[[str], None] = lambda run_id: None) -> None:
+        # The workspace hands the run what it needs: who acts on which store (ctx), how to
+        # register a model, and whom to tell when it ends (its list of open runs).
+        self._ctx = ctx
+        self._register = register
+        self._on_end = on_end
         self.run_id = new_run_id()
         self.experiment = experiment
         self.experiment_id = experiment_id
@@ -203,7 +208,7 @@ class Run:
         self._tag_keys: set[str] = set()
         self._batch = RunBatch(self.run_id, insert=dict(
             run_id=self.run_id, experiment_id=experiment_id, name=self.name, status="RUNNING",
-            user_name=ws.user, start_time=self.start_time, parent_run_id=parent_run_id,
+            user_name=ctx.user, start_time=self.start_time, parent_run_id=parent_run_id,
             git_commit=self.git_commit, source=self.source, host=HOST, pid=os.getpid()))
         self._batch.events.append(self._event("run.start", {
             "experiment": experiment, "name": self.name, "parent_run_id": parent_run_id,
@@ -217,7 +222,7 @@ class Run:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"
 
     def _event(self, action: str, payload: dict) -> Event:
-        return Event(self._ws.user, self._ws.role, action, "run", self.run_id, payload)
+        return Event(self._ctx.user, self._ctx.role, action, "run", self.run_id, payload)
 
     def _check_open(self) -> None:
         if self._ended:
@@ -325,7 +330,7 @@ class Run:
         detected = column_marks.detect(df)
         parent_ids = [p.id if isinstance(p, DatasetRef) else int(p) for p in (parents or [])]
         self.flush()  # the run row must exist before rows that point at it
-        return self._ws._call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height,
+        return self._ctx.call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height,
                                                         df.width, source, parent_ids, detected, explicit))
 
     def log_artifact(self, path: str | os.PathLike, name: str | None = None) -> str:
@@ -335,9 +340,9 @@ class Run:
         name = check_key("Artifact", name or path.name)
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ValidationError(f"Artifact name {name!r} may not contain path separators.")
-        digest, size = artifacts.put_file(self._ws.store.artifact_root, path)
+        digest, size = artifacts.put_file(self._ctx.store.artifact_root, path)
         self.flush()
-        return self._ws._call(lambda conn: _log_artifact(conn, self, name, digest, size))
+        return self._ctx.call(lambda conn: _log_artifact(conn, self, name, digest, size))
 
     def register_model(self, model: Any, name: str, **metadata: Any) -> "ModelVersion":
         """Save ``model`` (skops, content-addressed) as the next version of ``name``.
@@ -348,13 +353,13 @@ class Run:
         """
         self._check_open()
         self.flush()
-        return self._ws._register_model(model, name, run_id=self.run_id, **metadata)
+        return self._register(model, name, run_id=self.run_id, **metadata)
 
     # -- lifecycle ----------------------------------------------------------------------
     def _maybe_flush(self) -> None:
         b = self._batch
         if b.n_points >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
-            self._submit()
+            self.submit()
 
     def _note_points(self) -> None:
         """Points leave a trace in the audit trail too: how many, which keys, and their digest
@@ -364,18 +369,20 @@ class Run:
             b.events.append(self._event("run.log_metrics", {"points": b.n_points, "keys": b.point_keys(),
                                                             "digest": audit_replay.batch_digest(b.chunks)}))
 
-    def _submit(self) -> None:
+    def submit(self) -> None:
+        """Send what the run has buffered to the store's writer, without waiting for the commit
+        (:meth:`flush` waits). The workspace does this for its open runs before every read."""
         b = self._batch
         self._note_points()
         if b.events:  # every change above appended an event, so no events means nothing to write
-            self._ws._writer.submit(b)
+            self._ctx.writer.submit(b)
         self._batch = RunBatch(self.run_id)
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
         """Send buffered values to the store and wait until they are committed."""
-        self._submit()
-        self._ws._writer.flush()
+        self.submit()
+        self._ctx.writer.flush()
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
         """End the run; returns once the run and everything it logged are committed."""
@@ -387,9 +394,9 @@ class Run:
         self._batch.events.append(self._event("run.end", {"status": status, "error": error}))
         self._ended = True
         _open_runs.discard(self)
-        self._ws._open_runs.pop(self.run_id, None)
+        self._on_end(self.run_id)
         batch, self._batch = self._batch, RunBatch(self.run_id)
-        self._ws._writer.commit(batch)  # acknowledged means committed: no exit hook, timer or luck
+        self._ctx.writer.commit(batch)  # acknowledged means committed: no exit hook, timer or luck
 
     def __enter__(self) -> "Run":
         return self
@@ -413,8 +420,8 @@ def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols
     if row is None:
         ds_id = conn.execute(sa.insert(t).values(
             name=name, digest=digest, columns_json=schema_json, n_rows=n_rows, n_cols=n_cols, source=source,
-            created_by=run._ws.user, created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
-        events.append(Event(run._ws.user, run._ws.role, "dataset.create", "dataset", str(ds_id),
+            created_by=run._ctx.user, created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
+        events.append(Event(run._ctx.user, run._ctx.role, "dataset.create", "dataset", str(ds_id),
                             {"name": name, "digest": digest, "rows": n_rows, "cols": n_cols, "source": source}))
     else:
         ds_id = row[0]
@@ -430,7 +437,7 @@ def _log_dataset(conn, run: Run, name, role, digest, schema_json, n_rows, n_cols
     if conn.execute(sa.select(rd.c.run_id).where(rd.c.run_id == run.run_id, rd.c.dataset_id == ds_id, rd.c.role == role)).first() is None:
         conn.execute(sa.insert(rd).values(run_id=run.run_id, dataset_id=ds_id, role=role))
     events.append(run._event("run.log_dataset", {"dataset_id": ds_id, "name": name, "digest": digest, "role": role, "parents": parent_ids}))
-    marks, mark_events = dataset_marks.on_log(conn, run._ws.user, run._ws.role, ds_id, list(json.loads(schema_json)),
+    marks, mark_events = dataset_marks.on_log(conn, run._ctx.user, run._ctx.role, ds_id, list(json.loads(schema_json)),
                                               detected, explicit, parent_ids, created=row is None)
     return DatasetRef(ds_id, name, digest, n_rows, marks), events + mark_events
 
@@ -445,14 +452,15 @@ def _log_artifact(conn, run: Run, name: str, digest: str, size: int):
     return digest, [run._event("run.log_artifact", {"name": name, "sha256": digest, "size": size})]
 
 
-def ensure_experiment(conn, ws: "Workspace", name: str, description: str | None = None):
+def ensure_experiment(conn, ctx: "Ctx", name: str, description: str | None = None):
+    """The id of experiment ``name``, created if new (a writer op: returns the id and its event)."""
     t = schema.Experiment.__table__
     row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
     if row is not None:
-        return row[0], [Event(ws.user, ws.role, "experiment.use", "experiment", str(row[0]), {"name": name})]
-    exp_id = conn.execute(sa.insert(t).values(name=name, description=description, created_by=ws.user,
+        return row[0], [Event(ctx.user, ctx.role, "experiment.use", "experiment", str(row[0]), {"name": name})]
+    exp_id = conn.execute(sa.insert(t).values(name=name, description=description, created_by=ctx.user,
                                               created_at=schema.utcnow()).returning(t.c.id)).scalar_one()
-    return exp_id, [Event(ws.user, ws.role, "experiment.create", "experiment", str(exp_id), {"name": name, "description": description})]
+    return exp_id, [Event(ctx.user, ctx.role, "experiment.create", "experiment", str(exp_id), {"name": name, "description": description})]
 
 
 # -- runs left behind by dead processes ----------------------------------------------------

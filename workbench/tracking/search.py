@@ -12,7 +12,10 @@ run by DuckDB over the Arrow table, with bound parameters.
 from __future__ import annotations
 
 import threading
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import polars as pl
 
@@ -40,6 +43,8 @@ class RunIndex:
 
 
 _lock = threading.Lock()
+#: Store -> its run index in this process (kept here, not on the Store: the index is search's).
+_indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _filter_lock = threading.Lock()
 _filter_con = []
 
@@ -60,14 +65,36 @@ def run_index(store) -> RunIndex:
     """
     version = store.scalar("select coalesce(max(seq), 0) from audit_events")
     with _lock:
-        cached = getattr(store, "_run_index", None)
+        cached = _indexes.get(store)
         if cached is not None and cached.version == version:
             return cached
         idx = _refresh(store, cached, version) if cached is not None else None
         if idx is None:
             idx = _build(store, version)
-        store._run_index = idx
+        _indexes[store] = idx
         return idx
+
+
+def forget_run_index(store) -> "RunIndex | None":
+    """Drop this process's run index of ``store``: the next search builds it anew, as a new
+    process's first search would (benchmarks time that). Returns the dropped index."""
+    with _lock:
+        return _indexes.pop(store, None)
+
+
+@contextmanager
+def rebuilt_run_index(store) -> Iterator[None]:
+    """Within the block, searches of ``store`` build their index from scratch; the process's
+    index (kept current by refreshes) is put back after, so the two can be compared."""
+    kept = forget_run_index(store)
+    try:
+        yield
+    finally:
+        with _lock:
+            if kept is not None:
+                _indexes[store] = kept
+            else:
+                _indexes.pop(store, None)
 
 
 _RUNS_SQL = ("select r.run_id, e.name as experiment, r.name as run_name, r.status, r.user_name, "
