@@ -4,7 +4,6 @@ import polars as pl
 import streamlit as st
 
 from workbench.governance import requests as governance
-from workbench.people import roles
 from workbench.ui import widgets as ui
 
 ws = ui.require_page("approvals")
@@ -23,9 +22,7 @@ with ui.shown_errors():
         ui.empty("No promotion requests yet: a data scientist or lead asks with "
                  "`ws.request_promotion(version, 'Production', justification)`.")
         st.stop()
-    pending = everything.filter(pl.col("status") == "pending")
-    awaiting = pending.filter(pl.Series([governance.why_not_decide(role, me, r["requested_by"], r["risk_tier"]) is None
-                                         for r in pending.iter_rows(named=True)], dtype=pl.Boolean))
+    awaiting = ws.awaiting_me()
     mine = everything.filter(pl.col("requested_by") == me)
     queues = {"Awaiting me": awaiting, "My requests": mine, "All": everything}
     # A shared link, or a decision just taken, opens the first queue that holds its request.
@@ -94,8 +91,8 @@ with ui.shown_errors():
         st.markdown(f"**Stage changes of {ui.plain(req.name)}**")
         st.dataframe(ws.stage_history(req.name), hide_index=True, width="stretch")
 
-    blocker = governance.why_not_decide(role, me, req.requested_by, req.risk_tier)
-    if req.status == "pending" and not req.stale and blocker is None:
+    may = ws.request_actions(req.id)  # None where this user may, else why not
+    if may["decide"] is None:
         with st.form("decide"):
             note = st.text_area("Comment (a rejection needs one)")
             override = st.text_input("Override reason (a lead approving past failing gates)") if req.failing_gates else None
@@ -108,18 +105,18 @@ with ui.shown_errors():
                 ws.decide(req.id, False, note)
                 st.session_state["approvals_follow"] = True  # show it where it went
                 st.rerun()
-    elif req.status == "pending" and blocker:
-        st.caption(blocker)
-    if req.status == "pending" and req.stale and (me == req.requested_by or role == "lead"):
+    elif req.status == "pending":
+        st.caption(may["decide"])
+    if may["refresh"] is None:
         if st.button("Refresh the evidence", icon=":material/refresh:"):
             ws.refresh_request(req.id)
             st.session_state["approvals_follow"] = True  # show it where it went
             st.rerun()
-    if req.status == "pending" and me == req.requested_by and st.button("Withdraw", icon=":material/undo:"):
+    if may["withdraw"] is None and st.button("Withdraw", icon=":material/undo:"):
         ws.withdraw(req.id, "withdrawn from the dashboard")
         st.session_state["approvals_follow"] = True  # show it where it went
         st.rerun()
-    if roles.allowed(role, "comment"):
+    if may["comment"] is None:
         with st.form("comment", clear_on_submit=True):
             text = st.text_input("Add a comment")
             if st.form_submit_button("Comment", icon=":material/chat:"):

@@ -1,6 +1,5 @@
 """Models: the registry, with owners, risk tiers, versions, stages, aliases and evidence."""
 
-import polars as pl
 import streamlit as st
 
 from workbench.people import roles
@@ -20,17 +19,12 @@ with ui.shown_errors():
     ui.from_url("models_model", "model", default=names[0], options=names)
     name = st.selectbox("Model", names, key="models_model")
     ui.keep_in_url("models_model", "model", name)
-    versions = ws.model_versions(name)
-    # Which evidence exists per version, and its verdict ("stored" where no policy judges it).
-    evidence = ws.evidence(name).with_columns(pl.col("verdict").fill_null("stored"))
-    for kind in ("explanation", "fairness", "drift"):
-        got = evidence.filter(pl.col("kind") == kind).select(["version", pl.col("verdict").alias(kind)])
-        versions = versions.join(got, on="version", how="left").with_columns(pl.col(kind).fill_null("missing"))
+    versions = ws.evidence_verdicts(name)
     st.dataframe(versions.select(["version", "stage", "aliases", "run_name", "explanation", "fairness", "drift",
                                   "model_class", "sha256", "created_by", "created_at"]),
                  hide_index=True, width="stretch",
                  column_config={"sha256": st.column_config.TextColumn("file sha256", help="checked on every load")})
-    if evidence.is_empty():
+    if ws.evidence(name).is_empty():
         ui.empty("No evidence stored for this model yet: compute it from a notebook with "
                  "`ws.fairness(version, X, y, sensitive_features=[...])`.")
 

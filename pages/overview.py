@@ -3,6 +3,7 @@
 import polars as pl
 import streamlit as st
 
+from workbench.people import roles
 from workbench.ui import widgets as ui
 
 ws = ui.require_page("home")
@@ -15,18 +16,18 @@ with ui.shown_errors():
     for col, key in zip(cols, ["experiments", "runs", "models", "versions", "users"]):
         col.metric(key.capitalize(), counts[key])
     st.subheader("For you")
-    if signed.role in ("data_scientist", "lead"):
+    if roles.allowed(signed.role, "log_runs"):
         mine = ws.search_runs().filter(pl.col("user_name") == signed.user)
         failed = mine.filter(pl.col("status") == "FAILED").height
         st.write(f"You have {mine.height} runs" + (f", {failed} of them failed." if failed else "."))
     staging = ws.model_versions().filter(pl.col("stage") == "Staging")
-    if signed.role in ("reviewer", "compliance_officer", "lead"):
+    if roles.allowed(signed.role, "review"):
         if staging.is_empty():
             st.write("No model version is in Staging.")
         else:
             st.write(f"{staging.height} model versions are in Staging, awaiting review:")
             st.dataframe(staging.select(["name", "version", "run_name", "created_by", "created_at"]), hide_index=True)
-    if signed.role == "admin":
+    if roles.allowed(signed.role, "manage_users"):
         st.write(f"{counts['users']} accounts. Manage them on the Users page.")
     if counts["runs"] == 0:
         ui.empty("No runs yet. Seed a demo with `workbench demo`, or log runs from a notebook "

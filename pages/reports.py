@@ -26,7 +26,7 @@ with ui.shown_errors():
     fmt = c4.selectbox("Format", reports.FORMATS)
     if st.button("Generate", type="primary", icon=":material/description:"):
         with st.spinner("Building the report ..."):
-            name, data = ws.report(kind, model, None if version == "default" or kind == "audit" else int(version), fmt=fmt)
+            name, data = ws.download_report(kind, model, None if version == "default" or kind == "audit" else int(version), fmt=fmt)
         st.session_state["report_ready"] = (name, data, fmt)
     if "report_ready" in st.session_state:
         name, data, kind_fmt = st.session_state["report_ready"]

@@ -508,3 +508,60 @@ def test_a_drift_report_that_tested_too_few_columns_fails_the_drift_gate(team):
     dana.drift(ref, ref.sample(300, seed=2), model_version=mv)  # a complete report: judged on its share again
     [gate] = [g for g in dana.refresh_request(req.id).gates if g["gate"].startswith("drift share")]
     assert gate["passed"] and gate["detail"] == "0"
+
+
+# -- rules the Approvals and Models pages used to apply themselves (issue 16) ---------------------
+def test_awaiting_me_holds_what_each_person_may_decide_now(team):
+    dana, lee, casey, riley, ada = team["dana"], team["lee"], team["casey"], team["riley"], team["ada"]
+    medium = dana.request_promotion(_version(dana, "scorer", "medium", evidence=()), "Staging", "try it").id
+    high = dana.request_promotion(_version(dana, "credit", "high", evidence=()), "Staging", "try it").id
+    assert sorted(lee.awaiting_me()["id"].to_list()) == sorted([medium, high])
+    assert casey.awaiting_me()["id"].to_list() == [high]  # the second sign-off is on high risk only
+    for who in (dana, riley, ada):  # the requester never; roles that never decide see nothing
+        assert who.awaiting_me().is_empty()
+    assert wb.connect(dana.store.location).awaiting_me().is_empty()  # a workspace without a user
+    lee_own = lee.request_promotion(_version(lee, "lead-model", "medium", evidence=()), "Staging", "mine").id
+    assert lee_own not in lee.awaiting_me()["id"].to_list() and lee_own in team["lou"].awaiting_me()["id"].to_list()
+    lee.decide(medium, False, "not yet")
+    assert medium not in lee.awaiting_me()["id"].to_list()  # decided: no longer waiting
+
+
+def test_request_actions_say_what_each_person_may_do_and_the_operations_agree(team):
+    dana, lee, riley, ada = team["dana"], team["lee"], team["riley"], team["ada"]
+    mv = _version(dana, "scorer", "medium", evidence=("explanation",))  # medium risk: its gates pass
+    req = dana.request_promotion(mv, "Production", "go").id
+    own = dana.request_actions(req)
+    assert "own" in own["decide"] and own["withdraw"] is None and own["comment"] is None
+    assert "current" in own["refresh"]  # nothing changed: nothing to refresh
+    assert lee.request_actions(req)["decide"] is None and "Only dana" in lee.request_actions(req)["withdraw"]
+    assert "may not decide" in riley.request_actions(req)["decide"] and riley.request_actions(req)["comment"] is None
+    assert "may not comment" in ada.request_actions(req)["comment"]
+    # the operations refuse what the actions refuse
+    with pytest.raises(wb.PermissionDenied, match="own"):
+        dana.decide(req, True, "mine")
+    with pytest.raises(wb.PermissionDenied, match="Only dana"):
+        lee.withdraw(req, "not mine")
+    with pytest.raises(wb.PermissionDenied):
+        ada.comment(req, "admins do not take part")
+    _evidence(dana, mv, ("fairness",), seed=3)  # the evidence changes: stale
+    assert "refresh" in lee.request_actions(req)["decide"]
+    assert dana.request_actions(req)["refresh"] is None and lee.request_actions(req)["refresh"] is None
+    assert "Only the requester" in riley.request_actions(req)["refresh"]
+    with pytest.raises(wb.PermissionDenied):  # refused by role first: reviewers never request
+        riley.refresh_request(req)
+    dana.refresh_request(req)
+    lee.decide(req, True, "ok")
+    done = lee.request_actions(req)
+    assert all("approved" in done[a] for a in ("decide", "refresh", "withdraw"))
+
+
+def test_evidence_verdicts_per_version(team):
+    dana = team["dana"]
+    bare = _version(dana, "scorer", "medium", evidence=())
+    judged = _version(dana, "scorer", "medium", evidence=("fairness",), seed=1)
+    table = {r["version"]: r for r in dana.evidence_verdicts("scorer").to_dicts()}
+    assert {table[bare.version][k] for k in ("explanation", "fairness", "drift")} == {"missing"}
+    fairness = dana.evidence("scorer").filter(pl.col("kind") == "fairness")["verdict"].item()
+    assert table[judged.version]["fairness"] == fairness and table[judged.version]["drift"] == "missing"
+    with pytest.raises(wb.NotFoundError):
+        dana.evidence_verdicts("no-such-model")

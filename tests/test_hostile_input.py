@@ -193,7 +193,7 @@ def test_models_named_like_paths_export_inside_the_chosen_folder(op, ws, tmp_pat
     assert {p for p in new if not p.startswith(str(tmp_path / "workbench."))} == {str(p) for p in written}
     assert not Path("/tmp/escaped-abs").exists()
     # the dashboard's download name is the same safe file name
-    name, data = op.report("model-card", "../../escaped", fmt="json")
+    name, data = op.download_report("model-card", "../../escaped", fmt="json")
     assert "/" not in name and "\x00" not in name and name.endswith(".json") and json.loads(data)["report"]["model"] == "../../escaped"
 
 

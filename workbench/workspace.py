@@ -543,6 +543,24 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return self._read_for_model(evidence.LATEST_SQL, name)
 
     @operation(READ, writes=False)
+    def evidence_verdicts(self, name: str) -> pl.DataFrame:
+        """The versions of model ``name`` (as :meth:`model_versions`) with one column per kind of
+        evidence (explanation, fairness, drift): its latest verdict, ``"stored"`` where no policy
+        judges it, ``"missing"`` where none was computed.
+
+        Raises
+        ------
+        NotFoundError
+            If no model ``name`` is registered.
+        """
+        versions = self.model_versions(name)
+        latest = self.evidence(name).with_columns(pl.col("verdict").fill_null("stored"))
+        for kind in governance.EVIDENCE_KINDS:
+            got = latest.filter(pl.col("kind") == kind).select(["version", pl.col("verdict").alias(kind)])
+            versions = versions.join(got, on="version", how="left").with_columns(pl.col(kind).fill_null("missing"))
+        return versions
+
+    @operation(READ, writes=False)
     def evidence_policy(self, evidence_id: int) -> dict | None:
         """The thresholds a stored verdict was reached with (None where no policy judged it)."""
         _check_evidence_id(evidence_id)

@@ -14,6 +14,7 @@ import polars as pl
 
 from ..errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from ..operations import READ, operation
+from ..people import roles
 from ..registry import models as registry
 from . import requests as governance
 
@@ -182,6 +183,46 @@ class GovernanceMethods:
         failing = [[g["gate"] for g in json.loads(gates) if not g["passed"]] for gates in rows["gates"]]
         return rows.with_columns(pl.Series("stale", stale), pl.Series("failing_gates", failing,
                                                                       dtype=pl.List(pl.String))).drop("gates")
+
+    @operation(READ, writes=False)
+    def awaiting_me(self) -> pl.DataFrame:
+        """The pending requests this user may decide now, newest first (as :meth:`requests`).
+
+        Four eyes and the role rules decide what is in it: never one's own request; leads
+        decide; compliance officers give the second sign-off on high-risk models. Empty for
+        roles that never decide and for a workspace without a user.
+        """
+        pending = self.requests(status="pending")
+        if self.user is None or pending.is_empty():
+            return pending.head(0)
+        may = [governance.why_not_decide(self.role, self.user, r["requested_by"], r["risk_tier"]) is None
+               for r in pending.iter_rows(named=True)]
+        return pending.filter(pl.Series(may, dtype=pl.Boolean))
+
+    @operation(READ, writes=False)
+    def request_actions(self, request_id: int) -> dict[str, str | None]:
+        """What this user may do with a request now: for each of ``decide``, ``refresh``,
+        ``withdraw`` and ``comment``, None when they may, else why not (the page shows it).
+
+        The same rules refuse the operations themselves; this only asks them ahead.
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown request.
+        """
+        req = self.request(request_id)
+        who = self.user or "nobody"
+        role = self.role or "none"
+        done = None if req.status == "pending" else f"Request {req.id} is {req.status}."
+        decide = done or governance.why_not_decide(role, who, req.requested_by, req.risk_tier) or (
+            "The evidence changed since it was asked: refresh it first." if req.stale else None)
+        refresh = done or governance.why_not_refresh(role, who, req.requested_by) or (
+            None if req.stale else "Its evidence is current: nothing to refresh.")
+        comment = None if self.user and roles.allowed(role, "comment") else (
+            f"{role.replace('_', ' ')} may not comment" if self.user else "Sign in to comment.")
+        return {"decide": decide, "refresh": refresh,
+                "withdraw": done or governance.why_not_withdraw(who, req.requested_by), "comment": comment}
 
     @operation(READ, writes=False)
     def request(self, request_id: int) -> Request:

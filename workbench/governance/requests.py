@@ -298,11 +298,25 @@ def why_not_decide(role: str, actor: str, requested_by: str, risk_tier: str) -> 
     """Why ``actor`` (``role``) may not decide a request, or None: the rule the page shows too."""
     if requested_by == actor:
         return f"This request is {actor}'s own: nobody decides their own request (four eyes)."
-    if role not in ("lead", "compliance_officer"):
-        return f"User {actor!r} ({role}) may not decide; allowed roles: compliance_officer, lead."
+    if not roles.allowed(role, "decide"):
+        return f"User {actor!r} ({role}) may not decide; allowed roles: {', '.join(sorted(roles.PERMISSIONS['decide']))}."
     if role == "compliance_officer" and risk_tier != "high":
         return ("Compliance officers give the second sign-off on high-risk models; "
                 f"this model is {risk_tier} risk, so a lead decides it.")
+    return None
+
+
+def why_not_refresh(role: str, actor: str, requested_by: str) -> str | None:
+    """Why ``actor`` (``role``) may not refresh a request's evidence, or None: its requester or a lead may."""
+    if actor != requested_by and role != "lead":
+        return f"Only the requester ({requested_by}) or a lead may refresh it."
+    return None
+
+
+def why_not_withdraw(actor: str, requested_by: str) -> str | None:
+    """Why ``actor`` may not withdraw a request, or None: only its requester may."""
+    if actor != requested_by:
+        return f"Only {requested_by}, who made it, may withdraw it."
     return None
 
 
@@ -382,8 +396,9 @@ def _record(conn, req, actor, role, approve, comment, override, sha) -> None:
 def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
     req = request_row(conn, request_id)
     freetext.check_text("Withdrawal reason", reason)
-    if req["requested_by"] != actor:
-        raise PermissionDenied(f"Only {req['requested_by']}, who made request {request_id}, may withdraw it.")
+    refusal_ = why_not_withdraw(actor, req["requested_by"])
+    if refusal_:
+        raise PermissionDenied(f"Request {request_id}: {refusal_}")
     if req["status"] != "pending":
         raise ConflictError(f"Request {request_id} is already {req['status']}.")
     _bump(conn, req, status="withdrawn", decided_at=schema.utcnow())
@@ -395,8 +410,9 @@ def refresh(conn, actor: str, role: str, request_id: int):
     req = request_row(conn, request_id)
     if req["status"] != "pending":
         raise ConflictError(f"Request {request_id} is already {req['status']}.")
-    if actor != req["requested_by"] and role != "lead":
-        raise PermissionDenied(f"Only the requester ({req['requested_by']}) or a lead may refresh request {request_id}.")
+    refusal_ = why_not_refresh(role, actor, req["requested_by"])
+    if refusal_:
+        raise PermissionDenied(f"Request {request_id}: {refusal_}")
     snap, gates = current_gates(conn, req["name"], req["version"], req["risk_tier"])
     sha = digest(snap)
     _bump(conn, req, evidence_sha256=sha, evidence=canonical_json(snap), gates=canonical_json(gates))

@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "set_risk_tier": frozenset({"lead", "admin"}),  # the tier decides the gates and who signs off
     "request_promotion": frozenset({"data_scientist", "lead"}),
     "comment": frozenset({"data_scientist", "reviewer", "compliance_officer", "lead"}),
+    "review": frozenset({"reviewer", "compliance_officer", "lead"}),  # shown what awaits review
     "decide": frozenset({"compliance_officer", "lead"}),
     "rollback": frozenset({"lead"}),
     "audit_view": frozenset({"reviewer", "compliance_officer", "lead", "admin"}),

@@ -27,8 +27,21 @@ class ReportMethods:
         return reports.export(self, kind, model, version, fmt, out_dir, **options)
 
     @operation("reports", writes=True)
-    def report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html", **options) -> tuple[str, bytes]:
-        """(file name, bytes) of a report, for a download; audited like a file export."""
+    def download_report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html",
+                        **options) -> tuple[str, bytes]:
+        """A report as (file name, bytes), for a browser download; audited like :meth:`export_report`,
+        which writes the same document to a folder instead.
+
+        Parameters
+        ----------
+        kind, model, version, fmt, **options
+            As for :meth:`export_report`.
+
+        Returns
+        -------
+        tuple
+            ``(file name, content)``.
+        """
         doc = reports.build(self, kind, model, version, **options)
         data = reports.render(doc, fmt)
         name = reports.file_name(doc, fmt)
