@@ -1,4 +1,5 @@
-"""The ``workbench`` command: init, demo, serve, users, models, audit, reports, migrate.
+"""The ``workbench`` command: init, demo, serve, users, models, audit, report, schedule, scheduler,
+keys, artifacts, backup, recover, migrate.
 
 Every command takes ``--store`` (default ``$WORKBENCH_STORE``, else
 ``data/workbench.duckdb``) and exits non-zero on any failure, printing a one-line reason.
@@ -179,7 +180,7 @@ def users_unblock(address: str, store: Optional[str] = StoreOpt) -> None:
 
 @users_app.command("list")
 def users_list(store: Optional[str] = StoreOpt) -> None:
-    """One user a line: name, then role."""
+    """One user a line: name, then role, and "(disabled)" for a disabled account."""
     for name, role, disabled, _ in _operator(store).users().iter_rows():
         typer.echo(f"{name} {role}" + (" (disabled)" if disabled else ""))
 
@@ -201,8 +202,7 @@ def models_list(store: Optional[str] = StoreOpt) -> None:
 def audit_verify(store: Optional[str] = StoreOpt,
                  anchor: Optional[Path] = typer.Option(None, help="An anchor file from `audit anchor`: "
                                                        "also prove the chain still passes through it.")) -> None:
-    """Recompute the hash chain and check the tables against it; exit non-zero naming the first
-    broken event, or every row that disagrees with the chain."""
+    """Check the hash chain, and the tables against it; exit 2 naming the first broken event or each row at odds."""
     from .store import audit
 
     mark = None
@@ -301,6 +301,7 @@ def schedule_list(store: Optional[str] = StoreOpt) -> None:
 
 @schedule_app.command("remove")
 def schedule_remove(name: str, store: Optional[str] = StoreOpt) -> None:
+    """Delete a schedule; its past runs stay listed."""
     _operator(store).remove_schedule(name)
     typer.echo(f"Removed {name}")
 
@@ -313,8 +314,7 @@ def _command_line(o: dict) -> str:
 
 @schedule_app.command("run-due")
 def schedule_run_due(store: Optional[str] = StoreOpt) -> None:
-    """Export what is due since the last run, each occurrence once, and run pending retraining
-    commands once each; exit 1 if any export or command failed."""
+    """Export what is due, each occurrence once, and run pending retraining commands once; exit 1 if any failed."""
     ws = _operator(store)
     outcomes = ws.run_due_schedules()
     for o in outcomes:
@@ -332,8 +332,7 @@ def schedule_run_due(store: Optional[str] = StoreOpt) -> None:
 @app.command()
 def scheduler(store: Optional[str] = StoreOpt,
               poll: float = typer.Option(30.0, help="Seconds between checks for due schedules")) -> None:
-    """Run due schedules and pending retraining commands until stopped (Ctrl+C or SIGTERM); the same
-    as `schedule run-due` in a loop."""
+    """Run due schedules and pending retraining commands until Ctrl+C or SIGTERM: `schedule run-due` in a loop."""
     import signal
     import time
 
@@ -437,6 +436,7 @@ def migrate(source: str = typer.Option(..., "--from", help="The DuckDB store to 
 
 
 def main() -> None:
+    """Run the ``workbench`` command: a workbench error exits 1 with its message, Ctrl+C exits 130."""
     try:
         app()
     except WorkbenchError as exc:

@@ -25,7 +25,23 @@ class DatasetRef:
 
 
 def to_polars(data) -> pl.DataFrame:
-    """Accept a polars or pandas DataFrame, or a Parquet/CSV path."""
+    """Accept a polars or pandas DataFrame, or a Parquet/CSV path.
+
+    Parameters
+    ----------
+    data : polars DataFrame or LazyFrame, pandas DataFrame, str or Path
+        The data; a path ending in ``.parquet`` is read as Parquet, any other as CSV. A
+        LazyFrame is collected; a pandas index is dropped.
+
+    Returns
+    -------
+    polars.DataFrame
+
+    Raises
+    ------
+    ValidationError
+        If the file does not exist or ``data`` is of another type.
+    """
     if isinstance(data, pl.DataFrame):
         return data
     if isinstance(data, pl.LazyFrame):

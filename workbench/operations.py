@@ -68,6 +68,7 @@ class Operation:
 
     @property
     def doc(self) -> str:
+        """The function's cleaned docstring (``inspect.getdoc``), or ""; the workspace method shows it."""
         return inspect.getdoc(self.function) or ""
 
 

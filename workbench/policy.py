@@ -80,7 +80,22 @@ def _number(value) -> float | None:
 
 
 def fairness_verdict(summary: dict, risk_tier: str) -> tuple[str, dict, list[str]]:
-    """('pass' | 'fail' | 'review', the thresholds used, reasons). Undefined numbers never pass."""
+    """('pass' | 'fail' | 'review', the thresholds used, reasons). Undefined numbers never pass.
+
+    Parameters
+    ----------
+    summary : dict
+        A fairness report's summary: ``demographic_parity_ratio``,
+        ``equalized_odds_difference`` and the ``four_fifths`` screen.
+    risk_tier : str
+        The model's tier, which picks the thresholds in :data:`FAIRNESS`.
+
+    Returns
+    -------
+    tuple
+        ``'fail'`` when a threshold is broken (reasons first, then what was undefined);
+        else ``'review'`` when something could not be judged; else ``'pass'``.
+    """
     rules = dict(FAIRNESS[risk_tier], risk_tier=risk_tier)
     reasons, undefined = [], []
     ratio = _number(summary.get("demographic_parity_ratio"))

@@ -196,6 +196,12 @@ def make_credit_applicants(
         :data:`FEATURES_NUMERIC`, :data:`FEATURES_CATEGORICAL`,
         :data:`SENSITIVE`, :data:`TARGET`. Integer columns are ``Int64``,
         real-valued ones ``Float64``, categorical ones ``String``. No nulls.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer, ``seed`` not a non-negative integer, or
+        ``month`` not ``"YYYY-MM"``.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -346,6 +352,13 @@ def train_test_split_frame(
     fraction in (0, 1); the test part gets ``round(len(df) * test_size)`` rows,
     clamped so both parts are non-empty when ``len(df) >= 2``. Each part
     keeps the original row order.
+
+    Raises
+    ------
+    TypeError
+        If ``df`` is not a polars DataFrame.
+    ValueError
+        If ``test_size`` is not in (0, 1), or ``df`` has fewer than 2 rows.
     """
     if not isinstance(df, pl.DataFrame):
         raise TypeError(f"df must be a polars DataFrame, got {type(df).__name__}")

@@ -332,7 +332,24 @@ def _seed_diabetes(ws: Workspace, tick) -> None:
 
 
 def seed(store=None, *, progress: bool = True) -> dict:
-    """Seed the demo into ``store``; returns a summary. Idempotent."""
+    """Seed the demo into ``store``; returns a summary. Idempotent.
+
+    The demo users are added where missing; the runs, models, evidence and requests only
+    when the store does not hold the demo's experiments and model versions yet.
+
+    Parameters
+    ----------
+    store : str or path, optional
+        The store; default as :func:`workbench.connect`.
+    progress : bool
+        Show a progress bar on the terminal (never when ``$CI`` is set).
+
+    Returns
+    -------
+    dict
+        ``store`` (as displayed), counts of ``runs``, ``experiments`` and ``versions``,
+        ``users`` (:data:`DEMO_USERS`) and ``already_seeded``.
+    """
     warnings.filterwarnings("ignore", category=UserWarning)
     op = operator_workspace(store)
     existing = set(op.users()["name"].to_list())

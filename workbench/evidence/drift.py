@@ -194,12 +194,32 @@ class ReferenceProfile:
 
     @classmethod
     def of(cls, reference: Any, columns: list[str] | None = None) -> "ReferenceProfile":
+        """Read and prepare ``reference`` once.
+
+        Parameters
+        ----------
+        reference : polars or pandas DataFrame, polars LazyFrame, or Parquet path(s)
+            The reference data set.
+        columns : list of str, optional
+            The columns to keep; names the reference lacks are dropped silently. None or
+            empty: every column.
+
+        Returns
+        -------
+        ReferenceProfile
+
+        Raises
+        ------
+        ValidationError
+            A Parquet file is missing or unreadable, or ``reference`` is not a data set.
+        """
         src = reference if isinstance(reference, _Source) else _Source(reference, "reference")
         names = [c for c in (columns or list(src.schema)) if c in src.schema]
         return cls(src.rows, {c: src.schema[c] for c in names}, {c: _Prepared.of(src.column(c)) for c in names})
 
     @property
     def columns(self) -> list[str]:
+        """The prepared columns, in order."""
         return list(self.schema)
 
 
@@ -223,6 +243,7 @@ class DriftReport:
 
     @property
     def drifted_columns(self) -> list[str]:
+        """The tested columns whose drift was detected, in table order."""
         return self.columns.filter(pl.col("drift_detected"))["column"].to_list()
 
     def _role_drift(self, role: str) -> bool | None:
@@ -231,10 +252,12 @@ class DriftReport:
 
     @property
     def target_drift(self) -> bool | None:
+        """Whether the ``target`` column drifted; None when no target column was tested."""
         return self._role_drift("target")
 
     @property
     def prediction_drift(self) -> bool | None:
+        """Whether the ``prediction`` column drifted; None when no prediction column was tested."""
         return self._role_drift("prediction")
 
     def summary(self) -> dict:
@@ -312,7 +335,15 @@ def drift_report(
     ``columns``: the columns to test (default: every column of current). ``column_kinds``
     maps a column to "numerical", "categorical" or "text"; the rest are inferred.
     ``target`` / ``prediction`` name those columns: they are tested like the others and
-    reported as target and prediction drift.
+    reported as target and prediction drift. ``progress(done, total)`` is called before
+    each column and once more when all are done.
+
+    Raises
+    ------
+    ValidationError
+        An input cannot be read, ``column_kinds`` holds an unknown kind, ``columns`` or
+        ``column_kinds`` name a column in neither data set, either side has no rows, or no
+        column could be tested.
     """
     kinds = dict(column_kinds or {})
     bad = {c: k for c, k in kinds.items() if k not in KINDS}

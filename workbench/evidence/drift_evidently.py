@@ -49,7 +49,23 @@ def _finite(s: pd.Series) -> int:
 def evidently_report(reference: Any, current: Any, *, columns: list[str] | None = None,
                      column_kinds: dict[str, str] | None = None, target: str | None = None,
                      prediction: str | None = None) -> DriftReport:
-    """Evidently's ``DataDriftPreset`` on the same inputs as :func:`workbench.evidence.drift.drift_report`."""
+    """Evidently's ``DataDriftPreset`` on the same inputs as :func:`workbench.evidence.drift.drift_report`.
+
+    Both data sets are loaded whole into pandas. ``column_kinds`` declares kinds; Evidently
+    infers the rest on the current data.
+
+    Returns
+    -------
+    DriftReport
+        With ``engine="evidently"`` and Evidently's HTML in ``html``; no PSI.
+
+    Raises
+    ------
+    ValidationError
+        ``reference`` is a :class:`~workbench.evidence.drift.ReferenceProfile`, an input is
+        not a frame or readable Parquet, a wanted column is missing from either side, or
+        Evidently fails on the data.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
     from evidently.presets import DataDriftPreset

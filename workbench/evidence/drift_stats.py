@@ -29,7 +29,12 @@ THRESHOLDS = {"ks": 0.05, "z": 0.05, "chisquare": 0.05, "jensenshannon": 0.1, "w
 
 
 def drifted(stattest: str, statistic: float, *, text_percentile: float | None = None) -> bool:
-    """Evidently's comparison per test: ks p <= t; z, chisquare p < t; distances >= t."""
+    """Evidently's comparison per test: ks p <= t; z, chisquare p < t; distances >= t.
+
+    The text tests compare the domain classifier's AUC: ``abs_text_content_drift`` drifts
+    when it is > t, ``perc_text_content_drift`` when it is > ``text_percentile`` (from
+    :func:`random_auc_percentile`), which that test needs.
+    """
     t = THRESHOLDS[stattest]
     if stattest == "ks":
         return statistic <= t

@@ -232,6 +232,15 @@ def explain_model(
     ``row_id`` column if present, else the pandas index / row position).
     ``output``: "auto" or "log_odds"/"raw" (force the margin for tree classifiers).
     ``progress(done, total)`` is called after each chunk of ``chunk_rows`` rows.
+
+    Raises
+    ------
+    ValidationError
+        The model is unsupported or not fitted; X is not a frame, is empty, has no feature
+        columns or does not match the model's columns; ``y``, ``row_id``, ``sample``,
+        ``max_rows``, ``background_size`` or ``output`` is invalid (row ids must be unique).
+        A Tree- or LinearExplainer that fails falls back to PermutationExplainer; a failed
+        additivity check, permutation importance or partial dependence is recorded, not raised.
     """
     from sklearn.pipeline import Pipeline
 

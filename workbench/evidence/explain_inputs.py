@@ -19,6 +19,19 @@ from workbench.errors import ValidationError
 # the model
 # --------------------------------------------------------------------------------------
 def check_fitted(model) -> None:
+    """Refuse a model that cannot be explained: no ``predict``, no final step, or not fitted.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        The model to explain; for a pipeline, its last step is checked.
+
+    Raises
+    ------
+    ValidationError
+        ``model`` has no ``predict``, the pipeline's last step is None or
+        ``"passthrough"``, or scikit-learn says the estimator is not fitted.
+    """
     from sklearn.exceptions import NotFittedError
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
@@ -45,6 +58,21 @@ def check_fitted(model) -> None:
 # input frames
 # --------------------------------------------------------------------------------------
 def as_pandas(X):
+    """``X`` as a pandas DataFrame (a pandas one is returned as is, not copied).
+
+    Parameters
+    ----------
+    X : polars DataFrame or LazyFrame, or pandas DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    ValidationError
+        ``X`` is of any other type.
+    """
     import pandas as pd
 
     if isinstance(X, pl.DataFrame):
@@ -79,6 +107,28 @@ def row_ids_of(Xpd, X, row_id: str | None) -> tuple[Any, list]:
 
 
 def align_columns(model, Xpd):
+    """``Xpd``'s columns put in the order the model was fitted with, checked against it.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        Fitted; its ``feature_names_in_`` or, failing that, ``n_features_in_`` is checked.
+    Xpd : pandas.DataFrame
+        The feature columns.
+
+    Returns
+    -------
+    Xpd : pandas.DataFrame
+        Reordered to ``feature_names_in_`` when the model has it, else as given.
+    named : bool
+        Whether the model was fitted with column names (then it is given DataFrames,
+        otherwise numpy arrays).
+
+    Raises
+    ------
+    ValidationError
+        Columns are missing or unexpected, or their count differs from ``n_features_in_``.
+    """
     expected = getattr(model, "feature_names_in_", None)
     if expected is not None:
         expected = [str(c) for c in expected]
@@ -102,6 +152,29 @@ def align_columns(model, Xpd):
 
 
 def y_array(y, Xpd, n: int):
+    """The true targets as an array, and ``Xpd`` without them when ``y`` names one of its columns.
+
+    Parameters
+    ----------
+    y : array-like, polars Series, str or None
+        The targets, or the name of a column of ``Xpd`` holding them.
+    Xpd : pandas.DataFrame
+        The rows of X.
+    n : int
+        The number of rows ``y`` must have when it is given as values.
+
+    Returns
+    -------
+    Xpd : pandas.DataFrame
+        Without the ``y`` column, if ``y`` named one.
+    y : numpy.ndarray or None
+        None when ``y`` is None.
+
+    Raises
+    ------
+    ValidationError
+        ``y`` names no column of ``Xpd``, or is not one value per row.
+    """
     if y is None:
         return Xpd, None
     if isinstance(y, str):
@@ -119,6 +192,31 @@ def y_array(y, Xpd, n: int):
 
 
 def sample_rows(n: int, sample, max_rows, seed: int) -> tuple[np.ndarray, dict]:
+    """Which of ``n`` rows to explain: all, or a uniform random sample drawn with ``seed``.
+
+    Parameters
+    ----------
+    n : int
+        Rows available.
+    sample : int, float or None
+        A row count (> 0), or a fraction in (0, 1]; None: all rows.
+    max_rows : int or None
+        A cap applied after ``sample``.
+    seed : int
+        Seed of the sample.
+
+    Returns
+    -------
+    idx : numpy.ndarray
+        Sorted row positions.
+    sampled : dict
+        ``rows_total``, ``rows_explained``, ``seed``, ``method``, ``max_rows`` and ``sample``.
+
+    Raises
+    ------
+    ValidationError
+        ``sample`` or ``max_rows`` is out of range or of the wrong type.
+    """
     target = n
     if sample is not None:
         if isinstance(sample, float) and 0 < sample <= 1:
@@ -144,6 +242,10 @@ def sample_rows(n: int, sample, max_rows, seed: int) -> tuple[np.ndarray, dict]:
 
 
 def background_idx(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of the SHAP background rows: all ``n`` rows, or a random ``size`` of them.
+
+    The sample is drawn from ``seed`` on its own stream, independent of :func:`sample_rows`.
+    """
     if n <= size:
         return np.arange(n)
     rng = np.random.default_rng([seed, 1])

@@ -57,6 +57,11 @@ _PROBA_TREES = ("RandomForest", "ExtraTrees", "DecisionTree", "ExtraTree")
 # model kinds, outputs
 # --------------------------------------------------------------------------------------
 def model_kind(est) -> str:
+    """``"tree"``, ``"linear"`` or ``"other"``: the explainer family of a scikit-learn estimator.
+
+    Judged by class name and module (see the module docstring); anything not from
+    scikit-learn is ``"other"``.
+    """
     name = type(est).__name__
     mod = type(est).__module__ or ""
     if mod.startswith("sklearn.") and name.startswith(_TREE_PREFIXES):
@@ -67,6 +72,7 @@ def model_kind(est) -> str:
 
 
 def classifier_like(model) -> bool:
+    """Whether ``model`` is a classifier: scikit-learn says so, or it has ``classes_`` and ``predict_proba``."""
     from sklearn.base import is_classifier
 
     try:
@@ -93,6 +99,11 @@ def output_fn(model, output: str, binary: bool) -> Callable:
 
 
 def agnostic_output(model, is_clf: bool) -> str:
+    """The ``output`` the PermutationExplainer explains for ``model``.
+
+    ``"prediction"`` for a regressor; for a classifier ``"probability"`` when it has
+    ``predict_proba``, else ``"raw"`` when it has ``decision_function``, else ``"prediction"``.
+    """
     if not is_clf:
         return "prediction"
     if hasattr(model, "predict_proba"):
@@ -153,6 +164,38 @@ def _tree_plan(est, is_clf: bool, binary: bool, requested: str):
 
 
 def explain_tree(est, M, bg, is_clf, binary, requested, chunk_rows, progress):
+    """SHAP values of a scikit-learn tree model with ``shap.TreeExplainer``.
+
+    Parameters
+    ----------
+    est : estimator
+        The fitted tree model (a pipeline's final step).
+    M : numpy.ndarray
+        The rows to explain, as the float matrix ``est`` takes.
+    bg : numpy.ndarray
+        Background rows; used only for a binary ``GradientBoostingClassifier``'s
+        probability (interventional).
+    is_clf, binary : bool
+        Whether ``est`` is a classifier, and a binary one.
+    requested : str
+        The caller's ``output``; ``"log_odds"`` or ``"raw"`` force the margin of a
+        classifier whose tree output is not a probability.
+    chunk_rows : int
+        Rows per chunk.
+    progress : callable or None
+        ``progress(done, total)``, called after each chunk.
+
+    Returns
+    -------
+    values : numpy.ndarray
+        ``rows x features``, or ``rows x features x classes`` (multiclass).
+    base : numpy.ndarray
+        ``rows``, or ``rows x classes``.
+    output : str
+        What the values add up to: ``"prediction"``, ``"probability"``, ``"log_odds"`` or ``"raw"``.
+    how : str
+        How shap was run, for the explanation's note.
+    """
     import shap
 
     output, interventional = _tree_plan(est, is_clf, binary, requested)
@@ -176,6 +219,12 @@ def explain_tree(est, M, bg, is_clf, binary, requested, chunk_rows, progress):
 
 
 def explain_linear(est, M, bg, is_clf, binary, chunk_rows, progress):
+    """SHAP values of a scikit-learn linear model with ``shap.LinearExplainer`` (interventional).
+
+    Parameters are those of :func:`explain_tree` (``bg`` is the background here, always
+    used); returns ``(values, base, output, how)`` as it does, ``output`` being
+    ``"log_odds"`` (binary classifier), ``"raw"`` (multiclass) or ``"prediction"`` (regressor).
+    """
     import shap
 
     explainer = shap.LinearExplainer(est, shap.maskers.Independent(bg, max_samples=len(bg)))
@@ -239,6 +288,37 @@ class _Codec:
 
 def explain_permutation(model, Xpd_rows, Xpd_bg, out_fn, binary, seed, chunk_rows,
                          progress, as_frame: bool):
+    """Model-agnostic SHAP values with ``shap.PermutationExplainer``, over the original columns.
+
+    Non-numeric columns are encoded as category codes for shap's masker and decoded back
+    before each model call, so the model sees its own dtypes.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        The whole model (only ``out_fn`` calls it).
+    Xpd_rows, Xpd_bg : pandas.DataFrame
+        The rows to explain and the background rows.
+    out_fn : callable
+        The model output to explain, from :func:`output_fn`.
+    binary : bool
+        Whether the model is a binary classifier.
+    seed : int
+        The explainer's seed.
+    chunk_rows : int
+        Rows per chunk.
+    progress : callable or None
+        ``progress(done, total)``, called after each chunk.
+    as_frame : bool
+        Give the model DataFrames (True) or numpy arrays.
+
+    Returns
+    -------
+    values, base : numpy.ndarray
+        Shaped as in :func:`explain_tree`.
+    how : str
+        The background size and ``max_evals``, for the explanation's note.
+    """
     import shap
 
     codec = _Codec(Xpd_bg if len(Xpd_bg) else Xpd_rows)

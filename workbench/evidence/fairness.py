@@ -444,6 +444,8 @@ def fairness_report(
     sensitive:
         A polars or pandas DataFrame, or a dict {name: array}, with 1 or 2 columns; or
         column name(s) of ``data``.
+    task:
+        ``"binary"`` or ``"regression"`` (see the module docstring).
     reference_group:
         The group disparities are measured against; one feature: the group value; two: a
         dict {feature: group} (the intersection's key ``"a & b"``). Default: largest group.
@@ -455,6 +457,17 @@ def fairness_report(
         Binary task: the class that benefits the person, counted as "selected" (and as
         the positive class for TPR, FPR, precision). For a default-risk model where 1
         means "will default", pass 0: selection rates are then approval rates.
+
+    Returns
+    -------
+    FairnessReport
+
+    Raises
+    ------
+    ValidationError
+        An argument is out of range; inputs are missing, of different lengths, hold
+        missing values, or (binary task) are not 0/1; a sensitive feature has one group
+        only or more than two are given; ``reference_group`` names no existing group.
     """
     if task not in _TASKS:
         raise ValidationError(f"task must be one of {_TASKS}, got {task!r}")

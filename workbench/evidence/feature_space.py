@@ -16,6 +16,8 @@ import numpy as np
 
 
 class Unmappable(Exception):
+    """A pipeline output column that cannot be traced to one original column (the message says where)."""
+
     pass
 
 
@@ -98,6 +100,7 @@ def to_original(values: np.ndarray, pre, in_names: list[str], n_out: int):
 
 
 def to_dense(a) -> np.ndarray:
+    """``a`` (a sparse matrix, a DataFrame or an array) as a dense float64 numpy array."""
     if hasattr(a, "toarray"):
         a = a.toarray()
     if hasattr(a, "to_numpy"):

@@ -14,7 +14,15 @@ import polars as pl
 
 def permutation_importance_of(model, rows, y_rows, named, in_names, n_repeats, seed,
                             notes) -> pl.DataFrame | None:
-    """Permutation importance of the whole model over the original columns (None without y)."""
+    """Permutation importance of the whole model over the original columns (None without y).
+
+    Also None when scikit-learn fails; either way ``notes`` gets a line saying what happened.
+
+    Returns
+    -------
+    polars.DataFrame or None
+        ``feature``, ``importance_mean``, ``importance_std``, most important first.
+    """
     perm = None
     if y_rows is None:
         notes.append("permutation importance skipped: no y given")
@@ -38,6 +46,44 @@ def permutation_importance_of(model, rows, y_rows, named, in_names, n_repeats, s
 
 def partial_dependence_of(model, rows, top, pd_target, named, is_clf, classes, binary,
                         feature_names, pd_rows, grid_resolution, seed, notes) -> dict:
+    """Partial dependence (brute force, averaged) of each feature in ``top``.
+
+    Parameters
+    ----------
+    model : estimator or Pipeline
+        The whole model.
+    rows : pandas.DataFrame
+        The explained rows (original columns).
+    top : list of str
+        The features to compute it for; empty: nothing is computed and no note is added.
+    pd_target : tuple
+        ``("model", None)``: run on ``model`` over ``rows``; ``("final", (M, est))``: run on
+        the final estimator ``est`` over the transformed matrix ``M`` (when the SHAP values
+        are per transformed column).
+    named : bool
+        Whether ``model`` takes DataFrames (else numpy arrays).
+    is_clf, binary : bool
+        Whether the model is a classifier, and a binary one.
+    classes : list or None
+        The classifier's classes, recorded when the result has one curve per class.
+    feature_names : list of str
+        The explained feature names, to find a feature's position when columns are unnamed.
+    pd_rows : int
+        At most this many rows are used (a random sample drawn with ``seed``).
+    grid_resolution : int
+        Grid points per numerical feature.
+    seed : int
+        Seed of the row sample.
+    notes : list of str
+        Appended to, in place.
+
+    Returns
+    -------
+    dict
+        Feature -> ``{"grid", "average", "categorical", "response"}`` (and ``"classes"``
+        when there is a curve per class), or ``{"error": ...}`` when scikit-learn failed for
+        that feature.
+    """
     import pandas as pd
     from sklearn.inspection import partial_dependence
 

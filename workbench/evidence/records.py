@@ -18,6 +18,7 @@ from ..store.audit import Event, canonical_json
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """``frame`` written as a Parquet file, in memory."""
     buf = io.BytesIO()
     frame.write_parquet(buf)
     return buf.getvalue()
@@ -25,7 +26,20 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 def store(conn, actor: str, role: str, *, name: str, version: int, kind: str, summary: dict,
           artifact_sha256: str | None, verdict: str | None, policy: dict | None):
-    """Write op: one evidence row for ``name`` v``version``; returns its id."""
+    """Write op: one evidence row for ``name`` v``version``; returns its id.
+
+    Returns
+    -------
+    evidence_id : int
+        The new row's id.
+    events : list of Event
+        Its audit event (``evidence.<kind>``).
+
+    Raises
+    ------
+    NotFoundError
+        The model has no such version.
+    """
     m = schema.RegisteredModel.__table__
     v = schema.ModelVersion.__table__
     row = conn.execute(sa.select(m.c.id).select_from(m.join(v, v.c.model_id == m.c.id))

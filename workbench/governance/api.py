@@ -21,7 +21,29 @@ from . import requests as governance
 
 @dataclass
 class Request:
-    """A promotion request as a reviewer sees it."""
+    """A promotion request as a reviewer sees it (from :meth:`GovernanceMethods.request`).
+
+    Attributes
+    ----------
+    risk_tier : str
+        The tier the request is judged on: while pending, the strictest its model had since
+        it was made; once decided, the one it was decided on.
+    status : str
+        ``"pending"``, ``"approved"``, ``"rejected"`` or ``"withdrawn"``.
+    stale : bool
+        True when the version's evidence changed since the request was bound to it: nobody
+        may decide it until it is refreshed.
+    evidence_sha256, evidence : str, dict
+        The digest of the evidence snapshot the request is bound to, and that snapshot.
+    gates : list of dict
+        Each gate's result on that snapshot: ``gate``, ``passed``, ``detail``.
+    sign_offs : list of dict
+        The approvals that count (given on the current evidence).
+    needs : str
+        Who must still sign off, in words; empty once the request is decided.
+    decisions, comments : list of dict
+        Every decision (including ones on older evidence) and comment, oldest first.
+    """
 
     id: int
     name: str
@@ -44,6 +66,7 @@ class Request:
 
     @property
     def failing_gates(self) -> list[str]:
+        """The names of the gates that do not pass."""
         return [g["gate"] for g in self.gates if not g["passed"]]
 
 
@@ -62,7 +85,36 @@ class GovernanceMethods:
 
     @operation("request_promotion", writes=True, checked_inside=True)
     def request_promotion(self, model_version, stage: str, justification: str) -> Request:
-        """Ask for ``model_version`` to move to ``stage`` (Staging or Production), on its current evidence."""
+        """Ask for ``model_version`` to move to ``stage`` (Staging or Production), on its current evidence.
+
+        Audited as ``request.create``; a refusal is audited too.
+
+        Parameters
+        ----------
+        model_version : ModelVersion or tuple
+            The version, or ``(name, version)``.
+        stage : str
+            ``"Staging"`` or ``"Production"``.
+        justification : str
+            Why the version should move (required).
+
+        Returns
+        -------
+        Request
+            The new request, with each gate's result.
+
+        Raises
+        ------
+        PermissionDenied
+            For a role that may not request promotions.
+        ValidationError
+            For another stage, an empty justification, an archived version or one already in
+            ``stage``.
+        NotFoundError
+            If there is no such version.
+        ConflictError
+            If the same request is already pending.
+        """
         name, version = self._version_ref(model_version)
         request_id = self._governed("request_promotion", f"{name}/{version}", "request_promotion", lambda conn: governance.create(
             conn, self.user, self.role, name, version, stage, justification))
@@ -70,7 +122,42 @@ class GovernanceMethods:
 
     @operation("decide", writes=True, checked_inside=True)
     def decide(self, request_id: int, approve: bool, comment: str = "", *, override_reason: str | None = None) -> Request:
-        """Approve or reject a request (never one's own); a rejection needs a reason in ``comment``."""
+        """Approve or reject a request (never one's own); a rejection needs a reason in ``comment``.
+
+        Low and medium risk: one lead's approval promotes the version. High risk: a lead's and a
+        compliance officer's sign-offs, in either order. Audited; a refusal is audited too.
+
+        Parameters
+        ----------
+        request_id : int
+            The request.
+        approve : bool
+            True to approve, False to reject.
+        comment : str
+            The decision's comment; required to reject.
+        override_reason : str, optional
+            Why the version may go ahead although gates fail; a lead approving past failing
+            gates must give it.
+
+        Returns
+        -------
+        Request
+            The request after the decision.
+
+        Raises
+        ------
+        PermissionDenied
+            For one's own request, a role that may not decide this request, or a non-lead
+            approving past failing gates that no lead has overridden.
+        ValidationError
+            For a stale request (refresh it first), a rejection without comment, or a lead's
+            approval past failing gates without ``override_reason``.
+        ConflictError
+            If the request is already decided or withdrawn, this user already signed it off, or
+            someone else decided it at the same moment.
+        NotFoundError
+            For an unknown request.
+        """
         if not isinstance(approve, bool):
             raise ValidationError(f"approve must be True or False, got {approve!r}.")
         # who may decide is checked inside the op (own request first, then role), with the request in hand
@@ -113,20 +200,72 @@ class GovernanceMethods:
 
     @operation("request_promotion", writes=True, checked_inside=True)
     def refresh_request(self, request_id: int) -> Request:
-        """Re-bind a stale request to the current evidence; sign-offs given on the old evidence stop counting."""
+        """Re-bind a stale request to the current evidence; sign-offs given on the old evidence stop counting.
+
+        Raises
+        ------
+        PermissionDenied
+            For anyone but the requester or a lead.
+        ConflictError
+            When the request is no longer pending.
+        NotFoundError
+            For an unknown request.
+        """
         self._governed("refresh", str(request_id), "request_promotion", lambda conn: governance.refresh(
             conn, self.user, self.role, request_id))
         return self.request(request_id)
 
     @operation("rollback", writes=True, checked_inside=True)
     def rollback(self, model: str, reason: str) -> int:
-        """Put the previous Production version back (leads only); returns its version."""
+        """Put the previous Production version back (leads only); returns its version.
+
+        The version returned to is the last one approved into Production before the current one
+        that was not itself rolled back; the current one is archived. Audited as
+        ``model.rollback``; a refusal is audited too.
+
+        Parameters
+        ----------
+        model : str
+            The registered model.
+        reason : str
+            Why (required).
+
+        Raises
+        ------
+        PermissionDenied
+            For any role but lead.
+        ValidationError
+            For an empty reason, no version in Production, or no earlier version to return to.
+        NotFoundError
+            For an unknown model.
+        """
         return self._governed("rollback", model, "rollback", lambda conn: governance.rollback(
             conn, self.user, self.role, model, reason))
 
     @operation("rollback", writes=True, checked_inside=True)
     def set_rollout(self, model: str, challenger: int, traffic_share: float) -> None:
-        """Record a canary: a Staging challenger serving ``traffic_share`` of requests (leads; 0 ends it)."""
+        """Record a canary: a Staging challenger serving ``traffic_share`` of requests (leads; 0 ends it).
+
+        The ``challenger`` alias follows the rollout. Audited as ``model.rollout``.
+
+        Parameters
+        ----------
+        model : str
+            The registered model; it needs a Production version (the champion).
+        challenger : int
+            A version in Staging.
+        traffic_share : float
+            The challenger's share of traffic, from 0 to 0.5.
+
+        Raises
+        ------
+        PermissionDenied
+            For any role but lead.
+        ValidationError
+            For a share outside [0, 0.5], no Production version, or a challenger not in Staging.
+        NotFoundError
+            For an unknown model or version.
+        """
         self._governed("rollout", model, "rollback", lambda conn: governance.set_rollout(
             conn, self.user, self.role, model, challenger, traffic_share))
 
@@ -138,7 +277,13 @@ class GovernanceMethods:
         -------
         dict or None
             ``champion_version``, ``challenger_version``, ``traffic_share`` (the challenger's),
-            ``set_by``, ``set_at``; None when no rollout was ever set (see :meth:`set_rollout`).
+            ``set_by``, ``set_at``; None when no rollout is set (never, or ended with a share
+            of 0; see :meth:`set_rollout`).
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown model.
         """
         self._model_exists(model)
         rows = self._read("select r.champion_version, r.challenger_version, r.traffic_share, r.set_by, r.set_at "
@@ -153,7 +298,12 @@ class GovernanceMethods:
         -------
         dict
             The gates as :meth:`set_gate_policy` takes them (evidence required, minimum metrics,
-            drift and fairness limits, sign-offs).
+            drift and fairness limits): the stored policy, else the tier's defaults.
+
+        Raises
+        ------
+        ValidationError
+            For an unknown risk tier.
         """
         registry.check_risk_tier(risk_tier)
         return self._in_transaction(lambda conn: governance.gate_policy(conn, risk_tier))
@@ -163,6 +313,28 @@ class GovernanceMethods:
         """Replace a tier's gates (admins; audited with the policy before and after).
 
         Thresholds are checked in the op: ``min_metrics`` values finite, shares within [0, 1].
+
+        Parameters
+        ----------
+        risk_tier : str
+            ``"low"``, ``"medium"`` or ``"high"``.
+        **gates
+            ``required_evidence`` (a list of ``"explanation"``, ``"fairness"``, ``"drift"``),
+            ``min_metrics`` ({metric: minimum}), ``max_demographic_parity_difference``,
+            ``max_equalized_odds_difference``, ``max_drift_share`` (None: not checked). A gate
+            left out is not checked: it is not kept from the previous policy.
+
+        Returns
+        -------
+        dict
+            The policy as stored.
+
+        Raises
+        ------
+        PermissionDenied
+            For any role but admin.
+        ValidationError
+            For an unknown tier or gate, or an invalid threshold.
         """
         return self._governed("set_gate_policy", risk_tier, "manage_gates", lambda conn: governance.set_gate_policy(
             conn, self.user, self.role, risk_tier, gates))
@@ -170,7 +342,24 @@ class GovernanceMethods:
     # -- reading -------------------------------------------------------------------------------
     @operation(READ, writes=False)
     def requests(self, status: str | None = None, name: str | None = None) -> pl.DataFrame:
-        """Promotion requests newest first, with ``stale`` (evidence changed since) and failing gates."""
+        """Promotion requests newest first, with ``stale`` (evidence changed since) and failing gates.
+
+        Parameters
+        ----------
+        status : str, optional
+            Only requests with this status (``"pending"``, ``"approved"``, ``"rejected"``,
+            ``"withdrawn"``).
+        name : str, optional
+            Only requests for this model.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per request: id, name, version, risk_tier, from_stage, to_stage, status,
+            requested_by, requested_at, decided_at, justification, evidence_sha256,
+            row_version, sign_offs (approvals on the current evidence), ``stale`` and
+            ``failing_gates``.
+        """
         rows = self._read(governance.REQUESTS_SQL, [status, status, name, name])
         if rows.is_empty():
             return rows.with_columns(pl.lit(None, pl.Boolean).alias("stale"), pl.lit(None, pl.List(pl.String))
@@ -226,7 +415,15 @@ class GovernanceMethods:
 
     @operation(READ, writes=False)
     def request(self, request_id: int) -> Request:
-        """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments."""
+        """One request in full: its evidence snapshot, gates, sign-offs, decisions and comments.
+
+        Raises
+        ------
+        ValidationError
+            If ``request_id`` is not an integer.
+        NotFoundError
+            For an unknown request.
+        """
         def read(conn):
             req = governance.request_row(conn, request_id)
             snap = governance.snapshots(conn, [(req["name"], req["version"])])[(req["name"], req["version"])]
@@ -252,5 +449,16 @@ class GovernanceMethods:
 
     @operation(READ, writes=False)
     def stage_history(self, name: str | None = None) -> pl.DataFrame:
-        """Every stage change, newest first: who, why, and through which request."""
+        """Every stage change, newest first: who, why, and through which request.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this model's changes; default: every model's.
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown model.
+        """
         return self._read_for_model(registry.STAGE_HISTORY_SQL, name)

@@ -57,7 +57,25 @@ DEFAULT_GATES = {
 
 
 def check_gates(values: dict) -> dict:
-    """A gate policy as given, checked (unknown names, wrong types) and completed from the empty one."""
+    """A gate policy as given, checked (unknown names, wrong types) and completed from the empty one.
+
+    Parameters
+    ----------
+    values : dict
+        Gate name -> setting, with names from :data:`DEFAULT_GATES`; a gate left out is not
+        checked (the "low" tier's empty setting).
+
+    Returns
+    -------
+    dict
+        Every gate, ``required_evidence`` as a list and ``min_metrics`` values as floats.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown gate, evidence kinds outside :data:`EVIDENCE_KINDS`, a non-finite
+        minimum metric, or a maximum that is not a number between 0 and 1 (or None).
+    """
     known = set(DEFAULT_GATES["low"])
     unknown = sorted(set(values) - known)
     if unknown:
@@ -100,7 +118,27 @@ def _number(v):
 
 
 def snapshots(conn, versions: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
-    """The evidence snapshot of each (name, version), read in a few queries for all of them."""
+    """The evidence snapshot of each (name, version), read in a few queries for all of them.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The connection to read with.
+    versions : list of (str, int)
+        The (model name, version) pairs.
+
+    Returns
+    -------
+    dict
+        (name, version) -> snapshot: ``model`` (the card fields, run id, sha256), ``metrics``
+        (the source run's latest values, non-finite ones as None) and, per kind of
+        :data:`EVIDENCE_KINDS`, the fields a reviewer judges of the latest report, or None.
+
+    Raises
+    ------
+    NotFoundError
+        If a model has no such version.
+    """
     if not versions:
         return {}
     names = sorted({n for n, _ in versions})
@@ -157,11 +195,28 @@ def _evidence_fields(kind: str, evidence_id: int, verdict: str | None, summary: 
 
 
 def digest(snapshot: dict) -> str:
+    """The sha256 (hex) of a snapshot's canonical JSON: what a request and its sign-offs are bound to."""
     return hashlib.sha256(canonical_json(snapshot).encode()).hexdigest()
 
 
 def evaluate_gates(snapshot: dict, gates: dict) -> list[dict]:
-    """Each gate: {"gate", "passed", "detail"}; a gate with nothing to judge fails (never a silent pass)."""
+    """Each gate: {"gate", "passed", "detail"}; a gate with nothing to judge fails (never a silent pass).
+
+    Thresholds judge only the evidence that exists; missing evidence fails the
+    ``required_evidence`` gate alone.
+
+    Parameters
+    ----------
+    snapshot : dict
+        An evidence snapshot from :func:`snapshots`.
+    gates : dict
+        A gate policy (:func:`gate_policy`).
+
+    Returns
+    -------
+    list of dict
+        One result per gate checked, in policy order.
+    """
     results = []
 
     def add(gate, passed, detail):
@@ -202,6 +257,20 @@ def current_gates(conn, name: str, version: int, risk_tier: str) -> tuple[dict, 
 
 
 def gate_policy(conn, risk_tier: str) -> dict:
+    """The gates of ``risk_tier``: the policy an admin stored, else :data:`DEFAULT_GATES`.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The connection to read with.
+    risk_tier : str
+        ``"low"``, ``"medium"`` or ``"high"`` (not checked here).
+
+    Returns
+    -------
+    dict
+        Gate name -> setting, as :func:`check_gates` returns them.
+    """
     t = schema.GatePolicy.__table__
     row = conn.execute(sa.select(t.c.gates).where(t.c.risk_tier == risk_tier)).first()
     return json.loads(row[0]) if row else dict(DEFAULT_GATES[risk_tier])
@@ -244,6 +313,7 @@ def sign_offs(conn, request_id: int, evidence_sha256: str) -> list[dict]:
 
 
 def needed(risk_tier: str) -> str:
+    """Who must sign off a request of ``risk_tier``, in words: a lead, and for high risk also a compliance officer."""
     return "a lead and a compliance officer" if risk_tier == "high" else "one lead"
 
 
@@ -253,6 +323,41 @@ def _event(actor, role, action, request_id, payload) -> Event:
 
 
 def create(conn, actor: str, role: str, name: str, version: int, to_stage: str, justification: str):
+    """Write op: ask for ``name`` v``version`` to move to ``to_stage``, bound to its evidence now.
+
+    The request records the evidence snapshot, its digest and each gate's result. Who may
+    request is checked by the caller.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The writer's transaction.
+    actor, role : str
+        Who asks.
+    name : str
+        The registered model.
+    version : int
+        The version to promote.
+    to_stage : str
+        ``"Staging"`` or ``"Production"``.
+    justification : str
+        Why the version should move (free text, required).
+
+    Returns
+    -------
+    tuple
+        ``(request_id, events)``: the new request's id and its ``request.create`` event.
+
+    Raises
+    ------
+    ValidationError
+        For another stage, an empty or over-long justification, an archived version or one
+        already in ``to_stage``.
+    NotFoundError
+        If the model has no such version.
+    ConflictError
+        If the same request (version and stage) is already pending.
+    """
     if to_stage not in TARGET_STAGES:
         raise ValidationError(f"A promotion goes to {' or '.join(TARGET_STAGES)}, not {to_stage!r}.")
     if not justification or not justification.strip():
@@ -338,6 +443,48 @@ def _check_decidable(conn, req: dict, actor: str, role: str) -> str:
 
 
 def decide(conn, actor: str, role: str, request_id: int, approve: bool, comment: str, override_reason: str | None):
+    """Write op: record ``actor``'s approval or rejection of a pending request (the four-eyes rules above).
+
+    A rejection ends the request. An approval is a sign-off on the current evidence; the one
+    that completes the request (a lead's, or for high risk a lead's and a compliance
+    officer's) marks it approved and moves the version to the requested stage.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The writer's transaction.
+    actor, role : str
+        Who decides.
+    request_id : int
+        The request.
+    approve : bool
+        True to approve, False to reject.
+    comment : str
+        The decision's comment; a rejection needs one (its reason).
+    override_reason : str or None
+        Why a version may go ahead although gates fail: a lead approving past failing gates
+        needs one.
+
+    Returns
+    -------
+    tuple
+        ``(status, events)``: the request's status after the decision (``"approved"``,
+        ``"rejected"`` or still ``"pending"``) and the audit events, stage changes included.
+
+    Raises
+    ------
+    PermissionDenied
+        For the requester, a role that may not decide (see :func:`why_not_decide`), or a
+        non-lead approving past failing gates that no lead has overridden.
+    ConflictError
+        If the request is no longer pending, ``actor`` already signed it off, its role already
+        signed a high-risk one, or someone changed it meanwhile.
+    ValidationError
+        For a stale request, a rejection without a comment, a lead's approval past failing
+        gates without ``override_reason``, over-long text, or a version archived since.
+    NotFoundError
+        If there is no such request.
+    """
     req = request_row(conn, request_id)
     freetext.check_text("Decision comment", comment)
     freetext.check_text("Override reason", override_reason)
@@ -394,6 +541,33 @@ def _record(conn, req, actor, role, approve, comment, override, sha) -> None:
 
 
 def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
+    """Write op: withdraw a pending request; only its requester may.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        The writer's transaction.
+    actor, role : str
+        Who withdraws.
+    request_id : int
+        The request.
+    reason : str
+        Why (optional, free text).
+
+    Returns
+    -------
+    tuple
+        ``("withdrawn", events)``.
+
+    Raises
+    ------
+    PermissionDenied
+        For anyone but the requester.
+    ConflictError
+        If the request is no longer pending, or someone changed it meanwhile.
+    NotFoundError
+        If there is no such request.
+    """
     req = request_row(conn, request_id)
     freetext.check_text("Withdrawal reason", reason)
     refusal_ = why_not_withdraw(actor, req["requested_by"])
@@ -406,7 +580,22 @@ def withdraw(conn, actor: str, role: str, request_id: int, reason: str):
 
 
 def refresh(conn, actor: str, role: str, request_id: int):
-    """Re-bind a pending request to the version's current evidence; earlier sign-offs stop counting."""
+    """Re-bind a pending request to the version's current evidence; earlier sign-offs stop counting.
+
+    Returns
+    -------
+    tuple
+        ``(sha256, events)``: the new evidence digest and the ``request.refresh`` event.
+
+    Raises
+    ------
+    ConflictError
+        If the request is no longer pending, or someone changed it meanwhile.
+    PermissionDenied
+        For anyone but the requester or a lead.
+    NotFoundError
+        If there is no such request.
+    """
     req = request_row(conn, request_id)
     if req["status"] != "pending":
         raise ConflictError(f"Request {request_id} is already {req['status']}.")
@@ -420,6 +609,20 @@ def refresh(conn, actor: str, role: str, request_id: int):
 
 
 def comment(conn, actor: str, role: str, request_id: int, text: str):
+    """Write op: add a comment to a request, whatever its status. Who may comment is checked by the caller.
+
+    Returns
+    -------
+    tuple
+        ``(comment_id, events)``.
+
+    Raises
+    ------
+    ValidationError
+        For an empty or over-long text.
+    NotFoundError
+        If there is no such request.
+    """
     req = request_row(conn, request_id)
     if not text or not text.strip():
         raise ValidationError("A comment needs some text.")
@@ -432,7 +635,23 @@ def comment(conn, actor: str, role: str, request_id: int, text: str):
 
 def rollback(conn, actor: str, role: str, name: str, reason: str):
     """Put back the last version approved into Production before the current one that was not
-    itself rolled back; the current one is archived and marked as rolled back."""
+    itself rolled back; the current one is archived and marked as rolled back.
+
+    Write op; who may roll back (leads) is checked by the caller.
+
+    Returns
+    -------
+    tuple
+        ``(version, events)``: the version now in Production and the audit events.
+
+    Raises
+    ------
+    ValidationError
+        For an empty or over-long reason, no version in Production, or no version to return
+        to (see :func:`rollback_target`).
+    NotFoundError
+        If there is no such model.
+    """
     if not reason or not reason.strip():
         raise ValidationError("A rollback needs a reason.")
     freetext.check_text("Rollback reason", reason)
@@ -486,6 +705,22 @@ def update_model(conn, actor: str, role: str, name: str, fields: dict):
     and pending requests keep the strictest tier they have seen (each one raised gets a
     ``request.risk_tier`` event with the tier before and after). The other fields are for
     those who register models.
+
+    Returns
+    -------
+    tuple
+        ``(changes, events)``: field -> {"from", "to"} for each field that changed, and the
+        audit events.
+
+    Raises
+    ------
+    PermissionDenied
+        For a role that may not make the change, or a tier change by someone with a pending
+        request on the model.
+    ValidationError
+        For an unknown field or an invalid value.
+    NotFoundError
+        If there is no such model.
     """
     registry.check_model_fields(fields)
     model = registry.model_row(conn, name)
@@ -516,6 +751,21 @@ def update_model(conn, actor: str, role: str, name: str, fields: dict):
 
 
 def set_gate_policy(conn, actor: str, role: str, risk_tier: str, gates: dict):
+    """Write op: replace the gates of ``risk_tier`` (gates left out are not checked afterwards).
+
+    Who may (admins) is checked by the caller.
+
+    Returns
+    -------
+    tuple
+        ``(gates, events)``: the policy as stored (:func:`check_gates`) and the
+        ``gate_policy.set`` event with the policy before and after.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown risk tier or an invalid gate (see :func:`check_gates`).
+    """
     registry.check_risk_tier(risk_tier)
     gates = check_gates(gates)
     t = schema.GatePolicy.__table__
@@ -527,7 +777,24 @@ def set_gate_policy(conn, actor: str, role: str, risk_tier: str, gates: dict):
 
 
 def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: float):
-    """Record a canary: the challenger version and the share of traffic it serves (0 ends it)."""
+    """Record a canary: the challenger version and the share of traffic it serves (0 ends it).
+
+    The ``challenger`` alias follows: it points at the challenger, or is removed when the
+    share is 0. Who may (leads) is checked by the caller.
+
+    Returns
+    -------
+    tuple
+        ``(share, events)``.
+
+    Raises
+    ------
+    ValidationError
+        For a share outside [0, 0.5], a model with no Production version, or a challenger
+        that is not in Staging.
+    NotFoundError
+        If there is no such model or version.
+    """
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 0.5:
         raise ValidationError(f"traffic_share is the challenger's share, between 0 and 0.5; got {share!r}.")
     v, t = schema.ModelVersion.__table__, schema.Rollout.__table__

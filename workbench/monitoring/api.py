@@ -82,7 +82,10 @@ class MonitoringMethods:
     @operation("log_predictions", writes=True)
     def log_reference(self, model_version, data, *, marks: dict[str, str] | None = None) -> int:
         """Keep ``data`` (e.g. the training features) as the version's reference for drift
-        monitoring; identifying columns are stored as tokens, as in :meth:`log_predictions`."""
+        monitoring; identifying columns are stored as tokens, as in :meth:`log_predictions`.
+
+        Returns the batch id. Raises ValidationError when ``data`` has no rows.
+        """
         from ..datasets import to_polars
 
         name, version = self._version_ref(model_version)
@@ -115,6 +118,14 @@ class MonitoringMethods:
         -------
         dict
             The whole policy now: ``{"thresholds", "retrain_command"}``.
+
+        Raises
+        ------
+        ValidationError
+            A threshold is unknown or out of range, ``retrain_command`` is not a non-empty
+            list of non-empty strings, or nothing to change is named.
+        NotFoundError
+            No registered model is named ``name``.
         """
         changes = monitoring.check_thresholds(thresholds)
         command = retrain_command
@@ -147,6 +158,14 @@ class MonitoringMethods:
         data scientist or lead), new breaches are recorded as alerts; when the policy names a
         retraining command, the newest new alert is marked pending for the scheduler, which
         runs it (never this process: see :mod:`workbench.monitoring.retrain`).
+
+        Raises
+        ------
+        PermissionDenied
+            ``alerts`` is True and the user's role may not record alerts.
+        ValidationError
+            ``window``, ``start`` or ``end`` is malformed, the version has no logged
+            predictions (or none in the range), or the reference shares no column with them.
         """
         window = monitoring.parse_window(window)
         if alerts:

@@ -17,11 +17,37 @@ from .windows import UNCHANGED, effective_thresholds
 
 
 def model_id(conn, name: str) -> int:
+    """The id of the registered model ``name``; NotFoundError when there is none."""
     return registry.model_row(conn, name)["id"]
 
 
 def record_batch(conn, actor: str, role: str, *, name: str, version: int, kind: str, sha256: str, rows: int,
                  first_ts=None, last_ts=None, extra: dict | None = None):
+    """Write op: record a batch file already in the artifact folder for ``name`` v``version``.
+
+    Parameters
+    ----------
+    kind : str
+        ``"predictions"``, ``"labels"`` or ``"reference"``; the event is ``<kind>.log``.
+    sha256 : str
+        The batch file's digest.
+    rows : int
+        Rows in the batch.
+    first_ts, last_ts : datetime, optional
+        The batch's earliest and latest prediction time.
+    extra : dict, optional
+        Added to the audit event's payload.
+
+    Returns
+    -------
+    batch_id : int
+    events : list of Event
+
+    Raises
+    ------
+    NotFoundError
+        No registered model is named ``name`` (the version itself is not checked here).
+    """
     t = schema.PredictionBatch.__table__
     batch_id = conn.execute(sa.insert(t).values(
         model_id=model_id(conn, name), version=version, kind=kind, sha256=sha256, rows=rows, first_ts=first_ts,

@@ -90,6 +90,12 @@ def check_thresholds(values: dict) -> dict:
     dict
         ``values`` with integers kept as given.
 
+    Raises
+    ------
+    ValidationError
+        An unknown threshold name, or a limit that is not a finite number >= 0 (or is
+        above 1 for a share or score).
+
     >>> check_thresholds({"min_rows": 100})
     {'min_rows': 100}
     """
@@ -134,7 +140,19 @@ def _timestamps(frame: pl.DataFrame, column: str) -> pl.Series:
 
 def prediction_batch(frame: pl.DataFrame, *, timestamp: str, request_id: str, prediction: str, label: str | None,
                      latency: str, error: str) -> pl.DataFrame:
-    """The batch as stored: reserved names, UTC times, a request id per row, checked."""
+    """The batch as stored: reserved names, UTC times, a request id per row, checked.
+
+    The keyword arguments name the columns of ``frame`` that hold each reserved column
+    (``label`` None: no label). A missing ``request_id`` column gets random ids, a missing
+    latency column nulls, a missing error column False; every other column is a feature.
+
+    Raises
+    ------
+    ValidationError
+        The timestamp, prediction or given label column is missing; the frame is empty; a
+        feature column uses a reserved name; times cannot be read or are missing; request
+        ids are missing or repeated; prediction, label or latency is not numeric.
+    """
     names = {"timestamp": timestamp, "prediction": prediction}
     missing = [v for v in names.values() if v not in frame.columns]
     if label is not None and label not in frame.columns:
@@ -177,6 +195,21 @@ def _numeric(frame: pl.DataFrame, column: str, name: str) -> pl.Series:
 
 
 def label_batch(frame: pl.DataFrame, *, request_id: str, label: str) -> pl.DataFrame:
+    """The label batch as stored: ``request_id`` (text) and ``label`` (Float64), checked.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The labels as given; other columns are dropped.
+    request_id, label : str
+        The names of the columns holding the request ids and the labels.
+
+    Raises
+    ------
+    ValidationError
+        A column is missing, the frame is empty, a request id is missing, or a label is
+        missing, infinite or not numeric.
+    """
     missing = [c for c in (request_id, label) if c not in frame.columns]
     if missing:
         raise ValidationError(f"The labels lack column(s) {missing}; they have {frame.columns[:12]}.")
@@ -194,7 +227,13 @@ def label_batch(frame: pl.DataFrame, *, request_id: str, label: str) -> pl.DataF
 # -- reading -----------------------------------------------------------------------------------------
 def checked_frames(root: Path, digests: list[str]) -> list[pl.DataFrame]:
     """The batch files, each read only after its content is checked against its digest
-    (and decrypted, when artifacts are encrypted)."""
+    (and decrypted, when artifacts are encrypted).
+
+    Raises
+    ------
+    IntegrityError
+        A file is missing from the artifact folder or no longer matches its digest.
+    """
     frames = []
     for digest in digests:
         try:
@@ -261,6 +300,7 @@ class MonitorReport:
 
     @property
     def breaching(self) -> pl.DataFrame:
+        """The rows of ``windows`` with at least one breach."""
         return self.windows.filter(pl.col("breaches").list.len() > 0)
 
 
@@ -297,7 +337,32 @@ def _breaches(row: dict, thresholds: dict) -> list[dict]:
 
 
 def monitor(logs: pl.DataFrame, *, window: str, task: str, thresholds: dict, reference=None) -> MonitorReport:
-    """Windows of ``logs`` (from :func:`read_logs`) judged by ``thresholds``; drift against ``reference``."""
+    """Windows of ``logs`` (from :func:`read_logs`) judged by ``thresholds``; drift against ``reference``.
+
+    Parameters
+    ----------
+    logs : polars.DataFrame
+        The logged predictions, with labels joined in.
+    window : str
+        The window length, e.g. ``"1d"`` (:func:`parse_window`).
+    task : str
+        ``"classification"`` or ``"regression"``: which performance metrics are computed.
+    thresholds : dict
+        The effective thresholds (:func:`effective_thresholds`); None values are not checked.
+    reference : polars or pandas DataFrame, ReferenceProfile, or None
+        The reference for drift; None: drift is not computed (a note says so).
+
+    Returns
+    -------
+    MonitorReport
+        Its ``alerts`` are left empty: recording them is the caller's work.
+
+    Raises
+    ------
+    ValidationError
+        ``window`` is malformed, ``logs`` is empty, or the reference shares no column with
+        the logged features and prediction.
+    """
     from ..evidence.drift import ReferenceProfile, drift_report
 
     window = parse_window(window)
@@ -351,6 +416,15 @@ def monitor(logs: pl.DataFrame, *, window: str, task: str, thresholds: dict, ref
 
 
 def window_bounds(start, end) -> tuple[datetime | None, datetime | None]:
+    """``start`` and ``end`` as datetimes (from datetimes or ISO text); None leaves that side open.
+
+    The range read is ``[start, end)``.
+
+    Raises
+    ------
+    ValidationError
+        A bound is neither a datetime nor ISO text, or ``end`` is not after ``start``.
+    """
     def parse(v, name):
         if v is None or isinstance(v, datetime):
             return v

@@ -20,7 +20,7 @@ Rules:
   many addresses gets no further guesses, while the owner, from an address she signed in
   from before (:data:`KNOWN_ADDRESSES` are kept), still gets in. A refusal for a locked account
   reads :data:`WRONG`, like an unknown name, so a lock reveals nothing either.
-- A successful sign-in resets the account's count; an admin's :func:`unlock` or
+- A successful sign-in resets the account's count; an admin's :func:`unlock_user` or
   :func:`set_password` lifts its lock, :func:`unblock_address` an address's block.
 - A disabled account is reported as disabled only to someone who typed its correct password.
 - A session lasts ``SESSION_MINUTES`` (``$WORKBENCH_SESSION_MINUTES`` overrides it).
@@ -429,7 +429,13 @@ def check_session(signed: SignedIn, now: datetime | None = None) -> None:
 
 
 def sign_out(store: StoreLike, signed: SignedIn, *, now: datetime | None = None) -> None:
-    """End a session: records ``auth.sign_out`` (also for a session that has expired)."""
+    """End a session: records ``auth.sign_out`` (also for a session that has expired).
+
+    Raises
+    ------
+    ValidationError
+        If ``signed`` is not the :class:`SignedIn` that a sign-in returned.
+    """
     if not isinstance(signed, SignedIn):
         raise ValidationError(f"sign_out needs the SignedIn that sign_in returned, not {type(signed).__name__}.")
     payload = {"method": signed.method, "signed_in_at": signed.signed_in_at, "expired": is_expired(signed, now)}
@@ -472,6 +478,17 @@ def sign_in_oidc(store: StoreLike, email_or_name: str, *, now: datetime | None =
     single sign-on): no partial matching, so ``dana@elsewhere.example`` is never ``dana``.
     A password lock does not apply (it guards the password, which is not used here) and the
     failed-sign-in count is left as it is. Audited as ``auth.sign_in`` with ``{"method": "oidc"}``.
+
+    Returns
+    -------
+    SignedIn
+        A session of :func:`session_minutes`, with ``method`` ``"oidc"``.
+
+    Raises
+    ------
+    PermissionDenied
+        If no account has exactly that name, or the account is disabled; the attempt is
+        audited as ``auth.sign_in_failed``.
     """
     now = _utc(now)
     session_minutes()
@@ -504,6 +521,15 @@ def set_password(ctx: Ctx, name: str, password: str) -> None:
     """Set (or reset) ``name``'s password; also clears a lock and the failed-sign-in count.
 
     Admin only. Audited as ``user.set_password``; the event never holds the password.
+
+    Raises
+    ------
+    PermissionDenied
+        For anyone but an admin (or the local operator).
+    ValidationError
+        For a name no account can have, or a password :func:`check_password` refuses.
+    NotFoundError
+        For an unknown name; nothing is recorded.
     """
     users.check_name(name)
     check_password(password)
@@ -525,6 +551,16 @@ def set_user_disabled(ctx: Ctx, name: str, disabled: bool) -> None:
 
     Audited as ``user.disable`` / ``user.enable``. A disabled user can neither sign in nor
     open a workspace (:func:`workbench.connect` refuses them).
+
+    Raises
+    ------
+    PermissionDenied
+        For anyone but an admin (or the local operator).
+    ValidationError
+        For a name no account can have, a ``disabled`` that is not a bool, or an admin
+        disabling their own account.
+    NotFoundError
+        For an unknown name; nothing is recorded.
     """
     users.check_name(name)
     if not isinstance(disabled, bool):
@@ -572,6 +608,16 @@ def blocked_addresses(ctx: Ctx, *, now: datetime | None = None) -> pl.DataFrame:
     """Client addresses blocked now (:func:`client_key` form), with failures and until when.
 
     Admin only (the Users page lists them for :func:`unblock_address`).
+
+    Parameters
+    ----------
+    now : datetime, optional
+        The time standing in for the clock, for tests; a naive one is taken as UTC.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``address``, ``failures``, ``window_start``, ``blocked_until``; the latest block first.
     """
     return ctx.read("select address, failures, window_start, blocked_until from sign_in_addresses "
                     "where blocked_until > ? order by blocked_until desc, address", [_utc(now)])
@@ -586,6 +632,10 @@ def unblock_address(ctx: Ctx, address: str, *, now: datetime | None = None) -> N
 
     Raises
     ------
+    PermissionDenied
+        For anyone but an admin (or the local operator).
+    ValidationError
+        If ``address`` is not an IP address, an IPv6 network or ``local``.
     NotFoundError
         If no failure was ever counted for that address; nothing is recorded.
     """
@@ -619,7 +669,19 @@ def unblock_address(ctx: Ctx, address: str, *, now: datetime | None = None) -> N
 
 @operation("manage_users", writes=False)
 def accounts(ctx: Ctx, *, now: datetime | None = None) -> pl.DataFrame:
-    """Every account with its sign-in state (for the Users page). Admin only; no hashes."""
+    """Every account with its sign-in state (for the Users page). Admin only; no hashes.
+
+    Parameters
+    ----------
+    now : datetime, optional
+        The time ``locked`` is judged at, standing in for the clock in tests.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``name``, ``role``, ``disabled``, ``has_password``, ``failed_logins``, ``locked_until``,
+        ``locked`` (a lock still running at ``now``) and ``created_at``, by name.
+    """
     return ctx.read("select name, role, disabled, password_hash is not null as has_password, failed_logins, "
                     "locked_until, coalesce(locked_until > ?, false) as locked, created_at from users order by name",
                     [_utc(now)])

@@ -40,17 +40,36 @@ OPERATOR = "operator"
 
 
 def check_role(role: str) -> str:
+    """``role`` unchanged, if it is one of :data:`ROLES`.
+
+    Raises
+    ------
+    ValidationError
+        If it is not (the message lists the roles).
+    """
     if role not in ROLES:
         raise ValidationError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
     return role
 
 
 def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may perform ``action``; the local :data:`OPERATOR` may do everything.
+
+    ``action`` must be a key of :data:`PERMISSIONS`: for any other role, an unknown action
+    raises KeyError.
+    """
     return role == OPERATOR or role in PERMISSIONS[action]
 
 
 def require(user: str | None, role: str | None, action: str) -> None:
-    """Raise PermissionDenied unless ``role`` may perform ``action``."""
+    """Raise PermissionDenied unless ``role`` may perform ``action``.
+
+    Raises
+    ------
+    PermissionDenied
+        If there is no acting user (``user`` or ``role`` None), or :func:`allowed` says no;
+        the message names the roles that may.
+    """
     if user is None or role is None:
         raise PermissionDenied(
             f"'{action}' needs a signed-in user: pass user= to wb.connect() or set WORKBENCH_USER."

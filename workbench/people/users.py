@@ -66,6 +66,10 @@ def check_password(password: str) -> str:
 
 
 def hash_password(password: str) -> str:
+    """A salted argon2 hash of ``password``, in PHC string form (slow on purpose).
+
+    The policy is not checked here: call :func:`check_password` first.
+    """
     return _hasher.hash(password)
 
 
@@ -75,6 +79,7 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 def password_matches(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; False for no hash or a malformed one."""
     if not password_hash:
         return False
     try:
@@ -84,6 +89,13 @@ def password_matches(password_hash: str | None, password: str) -> bool:
 
 
 def check_name(name: str) -> str:
+    """``name`` unchanged, if it can be a user name: 1-64 letters, digits, ``_``, ``.``, ``@`` or ``-``.
+
+    Raises
+    ------
+    ValidationError
+        If it cannot (or is not a str).
+    """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValidationError(
             f"User name {name!r} is not valid: use 1-64 letters, digits, '_', '.', '@' or '-'."
@@ -92,6 +104,13 @@ def check_name(name: str) -> str:
 
 
 def get(conn, name: str):
+    """The users row of ``name``, as a mapping (every column, the password hash included).
+
+    Raises
+    ------
+    NotFoundError
+        If there is no such user.
+    """
     t = schema.User.__table__
     row = conn.execute(sa.select(t).where(t.c.name == name)).mappings().first()
     if row is None:
@@ -104,6 +123,16 @@ def add(conn, actor: str, actor_role: str, name: str, role: str, password: str |
 
     ``password`` None makes an account without one (it cannot sign in to the dashboard until
     an admin sets one); any string must pass :func:`check_password`, the empty one included.
+
+    Returns
+    -------
+    tuple
+        ``(name, events)``, for the writer.
+
+    Raises
+    ------
+    ValidationError
+        A bad name, role or password, or a name already taken; nothing is written.
     """
     check_name(name)
     check_role(role)

@@ -23,7 +23,20 @@ class PrivacyMethods:
 
     @operation(READ, writes=False)
     def column_marks(self, dataset) -> pl.DataFrame:
-        """A data set's column marks: column, mark, origin (detected, confirmed, inherited), reason, who, when."""
+        """A data set's column marks: column, mark, origin (detected, confirmed, inherited), reason, who, when.
+
+        Parameters
+        ----------
+        dataset : int or DatasetRef
+            The data set's id, or the ref ``log_dataset`` returned.
+
+        Raises
+        ------
+        ValidationError
+            ``dataset`` is neither an id nor a DatasetRef.
+        NotFoundError
+            The data set does not exist.
+        """
         dataset_id = _dataset_id(dataset)
         self._sync()
         if self.store.scalar("select count(*) from datasets where id = ?", [dataset_id]) == 0:
@@ -35,9 +48,18 @@ class PrivacyMethods:
     def mark_columns(self, dataset, marks: dict[str, str] | None = None, *, confirm: bool = True) -> dict[str, str]:
         """Mark columns of a logged data set ({column: 'identifying' | 'sensitive' | 'none'}).
 
-        With ``confirm`` (the default) the detector's other proposals are confirmed as they
-        stand. Data sets derived from this one (lineage) take the new marks for the columns
-        they share, unless a person marked those there. Audited; returns {column: mark}.
+        With ``confirm`` (the default) the data set's other marks not yet confirmed (the
+        detector's proposals and inherited marks) are confirmed as they stand. Data sets
+        derived from this one (lineage) take the new marks for the columns they share,
+        unless a person marked those there. Audited; returns {column: mark}.
+
+        Raises
+        ------
+        ValidationError
+            ``dataset`` is neither an id nor a DatasetRef, or ``marks`` names an unknown
+            column or mark.
+        NotFoundError
+            The data set does not exist.
         """
         dataset_id = _dataset_id(dataset)
         self._sync()

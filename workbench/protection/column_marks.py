@@ -92,7 +92,19 @@ def detect(frame: pl.DataFrame) -> dict[str, tuple[str, str]]:
 
 
 def check(marks, columns) -> dict[str, str]:
-    """``marks`` ({column: mark}) validated against the data set's ``columns``."""
+    """``marks`` ({column: mark}) validated against the data set's ``columns``.
+
+    Returns
+    -------
+    dict
+        A copy of ``marks``.
+
+    Raises
+    ------
+    ValidationError
+        ``marks`` is not a dict, names a column not in ``columns``, or holds a mark not in
+        ``MARKS``.
+    """
     if not isinstance(marks, dict):
         raise ValidationError(f"marks must be a dict of column -> one of {MARKS}, not {type(marks).__name__}.")
     unknown = [c for c in marks if c not in columns]

@@ -67,10 +67,15 @@ def on_log(conn, actor: str, role: str, dataset_id: int, columns: list[str], det
 
 
 def set_marks(conn, actor: str, role: str, dataset_id: int, marks: dict[str, str], confirm_all: bool):
-    """A person marks columns (and, with ``confirm_all``, confirms the detector's other proposals).
+    """A person marks columns (and, with ``confirm_all``, confirms the other marks: detected or inherited).
 
     Descendants through lineage take the new marks for columns they share, unless a person
     marked the column there. Returns (the data set's marks, events).
+
+    Raises
+    ------
+    NotFoundError
+        The data set does not exist.
     """
     row = _dataset(conn, dataset_id)
     before = current(conn, dataset_id)

@@ -41,6 +41,7 @@ def min_size(summary: dict) -> int:
 
 
 def label(n_groups: int, min_size: int, withheld: bool = False) -> str:
+    """The ``group`` of a pooled row, e.g. ``"2 groups of under 30"`` (``withheld``: with " (rates withheld)")."""
     text = f"{n_groups} group{'s' if n_groups != 1 else ''} of under {min_size}"
     return text + " (rates withheld)" if withheld else text
 

@@ -82,6 +82,13 @@ class ModelVersion:
 
 
 def check_risk_tier(tier: str) -> str:
+    """``tier`` unchanged, if it is one of :data:`RISK_TIERS`.
+
+    Raises
+    ------
+    ValidationError
+        If it is not.
+    """
     if tier not in RISK_TIERS:
         raise ValidationError(f"Risk tier {tier!r} is not one of {', '.join(RISK_TIERS)}.")
     return tier
@@ -96,7 +103,13 @@ def check_model_text(fields: dict) -> dict:
 
 
 def check_model_fields(fields: dict) -> dict:
-    """``fields`` unchanged, once each is an editable field with a valid value (tier, text length)."""
+    """``fields`` unchanged, once each is an editable field with a valid value (tier, text length).
+
+    Raises
+    ------
+    ValidationError
+        For a field not in :data:`MODEL_FIELDS`, an unknown risk tier, or text over the limit.
+    """
     unknown = set(fields) - set(MODEL_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown model field(s) {sorted(unknown)}; editable: {sorted(MODEL_FIELDS)}.")
@@ -111,6 +124,13 @@ TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
 
 
 def check_format(fmt: str) -> str:
+    """``fmt`` unchanged, if it is one of :data:`FORMATS` (``"skops"``, ``"pickle"``).
+
+    Raises
+    ------
+    ValidationError
+        If it is not.
+    """
     if fmt not in FORMATS:
         raise ValidationError(f"Model format {fmt!r} is not one of {', '.join(FORMATS)}.")
     return fmt
@@ -137,7 +157,27 @@ def _untrusted(data: bytes) -> list[str]:
 
 
 def serialize(model: Any, fmt: str = "skops") -> bytes:
-    """A model's file: skops (no code runs when it is loaded), or pickle when asked for."""
+    """A model's file: skops (no code runs when it is loaded), or pickle when asked for.
+
+    Parameters
+    ----------
+    model : object
+        The fitted model.
+    fmt : {"skops", "pickle"}
+        ``"skops"`` refuses a model that holds types other than skops' own and classes from
+        :data:`TRUSTED_PACKAGES`.
+
+    Returns
+    -------
+    bytes
+        The file's content.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown ``fmt``, or a model the format cannot save (skops: one holding
+        untrusted types); the message says to pass ``format='pickle'`` when skops fails.
+    """
     check_format(fmt)
     what = type(model).__name__
     if fmt == "pickle":
@@ -166,6 +206,12 @@ def recorded_file(conn, name: str, version: int, table_sha256: str) -> tuple[str
 
     The table's digest must equal the chain's: a file swapped together with its digest in
     the table is refused here. Versions registered before formats existed are pickles.
+
+    Raises
+    ------
+    IntegrityError
+        If the audit trail has no intact ``model_version.create`` event for the version, or its
+        digest differs from ``table_sha256``.
     """
     recorded = audit.recorded_payload(conn, "model_version.create", "model_version", f"{name}/{version}")
     if recorded.get("sha256") != table_sha256:
@@ -177,7 +223,37 @@ def recorded_file(conn, name: str, version: int, table_sha256: str) -> tuple[str
 
 
 def load(root, digest: str, fmt: str, *, allow_pickle: bool = False, label: str = "this model") -> Any:
-    """Load a model file after its bytes match ``digest``; a pickle only with ``allow_pickle``."""
+    """Load a model file after its bytes match ``digest``; a pickle only with ``allow_pickle``.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+    digest : str
+        The file's sha256, as :func:`recorded_file` returns it.
+    fmt : str
+        ``"pickle"``, or any other value for skops.
+    allow_pickle : bool, default False
+        Trust whoever registered a pickle: loading it runs its code.
+    label : str
+        How messages name the model (e.g. ``"churn v3"``).
+
+    Returns
+    -------
+    object
+        The model.
+
+    Raises
+    ------
+    PermissionDenied
+        For a pickle without ``allow_pickle``, before the file is read.
+    IntegrityError
+        If the file does not match ``digest``, or a skops file holds untrusted types.
+    NotFoundError
+        If the file is missing from the artifact folder.
+    KeyUnavailableError
+        If the file is encrypted and the configured artifact key (if any) cannot open it.
+    """
     if fmt == "pickle" and not allow_pickle:
         raise PermissionDenied(
             f"{label} was saved as a pickle, and loading a pickle runs whatever code it holds. Pass allow_pickle=True "
@@ -206,7 +282,23 @@ def model_row(conn, name: str):
 def register(conn, actor: str, role: str, *, name: str, digest: str, size: int, model_class: str,
              run_id: str | None, owner_team=None, use_case=None, risk_tier=None, description=None,
              fmt: str = "skops"):
-    """Write op: create the registered model if new, then its next version (stage None)."""
+    """Write op: create the registered model if new, then its next version (stage None).
+
+    ``owner_team``, ``use_case``, ``risk_tier`` (default medium) and ``description`` are
+    used only when the model is created; for an existing model they are ignored. The model
+    file must already be stored under ``digest`` (``name`` is not checked here).
+
+    Returns
+    -------
+    tuple
+        ``(ModelVersion, events)``: ``model.create`` when the model is new, then
+        ``model_version.create`` (which records digest and format for :func:`recorded_file`).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown risk tier or format, or model text over the limit.
+    """
     t = schema.RegisteredModel.__table__
     events = []
     row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
@@ -260,6 +352,16 @@ def transition_stage(conn, actor: str, role: str, name: str, version: int, stage
     tuple
         ``(stage, events)``: the version's new stage and the audit events of every change made
         (the version archived to make room, the alias ``champion`` following Production).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown stage, a reason over the text limit, or an archived version moved
+        anywhere but Production.
+    PermissionDenied
+        For entering or leaving Production without ``approval``.
+    NotFoundError
+        For an unknown model or version.
     """
     if stage not in STAGES:
         raise ValidationError(f"Stage {stage!r} is not one of {', '.join(STAGES)}.")
@@ -337,6 +439,20 @@ def set_alias(conn, actor: str, role: str, name: str, alias: str, version: int |
     The aliases in :data:`GOVERNED_ALIASES` are refused here (their governed paths use
     :func:`move_alias`), and so is an archived version or one whose last decided promotion
     request was rejected: an alias is how code loads a model, and must not load those.
+
+    Returns
+    -------
+    tuple
+        ``(version, events)``: the ``model.alias`` event.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown model or version.
+    PermissionDenied
+        For an alias in :data:`GOVERNED_ALIASES`.
+    ValidationError
+        For an archived or rejected version.
     """
     model = model_row(conn, name)
     v = schema.ModelVersion.__table__
@@ -376,6 +492,19 @@ def update_model(conn, actor: str, role: str, name: str, **fields):
 
     Only the field checks are here; who may change the risk tier, and what a tier change does
     to pending requests, is governance's (``governance.update_model`` calls this).
+
+    Returns
+    -------
+    tuple
+        ``(changes, events)``: ``{field: {"from": old, "to": new}}`` for the fields whose
+        value changes (possibly empty; the ``model.update`` event is recorded either way).
+
+    Raises
+    ------
+    ValidationError
+        For a field that cannot be edited or a value that is not valid.
+    NotFoundError
+        For an unknown model.
     """
     check_model_fields(fields)
     model = model_row(conn, name)

@@ -23,7 +23,38 @@ class ReportMethods:
     @operation("reports", writes=True)
     def export_report(self, kind: str, model: str | None, version: int | None = None, *, fmt: str = "html",
                       out_dir: str | Path = ".", **options) -> Path:
-        """Write a model card, validation pack or audit extract (see :mod:`workbench.reports.documents`)."""
+        """Write a model card, validation pack or audit extract (see :mod:`workbench.reports.documents`).
+
+        Audited as ``report.export`` with the file's sha256.
+
+        Parameters
+        ----------
+        kind : str
+            ``"model-card"``, ``"validation"`` or ``"audit"``.
+        model : str or None
+            The registered model; None only for an audit extract of every model.
+        version : int, optional
+            Default: the Production version, else the latest.
+        fmt : str
+            ``"html"``, ``"pdf"``, ``"json"`` or ``"md"``.
+        out_dir : str or Path
+            An existing, writable folder.
+        **options
+            For an audit extract: ``since`` and ``until`` (ISO date or time, UTC).
+
+        Returns
+        -------
+        Path
+            The file written.
+
+        Raises
+        ------
+        ValidationError
+            For an unknown kind or format, a missing model name, or an output folder that does
+            not exist or is not writable.
+        NotFoundError
+            For an unknown model or version.
+        """
         return reports.export(self, kind, model, version, fmt, out_dir, **options)
 
     @operation("reports", writes=True)
@@ -51,7 +82,25 @@ class ReportMethods:
     # -- model card text ---------------------------------------------------------------------------------
     @operation("register_models", writes=True)
     def set_card_text(self, model: str, field: str, text: str) -> None:
-        """What the card says about intended use, out-of-scope use, limitations or ethics (audited)."""
+        """What the card says about intended use, out-of-scope use, limitations or ethics (audited).
+
+        Parameters
+        ----------
+        model : str
+            The registered model.
+        field : str
+            One of ``intended_use``, ``out_of_scope_use``, ``limitations``,
+            ``ethical_considerations``.
+        text : str
+            The text; empty removes it (the card then lists it as missing).
+
+        Raises
+        ------
+        ValidationError
+            For an unknown field or an over-long text.
+        NotFoundError
+            For an unknown model.
+        """
         if field not in reports.TEXT_FIELDS:
             raise ValidationError(f"field must be one of {reports.TEXT_FIELDS}, got {field!r}.")
         self._model_exists(model)
@@ -86,11 +135,11 @@ class ReportMethods:
         cron : str
             When, as a five-field cron expression in UTC (``"0 6 * * 1"``: Mondays at 06:00).
         kind : str
-            ``"model_card"``, ``"validation_pack"`` or ``"audit_extract"``.
+            ``"model-card"``, ``"validation"`` or ``"audit"``.
         model : str or None
-            The model the report is about (None for an audit extract).
+            The model the report is about (None for an audit extract of every model).
         fmt : str
-            ``"json"``, ``"html"`` or ``"pdf"``.
+            ``"html"``, ``"pdf"``, ``"json"`` or ``"md"``.
         out_dir : str or Path
             The folder the scheduler writes into.
         version : int, optional
@@ -100,6 +149,16 @@ class ReportMethods:
         -------
         int
             The schedule's id. Audited as ``schedule.add``.
+
+        Raises
+        ------
+        ValidationError
+            For an empty name, an unknown kind or format, a missing model, an invalid cron
+            expression, or an output folder that does not exist or is not writable.
+        NotFoundError
+            For an unknown model.
+        ConflictError
+            If a schedule with that name exists.
         """
         return self._call(lambda conn: schedules.add(conn, self.user, self.role, name=name, cron=cron, kind=kind,
                                                      model=model, version=version, fmt=fmt, out_dir=str(out_dir)))
@@ -124,6 +183,12 @@ class ReportMethods:
         now : datetime, optional
             The moment the listing is for (aware UTC); default: the wall clock. Pass it where the
             answer must not depend on the day it is asked (tests, reports of a past state).
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per schedule, by name: its settings, ``last_due_at``, ``last_status``,
+            ``last_run_at``, ``last_path`` and ``next_due``.
         """
         rows = self._read(schedules.SCHEDULES_SQL)
         now = now or datetime.now(timezone.utc)
@@ -144,7 +209,23 @@ class ReportMethods:
 
     @operation("reports", writes=True)
     def run_due_schedules(self, now: datetime | None = None) -> list[dict]:
-        """Export what is due (each occurrence once, failures retried next time); the outcomes."""
+        """Export what is due (each occurrence once, failures retried next time); the outcomes.
+
+        Runs left "running" by a process that died are first marked failed and their
+        occurrence exported again (see :mod:`workbench.reports.schedules`).
+
+        Parameters
+        ----------
+        now : datetime, optional
+            The moment to judge what is due at (aware UTC); default: the wall clock.
+
+        Returns
+        -------
+        list of dict
+            One outcome per schedule handled: ``schedule``, ``status`` (``"ok"``, ``"failed"``,
+            ``"skipped"`` when another scheduler claimed it, or ``"interrupted"``), ``due_at``
+            and, as they apply, ``path``, ``error``, ``missed``, ``run_id``, ``retried``.
+        """
         return schedules.run_due(self, now)
 
 

@@ -48,7 +48,28 @@ def _header(ws, kind: str, name: str | None, version: int | None) -> dict:
 
 
 def model_card(ws, name: str, version: int | None = None) -> dict:
-    """The Model Card Toolkit's sections for one version (default: Production, else the latest)."""
+    """The Model Card Toolkit's sections for one version (default: Production, else the latest).
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace to read with.
+    name : str
+        The registered model.
+    version : int, optional
+        The version; default: the Production version, else the latest.
+
+    Returns
+    -------
+    dict
+        The document: ``report`` (header), ``model_details``, ``considerations``, ``data``,
+        ``metrics``, ``explanation``, ``fairness``, ``drift`` and ``missing``.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown model or version.
+    """
     if version is None:
         stages = ws.model_versions(name)["stage"].to_list()
         version = "Production" if "Production" in stages else None
@@ -133,7 +154,11 @@ def _drift(ev: dict | None) -> dict | None:
 
 
 def validation_pack(ws, name: str, version: int | None = None) -> dict:
-    """The model card plus gates, approval history, open alerts and the audit chain's check."""
+    """The model card plus gates, approval history, open alerts and the audit chain's check.
+
+    Parameters and errors as for :func:`model_card`; the document adds ``gates``,
+    ``approval_history``, ``alerts`` and ``audit_check``.
+    """
     card = model_card(ws, name, version)
     v = card["model_details"]["version"]
     requests = ws.requests(name=name).filter(pl.col("version") == v)
@@ -169,7 +194,24 @@ def _audit_check(check) -> dict:
 
 
 def audit_extract(ws, name: str | None = None, *, since=None, until=None) -> dict:
-    """The events of a model (its versions, its requests) or of a time range, with the chain's check."""
+    """The events of a model (its versions, its requests) or of a time range, with the chain's check.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace to read with.
+    name : str, optional
+        Only this model's events; default: every event.
+    since, until : datetime, date or ISO str, optional
+        The time range (UTC, ``until`` exclusive), as :meth:`Workspace.audit_events` takes it.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown model.
+    ValidationError
+        If ``since`` or ``until`` is text that is not an ISO date or time.
+    """
     events = ws.audit_events(since=since, until=until).sort("seq")
     if name is not None:
         ws.get_model_version(name)  # an unknown model is refused, not an empty extract
@@ -186,6 +228,31 @@ def audit_extract(ws, name: str | None = None, *, since=None, until=None) -> dic
 
 
 def build(ws, kind: str, name: str | None, version: int | None = None, **options) -> dict:
+    """The document of one report, filled from the store.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace to read with.
+    kind : str
+        One of :data:`KINDS`.
+    name : str or None
+        The registered model; None only for an audit extract of every model.
+    version : int, optional
+        The version (not for an audit extract).
+    **options
+        For an audit extract: ``since`` and ``until``.
+
+    Returns
+    -------
+    dict
+        As :func:`model_card`, :func:`validation_pack` or :func:`audit_extract` return it.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown kind, or no model name for a model card or validation pack.
+    """
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {KINDS}, got {kind!r}.")
     if kind != "audit" and not name:
@@ -199,6 +266,7 @@ def build(ws, kind: str, name: str | None, version: int | None = None, **options
 
 # -- renderers -------------------------------------------------------------------------------------------
 def to_json(doc: dict) -> bytes:
+    """The document as UTF-8 JSON: sorted keys, values JSON cannot hold as their ``str``."""
     return (json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False, default=str) + "\n").encode()
 
 
@@ -268,6 +336,7 @@ def _md_cell(v) -> str:
 
 
 def to_markdown(doc: dict) -> str:
+    """The document as Markdown; what users wrote is escaped so it never becomes a link, image or HTML."""
     lines = [f"# {_md_cell(_title(doc))}", ""]
     for title, blocks in _sections(doc):
         lines += [f"## {title}", ""]
@@ -316,6 +385,7 @@ def _svg_bars(label: str, pairs: list[tuple[str, float]]) -> str:
 
 
 def to_html(doc: dict) -> str:
+    """The document as one self-contained HTML page (inline CSS and SVG charts; every value escaped)."""
     e = lambda v: html.escape(_shown(v))  # noqa: E731 - every value users wrote is text
     out = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(_title(doc))}</title>"
            f"<style>{_CSS}</style></head><body><h1>{e(_title(doc))}</h1>"]
@@ -338,6 +408,13 @@ def to_html(doc: dict) -> str:
 
 
 def chromium() -> str:
+    """The headless Chromium that prints PDFs: ``$WORKBENCH_CHROMIUM``, else the first found on the PATH.
+
+    Raises
+    ------
+    WorkbenchError
+        If none is found.
+    """
     path = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") \
         or shutil.which("google-chrome")
     if not path:
@@ -347,7 +424,13 @@ def chromium() -> str:
 
 
 def to_pdf(html_text: str) -> bytes:
-    """The HTML printed to PDF by headless Chromium (same content, same charts)."""
+    """The HTML printed to PDF by headless Chromium (same content, same charts).
+
+    Raises
+    ------
+    WorkbenchError
+        If Chromium is not installed, takes longer than 120 s, or writes no PDF.
+    """
     with tempfile.TemporaryDirectory(prefix="wb-report-") as tmp:
         page, pdf = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
         page.write_text(html_text, encoding="utf-8")
@@ -363,13 +446,20 @@ def to_pdf(html_text: str) -> bytes:
 
 
 def check_format(fmt: str) -> str:
+    """``fmt`` unchanged if it is one of :data:`FORMATS`, else a :class:`ValidationError`."""
     if fmt not in FORMATS:
         raise ValidationError(f"format must be one of {FORMATS}, got {fmt!r}.")
     return fmt
 
 
 def check_folder(folder) -> Path:
-    """An existing, writable folder to write reports into, or a clear refusal."""
+    """An existing, writable folder to write reports into, or a clear refusal.
+
+    Raises
+    ------
+    ValidationError
+        If ``folder`` does not exist, is a file, or is not writable.
+    """
     out = Path(folder)
     if not out.exists():
         raise ValidationError(f"The output folder {out} does not exist.")
@@ -381,6 +471,15 @@ def check_folder(folder) -> Path:
 
 
 def render(doc: dict, fmt: str) -> bytes:
+    """The document's bytes in ``fmt`` (``"html"``, ``"pdf"``, ``"json"`` or ``"md"``).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown format.
+    WorkbenchError
+        If a PDF cannot be printed (see :func:`to_pdf`).
+    """
     check_format(fmt)
     if fmt == "json":
         return to_json(doc)
@@ -409,7 +508,34 @@ def file_name(doc: dict, fmt: str) -> str:
 
 
 def export(ws, kind: str, name: str | None, version: int | None, fmt: str, out_dir, **options) -> Path:
-    """Build, render and write one report into ``out_dir``; the export is audited with the file's sha256."""
+    """Build, render and write one report into ``out_dir``; the export is audited with the file's sha256.
+
+    Parameters
+    ----------
+    ws : Workspace
+        Whose user exports; their role needs the ``reports`` permission.
+    kind, name, version, **options
+        As for :func:`build`.
+    fmt : str
+        One of :data:`FORMATS`.
+    out_dir : str or Path
+        An existing, writable folder.
+
+    Returns
+    -------
+    Path
+        The file written, named by :func:`file_name`.
+
+    Raises
+    ------
+    PermissionDenied
+        For a role without the ``reports`` permission.
+    ValidationError
+        For an unknown kind or format, a missing model name, or a folder that does not exist,
+        is not writable or could not be written.
+    NotFoundError
+        For an unknown model or version.
+    """
     ws.ctx.require("reports")
     out = check_folder(out_dir)
     check_format(fmt)

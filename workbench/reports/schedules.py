@@ -37,7 +37,18 @@ from ..store.audit import Event
 
 
 def check_cron(expr: str) -> str:
-    """A standard five-field cron expression (minute hour day month weekday), or a clear refusal."""
+    """A standard five-field cron expression (minute hour day month weekday), or a clear refusal.
+
+    Returns
+    -------
+    str
+        ``expr`` with its whitespace normalised to single spaces.
+
+    Raises
+    ------
+    ValidationError
+        For anything that is not a valid five-field expression.
+    """
     from croniter import croniter
 
     expr = " ".join(str(expr).split())
@@ -48,7 +59,25 @@ def check_cron(expr: str) -> str:
 
 
 def due(cron: str, *, last: datetime | None, now: datetime, created: datetime | None = None) -> tuple[datetime, int] | None:
-    """(the latest occurrence in (last, now], how many earlier ones it folds in), or None."""
+    """(the latest occurrence in (last, now], how many earlier ones it folds in), or None.
+
+    Parameters
+    ----------
+    cron : str
+        A checked cron expression (:func:`check_cron`).
+    last : datetime or None
+        The last occurrence handled; None when the schedule never ran.
+    now : datetime
+        The moment to judge at.
+    created : datetime, optional
+        When the schedule was made: the start when ``last`` is None. Without either, the
+        start is ``now`` and nothing is due.
+
+    Returns
+    -------
+    tuple or None
+        ``(occurrence, missed)``, or None when nothing is due. ``missed`` counts at most 10,000.
+    """
     from croniter import croniter
 
     start = last or created or now
@@ -64,6 +93,7 @@ def due(cron: str, *, last: datetime | None, now: datetime, created: datetime | 
 
 
 def next_due(cron: str, after: datetime) -> datetime:
+    """The first occurrence of ``cron`` after ``after``."""
     from croniter import croniter
 
     return croniter(cron, after).get_next(datetime).replace(fold=0)
@@ -72,6 +102,25 @@ def next_due(cron: str, after: datetime) -> datetime:
 # -- write ops --------------------------------------------------------------------------------------------
 def add(conn, actor: str, role: str, *, name: str, cron: str, kind: str, model: str | None, version: int | None,
         fmt: str, out_dir: str):
+    """Write op: create a report schedule (who may is checked by the caller).
+
+    Parameters as for :meth:`Workspace.add_schedule`.
+
+    Returns
+    -------
+    tuple
+        ``(schedule_id, events)``.
+
+    Raises
+    ------
+    ValidationError
+        For an empty name, an unknown kind or format, a missing model, an invalid cron
+        expression, or an output folder that does not exist or is not writable.
+    NotFoundError
+        For an unknown model.
+    ConflictError
+        If a schedule with that name exists.
+    """
     from . import documents as reports
 
     if not name or not name.strip():
@@ -98,6 +147,18 @@ def add(conn, actor: str, role: str, *, name: str, cron: str, kind: str, model: 
 
 
 def remove(conn, actor: str, role: str, name: str):
+    """Write op: delete the schedule ``name``; its runs stay as history.
+
+    Returns
+    -------
+    tuple
+        ``(schedule_id, events)``.
+
+    Raises
+    ------
+    NotFoundError
+        If there is no such schedule.
+    """
     t = schema.ReportSchedule.__table__
     row = conn.execute(sa.select(t.c.id).where(t.c.name == name)).first()
     if row is None:
@@ -107,7 +168,14 @@ def remove(conn, actor: str, role: str, name: str):
 
 
 def claim(conn, actor: str, role: str, schedule: dict, due_at: datetime, missed: int):
-    """Take the occurrence for this process, unless another scheduler took it first (None)."""
+    """Take the occurrence for this process, unless another scheduler took it first (None).
+
+    Returns
+    -------
+    tuple
+        ``(run_id, events)``: the new ``running`` run's id, or None with a ``schedule.skip``
+        event when another scheduler moved ``last_due_at`` first.
+    """
     t, r = schema.ReportSchedule.__table__, schema.ReportRun.__table__
     prev = schedule["last_due_at"]
     cond = t.c.last_due_at.is_(None) if prev is None else t.c.last_due_at == prev
@@ -270,7 +338,25 @@ from report_runs r left join report_schedules s on s.id = r.schedule_id order by
 
 
 def run_due(ws, now: datetime | None = None) -> list[dict]:
-    """Export every schedule that is due at ``now``, each occurrence once; the outcome of each."""
+    """Export every schedule that is due at ``now``, each occurrence once; the outcome of each.
+
+    Interrupted runs are recovered first (:func:`recover_interrupted`), so their occurrences
+    are exported again here. A failed export is recorded and its claim handed back.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace allowed to run reports.
+    now : datetime, optional
+        The moment to judge what is due at (aware UTC); default: the wall clock.
+
+    Returns
+    -------
+    list of dict
+        The recovered runs' outcomes, then one per due schedule: ``schedule``, ``status``
+        (``"ok"``, ``"failed"`` or ``"skipped"``), ``due_at`` and, unless skipped, ``missed``,
+        ``path`` and ``error``.
+    """
     from ..store import artifacts
     from . import documents as reports
 

@@ -34,10 +34,12 @@ _HEADER = len(MAGIC) + 8 + 7  # magic, key id, nonce prefix
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The sha256 of ``data`` as 64 lowercase hex digits."""
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes as 64 lowercase hex digits, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -46,12 +48,32 @@ def sha256_file(path: Path) -> str:
 
 
 def path_for(root: Path, digest: str) -> Path:
+    """Where the file with content ``digest`` lives under ``root``: ``<root>/<digest[:2]>/<digest>``.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+    digest : str
+        A sha256 as 64 lowercase hex digits.
+
+    Returns
+    -------
+    Path
+        The path, whether or not a file is there.
+
+    Raises
+    ------
+    ValidationError
+        If ``digest`` is not 64 lowercase hex digits (so it can never name a path outside ``root``).
+    """
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValidationError(f"Not a sha256 digest: {digest!r}")
     return root / digest[:2] / digest
 
 
 def is_encrypted(path: Path) -> bool:
+    """Whether the file at ``path`` was written encrypted (starts with :data:`MAGIC`)."""
     with open(path, "rb") as fh:
         return fh.read(len(MAGIC)) == MAGIC
 
@@ -134,12 +156,48 @@ def _place(root: Path, digest: str, write) -> Path:
 
 
 def put_bytes(root: Path, data: bytes) -> tuple[str, int]:
+    """Store ``data`` under ``root`` by its sha256, encrypted when an artifact key is configured.
+
+    Content already stored is not written again (a file kept in the clear is rewritten
+    encrypted once a key is configured). The file appears atomically.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+    data : bytes
+        The content.
+
+    Returns
+    -------
+    tuple
+        ``(digest, size)``: the sha256 of ``data`` and its length in bytes.
+    """
     digest = sha256_bytes(data)
     _place(root, digest, lambda fh: fh.write(data))
     return digest, len(data)
 
 
 def put_file(root: Path, source: Path) -> tuple[str, int]:
+    """Copy the file ``source`` under ``root`` by its sha256, as :func:`put_bytes` stores bytes.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+    source : Path
+        The file to copy; it is read in 1 MiB blocks, never whole.
+
+    Returns
+    -------
+    tuple
+        ``(digest, size)``: the sha256 of the file's content and its size in bytes.
+
+    Raises
+    ------
+    NotFoundError
+        If ``source`` does not exist or is not a regular file.
+    """
     source = Path(source)
     if not source.is_file():
         raise NotFoundError(f"Artifact {source} does not exist or is not a file.")
@@ -155,7 +213,34 @@ def put_file(root: Path, source: Path) -> tuple[str, int]:
 
 
 def get_bytes(root: Path, digest: str) -> bytes:
-    """The file's bytes, after checking they still hash to ``digest``."""
+    """The file's bytes, after checking they still hash to ``digest``.
+
+    An encrypted file is decrypted first, with the configured artifact key.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+    digest : str
+        The sha256 the store recorded for the file.
+
+    Returns
+    -------
+    bytes
+        The content (the plaintext, for an encrypted file).
+
+    Raises
+    ------
+    NotFoundError
+        If no file for ``digest`` is in ``root``.
+    IntegrityError
+        If the content does not hash to ``digest``, or an encrypted file fails to decrypt
+        (changed, truncated, or moved from another file's address).
+    KeyUnavailableError
+        If the file is encrypted and no key, or another key, is configured.
+    ValidationError
+        If ``digest`` is not a sha256 digest.
+    """
     path = path_for(root, digest)
     if not path.exists():
         raise NotFoundError(f"File {digest[:12]}... is missing from the artifact folder {root}.")
@@ -174,7 +259,24 @@ def get_bytes(root: Path, digest: str) -> bytes:
 def encrypt_in_place(root: Path) -> tuple[int, int]:
     """Seal every file of ``root`` still in the clear, after checking its digest.
 
-    Returns (files sealed, files already encrypted). Needs the artifact key.
+    Files whose names are not 64 characters long (temporary or stray files) are skipped.
+
+    Parameters
+    ----------
+    root : Path
+        The artifact folder.
+
+    Returns
+    -------
+    tuple
+        ``(sealed, already)``: how many files were encrypted now, and how many were already.
+
+    Raises
+    ------
+    KeyUnavailableError
+        If no artifact key is configured.
+    IntegrityError
+        If a file in the clear no longer matches its name; files sealed before it stay sealed.
     """
     if keys.artifact_key() is None:
         raise KeyUnavailableError("No artifact key is configured: set WORKBENCH_ARTIFACT_KEY or "

@@ -70,6 +70,26 @@ def canonical_json(value: Any) -> str:
 
 
 def event_hash(prev_hash: str, seq: int, ts: datetime, e: Event, payload_json: str) -> str:
+    """The hash an event is stored with: sha256 of ``prev_hash`` and the event's canonical JSON.
+
+    Parameters
+    ----------
+    prev_hash : str
+        The previous event's hash (:data:`GENESIS` before the first event).
+    seq : int
+        The event's sequence number.
+    ts : datetime
+        When it was recorded; an aware time, hashed as its UTC ISO form.
+    e : Event
+        Who did what to which entity; its ``payload`` is not read here.
+    payload_json : str
+        ``canonical_json(e.payload)``, as stored.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     return _hash(prev_hash, seq, ts.astimezone(timezone.utc).isoformat(), e.actor, e.role, e.action,
                  e.entity_type, e.entity_id, payload_json)
 
@@ -96,6 +116,20 @@ def append(conn: sa.Connection, events: Iterable[Event]) -> list[int]:
 
     The new head is also left in ``conn.info["audit_head"]`` as ``(seq, hash)``, so the
     head mark written after the commit costs no second read (see ``Store.head_if_marked``).
+    The audit head row moves in the same transaction. On PostgreSQL the caller must hold
+    the head's row lock (``Store.lock_for_write``) so that two writers cannot take the same seq.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        A connection inside the write transaction.
+    events : iterable of Event
+        In order; each is stamped with the current UTC time.
+
+    Returns
+    -------
+    list of int
+        The new events' seqs (empty when ``events`` is).
     """
     events = list(events)
     if not events:
@@ -248,14 +282,43 @@ def recorded_payload(conn: sa.Connection, action: str, entity_type: str, entity_
 
 
 def anchor(check: ChainCheck, store: str) -> dict:
-    """The head digest to keep outside the store (a verified chain only)."""
+    """The head digest to keep outside the store (a verified chain only).
+
+    Parameters
+    ----------
+    check : ChainCheck
+        The result of :func:`verify`.
+    store : str
+        The store it names (kept in the anchor, for the reader).
+
+    Returns
+    -------
+    dict
+        ``{"store", "seq", "hash", "created_at"}``, for :func:`verify` to check later.
+
+    Raises
+    ------
+    ValueError
+        If ``check`` is not ok.
+    """
     if not check.ok:
         raise ValueError("refusing to anchor a broken chain")
     return {"store": store, "seq": check.n_events, "hash": check.head_hash, "created_at": utcnow().isoformat()}
 
 
 def read_anchor(text: str) -> dict:
-    """An anchor file's content, checked for its two fields."""
+    """An anchor file's content, checked for its two fields.
+
+    Returns
+    -------
+    dict
+        The anchor, with ``seq`` as an int and ``hash`` as a str.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not JSON with a non-negative ``seq`` and a 64-character ``hash``.
+    """
     try:
         data = json.loads(text)
         seq, digest = int(data["seq"]), str(data["hash"])
@@ -267,7 +330,31 @@ def read_anchor(text: str) -> dict:
 
 
 def filter_sql(*, actor=None, action=None, entity=None, since=None, until=None) -> tuple[str, list]:
-    """A WHERE clause (bound values) for the audit filters."""
+    """A WHERE clause (bound values) for the audit filters.
+
+    Parameters
+    ----------
+    actor : str, optional
+        Events by this actor.
+    action : str, optional
+        An action, or a prefix ending in ``*`` (``"request.*"``).
+    entity : str, optional
+        ``"type/id"`` for a known entity type (``"model/churn"``); else an entity id, which
+        also matches ids below it (``"churn"`` matches ``"churn/3"``).
+    since, until : datetime, date or ISO str, optional
+        Events at or after ``since`` and before ``until``; a time without a zone is UTC.
+
+    Returns
+    -------
+    tuple
+        ``(sql, params)``: ``"where ..."`` with ``?`` placeholders (``""`` without filters),
+        and the values to bind.
+
+    Raises
+    ------
+    ValidationError
+        If ``since`` or ``until`` is text that is not an ISO date or time.
+    """
     where, params = [], []
     if actor:
         where.append("actor = ?")
@@ -310,7 +397,20 @@ def _utc(value) -> datetime:
 
 
 def export_bytes(events, fmt: str) -> bytes:
-    """CSV, or JSON with stable keys (one object per event, in seq order)."""
+    """CSV, or JSON with stable keys (one object per event, in seq order).
+
+    Parameters
+    ----------
+    events : polars.DataFrame
+        Rows of ``audit_events``, already in seq order (the rows are written as given).
+    fmt : str
+        ``"csv"``; any other value gives JSON.
+
+    Returns
+    -------
+    bytes
+        UTF-8 text; times as UTC ISO strings with microseconds and a ``Z``.
+    """
     import polars as pl
 
     frame = events.with_columns(pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))

@@ -75,6 +75,11 @@ def batch_digest(chunks) -> str:
 # -- the expected state --------------------------------------------------------------------
 @dataclass
 class RunState:
+    """What the chain says one run holds: its params, and its metric points' count and digest.
+
+    ``digest`` is the sum (mod 2**256) of the ``run.log_metrics`` events' digests.
+    """
+
     params: dict[str, str] = field(default_factory=dict)
     points: int = 0
     digest: int = 0
@@ -210,7 +215,12 @@ HANDLERS: dict[str, Handler] = {
 
 
 def replay(events: Iterable[tuple[int, str, str, str]]) -> State:
-    """The state the chain implies, from ``(seq, action, entity_id, payload JSON)`` in seq order."""
+    """The state the chain implies, from ``(seq, action, entity_id, payload JSON)`` in seq order.
+
+    Every action must be a key of :data:`HANDLERS` (:func:`~workbench.store.audit.verify`
+    passes only those). An event that cannot be replayed, or acts on something no earlier
+    event created, is listed in ``State.orphans`` rather than raised.
+    """
     state = State()
     for seq, action, entity_id, payload in events:
         handler = HANDLERS[action]
@@ -225,6 +235,9 @@ def replay(events: Iterable[tuple[int, str, str, str]]) -> State:
 # -- the comparison ------------------------------------------------------------------------
 @dataclass
 class StateCheck:
+    """The outcome of :func:`compare`: each disagreement between tables and chain, as text
+    (the first :data:`MAX_LISTED` listed, then a count of the rest), and what the chain cannot prove."""
+
     problems: list[str]
     warnings: list[str]
 

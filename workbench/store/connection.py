@@ -62,6 +62,7 @@ def resolve_store(store: str | os.PathLike | None) -> str:
 
 
 def is_postgres(location: str) -> bool:
+    """Whether ``location`` is a PostgreSQL URL (``postgresql://``, ``postgresql+psycopg://``, ``postgres://``)."""
     return location.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
 
 
@@ -73,6 +74,16 @@ def store_key(location: str) -> str:
 
 
 def store_path(location: str) -> Path:
+    """The DuckDB file a location names: a path as it is, or the path of a ``duckdb://`` URL.
+
+    Not resolved: a relative path stays relative. (``duckdb:///data/x.duckdb`` is the relative
+    ``data/x.duckdb``, ``duckdb:////srv/x.duckdb`` the absolute ``/srv/x.duckdb``.)
+
+    Raises
+    ------
+    StoreError
+        For a URL of any other scheme (PostgreSQL URLs included: check :func:`is_postgres` first).
+    """
     for prefix in ("duckdb:///", "duckdb://"):
         if location.startswith(prefix):
             return Path(location[len(prefix):])
@@ -119,7 +130,21 @@ def _check_file(path: Path) -> None:
 def artifact_root_of(path: Path | None, recorded: str | None) -> Path:
     """Where a store's content-addressed files live: ``$WORKBENCH_ARTIFACTS``, else the folder the
     store names (``recorded``: ``store_info.artifact_root``, set by ``workbench migrate``), else
-    ``<store file>.artifacts/`` beside a DuckDB file (``path``)."""
+    ``<store file>.artifacts/`` beside a DuckDB file (``path``).
+
+    Parameters
+    ----------
+    path : Path or None
+        The DuckDB store file; None for a PostgreSQL store.
+    recorded : str or None
+        ``store_info.artifact_root``; None or "" when the store records none.
+
+    Raises
+    ------
+    StoreError
+        For a PostgreSQL store (``path`` None) that records no folder, when
+        ``$WORKBENCH_ARTIFACTS`` is not set either.
+    """
     override = os.environ.get("WORKBENCH_ARTIFACTS")
     if override:
         return Path(override)
@@ -169,7 +194,22 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def frame(raw, sql: str, params: list | dict | None = None) -> pl.DataFrame:
-    """A query's result as polars, through Arrow (DuckDB's relation API avoids a copy)."""
+    """A query's result as polars, through Arrow (DuckDB's relation API avoids a copy).
+
+    Parameters
+    ----------
+    raw : duckdb.DuckDBPyConnection or psycopg.Connection
+        The driver connection (``conn.connection.dbapi_connection``).
+    sql : str
+        The query, with DuckDB placeholders (``?`` or ``$name``); they are rewritten for psycopg.
+    params : list, dict or None
+        The bound values.
+
+    Returns
+    -------
+    polars.DataFrame
+        One column per result column; a repeated column name gets a ``_1``, ``_2`` ... suffix.
+    """
     if hasattr(raw, "pgconn"):  # psycopg 3
         with raw.cursor() as cur:
             cur.execute(pg_sql(sql), params or [])
@@ -195,7 +235,18 @@ def copy_frame(raw, sql: str, schema: dict) -> pl.DataFrame:
     on PostgreSQL through ``COPY (sql) TO STDOUT (csv)`` read by polars, not rows of Python
     tuples (1M rows: 0.77 s against 3.7 s). Nothing is lost in the text: PostgreSQL writes
     NULL unquoted and '' quoted, which polars reads back apart; NaN and Infinity parse; and
-    floats are printed in their shortest exact form (PostgreSQL 12 and later)."""
+    floats are printed in their shortest exact form (PostgreSQL 12 and later).
+
+    Parameters
+    ----------
+    raw : duckdb.DuckDBPyConnection or psycopg.Connection
+        The driver connection.
+    sql : str
+        The query; it takes no parameters.
+    schema : dict
+        ``{column: polars type}`` of the result, each ``pl.String``, ``pl.Float64`` or
+        ``pl.Int64``; used on PostgreSQL only (DuckDB's result carries its own types).
+    """
     if not hasattr(raw, "pgconn"):
         return frame(raw, sql)
     assert all(t in _COPY_TYPES for t in schema.values()), schema
@@ -207,6 +258,7 @@ def copy_frame(raw, sql: str, schema: dict) -> pl.DataFrame:
 
 
 def raw_rows(raw, sql: str, params: list | None = None) -> list:
+    """A query's rows as tuples from a driver connection (DuckDB, or psycopg with its placeholders rewritten)."""
     if hasattr(raw, "pgconn"):
         with raw.cursor() as cur:
             cur.execute(pg_sql(sql), params or [])
@@ -280,6 +332,36 @@ os.register_at_fork(before=_release_before_fork, after_in_child=_reset_in_child)
 
 class Store:
     """A leased connection to one store file, safe to share between threads.
+
+    Opening checks the file, creates a new store at a DuckDB path that does not exist yet (or
+    in an empty PostgreSQL database), and migrates an older schema in place. A process shares
+    one Store per store (:func:`workbench.store.shared.shared_store`).
+
+    Parameters
+    ----------
+    location : str, path or None
+        A DuckDB file path, a ``duckdb://`` URL or a PostgreSQL URL; default
+        ``$WORKBENCH_STORE``, else :data:`DEFAULT_STORE`.
+    lease_seconds : float, optional
+        Idle seconds before the connection is closed and the file handed back; default
+        ``$WORKBENCH_LEASE_SECONDS``, else 0.3.
+    lock_timeout : float, optional
+        Seconds to keep retrying while another process holds the file (or, on PostgreSQL,
+        the write lock); default ``$WORKBENCH_LOCK_TIMEOUT``, else 120.
+    accept_log_loss : bool, default False
+        Open a DuckDB file even though its write-ahead log is behind the head mark; only for
+        :func:`workbench.store.recovery.accept_log_loss`.
+
+    Raises
+    ------
+    StoreError
+        The location cannot hold a store (not a DuckDB file, another program's database, a
+        store from a newer workbench, an unwritable folder, ...).
+    DamagedLogError
+        The write-ahead log of a DuckDB file cannot be replayed whole, or lost committed
+        events (see :mod:`workbench.store.headmark`); the file was left as it was.
+    StoreLockedError
+        Another process held the file for ``lock_timeout`` seconds.
 
     Example::
 
@@ -415,7 +497,18 @@ class Store:
 
     @contextmanager
     def connection(self) -> Iterator[sa.Connection]:
-        """The leased connection, held by this thread for the block."""
+        """The leased connection, held by this thread for the block.
+
+        Opened when no connection is leased (waiting up to ``lock_timeout`` for the file), and
+        released after ``lease_seconds`` without use.
+
+        Raises
+        ------
+        StoreError
+            If the Store was closed, or the file cannot be opened.
+        StoreLockedError
+            If another process held the file for ``lock_timeout`` seconds.
+        """
         with self._lock:
             if self._closed:
                 raise StoreError("This workspace was closed.")
@@ -502,6 +595,7 @@ class Store:
                 self.end_raw(conn)
 
     def scalar(self, sql: str, params: list | None = None) -> Any:
+        """The first column of a read query's first row, or None when it returns no rows."""
         with self.connection() as conn:
             rows = raw_rows(conn.connection.dbapi_connection, sql, params)
             if conn.in_transaction():
@@ -571,7 +665,25 @@ class Store:
     def backup(self, out: str | os.PathLike) -> dict:
         """A consistent copy of a DuckDB store: checkpointed, then copied while the file is held.
 
-        Returns {"path", "bytes", "sha256", "seq", "hash"}: what was copied and the chain head it holds.
+        The copy gets its own head mark (``<out>.head``), so ``audit verify`` on it checks that
+        its chain reaches the head it was copied with.
+
+        Parameters
+        ----------
+        out : str or path
+            The new file; ``~`` is expanded.
+
+        Returns
+        -------
+        dict
+            ``{"path", "bytes", "sha256", "seq", "hash"}``: what was copied and the chain head it holds.
+
+        Raises
+        ------
+        StoreError
+            For a PostgreSQL store (back it up with PostgreSQL's tools).
+        ValidationError
+            If ``out`` exists already or its folder does not.
         """
         import hashlib
         import shutil
@@ -603,9 +715,11 @@ class Store:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed Store refuses new connections."""
         return self._closed
 
     def close(self) -> None:
+        """:meth:`release` the connection and dispose of the engine; the Store cannot be used again."""
         self.release()
         self._closed = True
         self._engine.dispose()

@@ -37,10 +37,12 @@ class DamagedLogError(StoreError):
 
 
 def path_of(db: Path) -> Path:
+    """The head mark's file beside the store file ``db``: ``<db>.head``."""
     return db.with_name(db.name + ".head")
 
 
 def log_of(db: Path) -> Path:
+    """DuckDB's write-ahead log beside the store file ``db``: ``<db>.wal``."""
     return db.with_name(db.name + ".wal")
 
 
@@ -76,6 +78,7 @@ def behind(mark: dict | None, seq: int, digest_at_mark: str | None) -> str | Non
 
 
 def damaged_log_message(db: Path, detail: str) -> str:
+    """The message of a :class:`DamagedLogError`: what is wrong (``detail``) and the safe next steps."""
     wal = log_of(db)
     return (f"The write-ahead log of {db} ({wal.name}) is damaged: {detail}. Nothing has been changed, and the "
             f"store was not opened for writing, because that would drop what the log still holds. Keep both "

@@ -38,7 +38,26 @@ def new_key() -> str:
 
 
 def parse_key(text: str, what: str) -> bytes:
-    """32 key bytes from hex or base64 text; the message names ``what``, never the value."""
+    """32 key bytes from hex or base64 text; the message names ``what``, never the value.
+
+    Parameters
+    ----------
+    text : str
+        The key as 64 hex digits, standard base64 or URL-safe base64; surrounding whitespace
+        is ignored.
+    what : str
+        What holds the key (e.g. ``"$WORKBENCH_ARTIFACT_KEY"``), for the error message.
+
+    Returns
+    -------
+    bytes
+        The 32 key bytes.
+
+    Raises
+    ------
+    ValidationError
+        If ``text`` does not decode to exactly 32 bytes.
+    """
     text = text.strip()
     for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True),
                    lambda t: base64.urlsafe_b64decode(t.encode())):
@@ -73,7 +92,16 @@ def _from_env(name: str) -> bytes | None:
 
 
 def artifact_key() -> bytes | None:
-    """The artifact encryption key, or None when artifacts are kept in the clear."""
+    """The artifact encryption key, or None when artifacts are kept in the clear.
+
+    Read on every call from ``$WORKBENCH_ARTIFACT_KEY``, else the file named by
+    ``$WORKBENCH_ARTIFACT_KEY_FILE``.
+
+    Raises
+    ------
+    ValidationError
+        If the variable does not hold a key, or the key file cannot be read or does not.
+    """
     return _from_env("WORKBENCH_ARTIFACT_KEY")
 
 
@@ -81,7 +109,17 @@ DEFAULT_PSEUDONYM_KEY_FILE = Path("~/.config/workbench/pseudonym.key")
 
 
 def pseudonym_key() -> bytes:
-    """The pseudonymisation key; made once in the user's config folder when none is set."""
+    """The pseudonymisation key; made once in the user's config folder when none is set.
+
+    From ``$WORKBENCH_PSEUDONYM_KEY``, else the file named by ``$WORKBENCH_PSEUDONYM_KEY_FILE``,
+    else :data:`DEFAULT_PSEUDONYM_KEY_FILE`, which is created (mode 0600, with a logged warning)
+    when it does not exist yet.
+
+    Raises
+    ------
+    ValidationError
+        If the variable or a key file does not hold a key, or a named key file cannot be read.
+    """
     key = _from_env("WORKBENCH_PSEUDONYM_KEY")
     if key is not None:
         return key

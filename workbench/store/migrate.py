@@ -175,6 +175,37 @@ def migrate(source: str, target: str, *, artifact_root: str | Path | None = None
     ``artifact_root`` is where the target will find the source's artifact folder (default:
     where it is now). Returns the rows per table, the event count, both heads, the
     artifact folder, the referenced files missing from it, and the seconds taken.
+
+    Parameters
+    ----------
+    source : str
+        The DuckDB store: a file path or ``duckdb:///path``. Opened read-only (:func:`open_source`).
+    target : str
+        A PostgreSQL URL of an empty database (or one holding only an empty workbench schema).
+    artifact_root : str or Path, optional
+        The artifact folder to record in the copy; default the source's.
+    batch_rows : int, default 100_000
+        Rows per Arrow batch read from the source.
+    log : callable, optional
+        Called with one line of progress per table copied.
+
+    Returns
+    -------
+    dict
+        ``tables`` ({table: rows copied}), ``events``, ``head`` (the copy's head hash),
+        ``source_head``, ``artifact_root``, ``missing_files`` (sorted digests the tables name that
+        are not in the folder: reported, not fatal) and ``seconds``.
+
+    Raises
+    ------
+    ValidationError
+        If ``source`` is not a DuckDB store file or ``target`` not a PostgreSQL URL.
+    StoreError
+        If the source cannot be read or is from a newer workbench, the target is not an empty
+        database, or the copy fails its checks (row counts, chain, head); no rows are kept then.
+    StoreLockedError
+        If another process writing the source held it for 30 seconds, or another writer held
+        the target's write lock for its ``lock_timeout``.
     """
     source, target = str(source), str(target)
     _check_locations(source, target)

@@ -22,11 +22,22 @@ from .writer import Writer
 def accept_log_loss(location=None) -> dict:
     """Open the store past its damaged log, on record.
 
+    Parameters
+    ----------
+    location : str, path or None
+        The DuckDB store; default ``$WORKBENCH_STORE``.
+
     Returns
     -------
     dict
         ``store``, ``expected_seq`` (the last committed event, per the head mark),
-        ``found_seq`` (where the chain ends now) and ``kept_log`` (the copy of the damaged log).
+        ``found_seq`` (where the chain ends now) and ``kept_log`` (the copy of the damaged log,
+        or None when the store had no log).
+
+    Raises
+    ------
+    StoreError
+        For a PostgreSQL store, or a store that cannot be opened even without its log.
     """
     loc = resolve_store(location)
     if is_postgres(loc):

@@ -26,6 +26,7 @@ SCHEMA_VERSION = 8
 
 
 def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime, as every stored time is."""
     return datetime.now(timezone.utc)
 
 
@@ -57,6 +58,14 @@ class StoreInfo(SQLModel, table=True):
 
 
 class User(SQLModel, table=True):
+    """One account: its role (one of ``workbench.people.roles.ROLES``) and sign-in state.
+
+    ``password_hash`` is an argon2 hash, or None for an account that cannot sign in to the
+    dashboard. ``failed_logins`` counts consecutive failed password sign-ins; ``locked_until``
+    is set once they reach ``auth.MAX_FAILED``. A disabled account can neither sign in nor
+    open a workspace.
+    """
+
     __tablename__ = "users"
     id: int | None = Field(default=None, sa_column=_id("users_id_seq"))
     name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
@@ -83,6 +92,8 @@ class SignInAddress(SQLModel, table=True):
 
 
 class Experiment(SQLModel, table=True):
+    """A named group of runs. Never deleted, so a process may cache name -> id."""
+
     __tablename__ = "experiments"
     id: int | None = Field(default=None, sa_column=_id("experiments_id_seq"))
     name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
@@ -92,6 +103,14 @@ class Experiment(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
+    """One tracking run, in an experiment.
+
+    ``status`` is RUNNING until the run ends, then FINISHED or FAILED (``error`` says why).
+    ``host`` and ``pid`` name the logging process: a run it left RUNNING when it died is set
+    FAILED (``KILLED``) when a process on that host next opens the store. Rows are written by
+    the writer's run batches, not through the ORM.
+    """
+
     __tablename__ = "runs"
     run_id: str = Field(primary_key=True)  # uuid4 hex, made by the client: no round trip
     experiment_id: int = Field(index=True)
@@ -110,6 +129,8 @@ class Run(SQLModel, table=True):
 
 
 class Param(SQLModel, table=True):
+    """One parameter of a run, as text. Written once: a param never changes its value."""
+
     __tablename__ = "params"
     run_id: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
@@ -117,6 +138,8 @@ class Param(SQLModel, table=True):
 
 
 class Tag(SQLModel, table=True):
+    """One tag of a run, as text. Unlike a param, a tag logged again is overwritten."""
+
     __tablename__ = "tags"
     run_id: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
@@ -154,6 +177,9 @@ class LatestMetric(SQLModel, table=True):
 
 
 class Dataset(SQLModel, table=True):
+    """A logged data set: its fingerprint, not its rows. Unique by (name, digest), so the same
+    content logged again under the same name is the same row. ``columns_json`` is JSON text."""
+
     __tablename__ = "datasets"
     __table_args__ = (sa.UniqueConstraint("name", "digest"),)
     id: int | None = Field(default=None, sa_column=_id("datasets_id_seq"))
@@ -168,6 +194,8 @@ class Dataset(SQLModel, table=True):
 
 
 class RunDataset(SQLModel, table=True):
+    """That a run used a data set, and in which role; a data set may serve a run in several."""
+
     __tablename__ = "run_datasets"
     run_id: str = Field(primary_key=True)
     dataset_id: int = Field(primary_key=True)
@@ -194,12 +222,18 @@ class ColumnMark(SQLModel, table=True):
 
 
 class DatasetLineage(SQLModel, table=True):
+    """One lineage link: data set ``child_id`` was derived from ``parent_id`` (its column marks
+    are inherited along it)."""
+
     __tablename__ = "dataset_lineage"
     child_id: int = Field(primary_key=True)
     parent_id: int = Field(primary_key=True)
 
 
 class Artifact(SQLModel, table=True):
+    """A file a run logged, under a name unique within the run; ``sha256`` names its content in
+    the artifact folder (:mod:`workbench.store.artifacts`). A name keeps its first content."""
+
     __tablename__ = "artifacts"
     run_id: str = Field(primary_key=True)
     name: str = Field(primary_key=True)
@@ -209,6 +243,9 @@ class Artifact(SQLModel, table=True):
 
 
 class RegisteredModel(SQLModel, table=True):
+    """A registered model and the fields people edit. ``risk_tier`` (low, medium, high) decides
+    its approval gates and how many sign-offs a promotion needs."""
+
     __tablename__ = "registered_models"
     id: int | None = Field(default=None, sa_column=_id("registered_models_id_seq"))
     name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
@@ -221,6 +258,13 @@ class RegisteredModel(SQLModel, table=True):
 
 
 class ModelVersion(SQLModel, table=True):
+    """One version of a registered model, numbered from 1 per model.
+
+    ``stage`` is None (the string), Staging, Production or Archived, and changes only through
+    ``workbench.registry.models.transition_stage``. ``sha256`` names the model file (skops or
+    pickle) in the artifact folder; it is checked against the audit trail before every load.
+    """
+
     __tablename__ = "model_versions"
     __table_args__ = (sa.UniqueConstraint("model_id", "version"),)
     id: int | None = Field(default=None, sa_column=_id("model_versions_id_seq"))
@@ -238,6 +282,9 @@ class ModelVersion(SQLModel, table=True):
 
 
 class ModelAlias(SQLModel, table=True):
+    """A name for one version of a model. ``champion`` follows the Production version and
+    ``challenger`` the canary's; both move only through governance, other aliases are free."""
+
     __tablename__ = "model_aliases"
     model_id: int = Field(primary_key=True)
     alias: str = Field(primary_key=True)
@@ -382,6 +429,8 @@ class RequestDecision(SQLModel, table=True):
 
 
 class RequestComment(SQLModel, table=True):
+    """A comment on a promotion request, with the commenter's role when they wrote it."""
+
     __tablename__ = "request_comments"
     id: int | None = Field(default=None, sa_column=_id("request_comments_id_seq"))
     request_id: int = Field(index=True)

@@ -53,10 +53,22 @@ class RunBatch:
     waited: bool = False  # a caller waits for its commit (a run's end): errors go to it
 
     def add_points(self, keys: list[str], values: list[float], steps: "int | list[int]", ts_us: int) -> None:
+        """Buffer one ``log_metrics`` call's points as a chunk.
+
+        Parameters
+        ----------
+        keys, values : list
+            The metric keys and their values, in the same order.
+        steps : int or list of int
+            One step for every key, or each key's own step.
+        ts_us : int
+            When they were logged, in microseconds since the epoch (UTC).
+        """
         self.chunks.append((keys, values, steps, ts_us))
         self.n_points += len(keys)
 
     def point_keys(self) -> list[str]:
+        """The distinct metric keys of the buffered points, sorted."""
         return sorted({k for keys, *_ in self.chunks for k in keys})
 
 
@@ -93,6 +105,21 @@ os.register_at_fork(after_in_child=_reset_writers_in_child)
 
 
 class Writer:
+    """The store's one write path in this process: a thread that commits queued writes in groups.
+
+    Each group is one transaction, with the write lock taken first (on PostgreSQL) and every
+    op's audit events appended; after the commit the chain's head is recorded beside a DuckDB
+    file. When a group fails, each of its writes is retried alone, so one bad op fails only its
+    own caller; a group refused by a lock timeout fails whole, and its run batches are kept
+    and retried at the next :meth:`flush`. Take the shared one from
+    :func:`workbench.store.shared.shared_store`.
+
+    Parameters
+    ----------
+    store : Store
+        The store it writes to.
+    """
+
     group_seconds = 0.05  # how long run batches may gather before a commit
     group_max = 2000  # ... or until this many are queued
 
@@ -110,6 +137,21 @@ class Writer:
 
     # -- public ------------------------------------------------------------------------
     def submit(self, item: RunBatch | Op) -> Future:
+        """Queue a write and return at once.
+
+        Parameters
+        ----------
+        item : RunBatch or callable
+            A run's buffered rows, or an op ``op(conn) -> (result, events)`` that returns at
+            least one audit event.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Resolved with the op's result (None for a run batch) once committed, or with its
+            error. A run batch nobody waits for (``waited`` False) may gather with others for up
+            to :attr:`group_seconds`; its error is also raised by the next :meth:`flush`.
+        """
         fut: Future = Future()
         with self._cv:
             self._queue.append((item, fut))
@@ -134,7 +176,13 @@ class Writer:
         self._cv.notify_all()
 
     def call(self, op: Op) -> Any:
-        """Run ``op`` after everything queued before it; return its result or raise its error."""
+        """Run ``op`` after everything queued before it; return its result or raise its error.
+
+        ``op(conn) -> (result, events)`` runs inside a group's transaction and must return at
+        least one audit event. When a group of several writes fails, each runs again alone, ``op``
+        included, so it should change nothing outside the transaction; an error it raises fails
+        only its own call.
+        """
         return self.submit(op).result()
 
     def flush(self) -> None:

@@ -123,6 +123,11 @@ def metric_goal(key: str, goals: Mapping[str, str] | None = None) -> str:
 
     Names with a part such as loss, error, mae, mse, rmse, log_loss (see ``MIN_TOKENS``),
     or a part ending in "loss" or "error", are minimised; everything else is maximised.
+
+    Raises
+    ------
+    ValidationError
+        If ``goals[key]`` is neither ``"min"`` nor ``"max"`` (any case).
     """
     if goals and key in goals:
         goal = goals[key]
@@ -370,7 +375,8 @@ def comparison_frame(ctx: Ctx, run_ids: Iterable[str]) -> pl.DataFrame:
 
     A param column is Float64 when every value the runs logged parses as a number (a run
     without it has null), else it stays text. Metrics are the latest values. The input of
-    :func:`parallel_coordinates` and :func:`scatter_figure`.
+    :func:`~workbench.ui.compare_charts.parallel_coordinates` and
+    :func:`~workbench.ui.compare_charts.scatter_figure`.
     """
     runs = _runs(ctx, run_ids)
     ids = runs["run_id"].to_list()

@@ -94,6 +94,20 @@ class FilterSyntaxError(ValidationError):
 
 @dataclass(frozen=True)
 class Operand:
+    """A field of a run a predicate compares: ``metrics.KEY``, ``min(metrics.KEY)``, ``params.KEY`` ...
+
+    Attributes
+    ----------
+    kind : str
+        ``"metrics"``, ``"params"``, ``"tags"`` or ``"attributes"``.
+    key : str
+        The key; for an attribute its canonical name (``"user"`` for ``user_name``).
+    agg : str or None
+        ``"min"`` or ``"max"`` for a metric's minimum or maximum; None for its latest value.
+    pos : int
+        Where the operand starts in the filter text (not compared).
+    """
+
     kind: str                  # metrics | params | tags | attributes
     key: str                   # attribute names are canonical (e.g. 'user')
     agg: Optional[str] = None  # None | 'min' | 'max' (metrics only)
@@ -102,6 +116,21 @@ class Operand:
 
 @dataclass(frozen=True)
 class Predicate:
+    """One comparison: ``operand op value``.
+
+    Attributes
+    ----------
+    operand : Operand
+        The field.
+    op : str
+        ``=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``, ``[NOT] IN``, ``[NOT] LIKE``,
+        ``[NOT] ILIKE``, ``IS NULL`` or ``IS NOT NULL``.
+    value : object
+        The literal; a tuple of literals for IN; None for IS [NOT] NULL.
+    pos : int
+        Where the predicate starts in the filter text (not compared).
+    """
+
     operand: Operand
     op: str      # = <> < <= > >= IN, NOT IN, LIKE, NOT LIKE, ILIKE, NOT ILIKE, IS NULL, IS NOT NULL
     value: object = None  # literal; tuple of literals for IN; None for IS NULL
@@ -110,16 +139,22 @@ class Predicate:
 
 @dataclass(frozen=True)
 class And:
+    """All of ``args`` (two or more nodes) hold."""
+
     args: tuple
 
 
 @dataclass(frozen=True)
 class Or:
+    """Any of ``args`` (two or more nodes) holds."""
+
     args: tuple
 
 
 @dataclass(frozen=True)
 class Not:
+    """``arg`` does not hold (SQL's NOT: a missing value matches neither it nor its negation)."""
+
     arg: "Node"
 
 

@@ -71,7 +71,14 @@ def _no_nul(text: str, what: str) -> str:
 
 
 def as_text(kind: str, key: str, value: Any) -> str:
-    """``str(value)``, or a refusal naming the key where Python cannot write the value as text."""
+    """``str(value)``, or a refusal naming the key where Python cannot write the value as text.
+
+    Raises
+    ------
+    ValidationError
+        If ``str(value)`` fails (too deeply nested, an int with too many digits ...) or holds
+        a NUL character.
+    """
     try:
         return _no_nul(str(value), f"{kind} {brief(key)}'s value")
     except ValidationError:
@@ -90,6 +97,26 @@ def check_run_name(name: Any) -> str | None:
 
 
 def check_key(kind: str, key: Any) -> str:
+    """``key`` unchanged if it can name a param, metric, tag, experiment, data set or artifact.
+
+    Parameters
+    ----------
+    kind : str
+        What the key names, for the message (``"Param"``, ``"Metric"`` ...).
+    key : Any
+        The name as given.
+
+    Returns
+    -------
+    str
+        ``key``.
+
+    Raises
+    ------
+    ValidationError
+        If ``key`` is not a non-blank string, is longer than :data:`MAX_KEY` characters, or
+        holds a NUL character.
+    """
     if not isinstance(key, str) or not key.strip():
         raise ValidationError(f"{kind} names must be non-empty strings, got {brief(key)}.")
     if len(key) > MAX_KEY:
@@ -98,7 +125,18 @@ def check_key(kind: str, key: Any) -> str:
 
 
 def check_metric(key: str, value: Any) -> float:
-    """A real number (NaN and inf are kept as such); anything else is refused."""
+    """A real number (NaN and inf are kept as such); anything else is refused.
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+
+    Raises
+    ------
+    ValidationError
+        For a bool, a non-number, or a number beyond a 64-bit float's range.
+    """
     try:
         if type(value) is float or type(value) is int:  # fast path: ABC checks cost ~1 us each
             return float(value)
@@ -118,6 +156,7 @@ os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 
 
 def new_run_id() -> str:
+    """A new random run id: a version-4 UUID as 32 hex digits."""
     return uuid.UUID(int=_rng.getrandbits(128), version=4).hex
 
 
@@ -230,7 +269,17 @@ class Run:
 
     # -- logging ------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log hyperparameters (stored as text). A param keeps its first value for good."""
+        """Log hyperparameters (stored as text). A param keeps its first value for good.
+
+        Logging the same value again is allowed and stores nothing new.
+
+        Raises
+        ------
+        ValidationError
+            If the run has ended, for an invalid key, a value that cannot be written as text or
+            is longer than :data:`MAX_PARAM_VALUE`, a different value for a logged param, or
+            more than :data:`MAX_KEYS_PER_RUN` params. Nothing of the call is kept.
+        """
         self._check_open()
         new: dict[str, str] = {}
         for key, value in dict(params).items():
@@ -254,7 +303,23 @@ class Run:
         self._maybe_flush()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Log metric values at ``step`` (default: one past the key's last step)."""
+        """Log metric values at ``step`` (default: one past the key's last step).
+
+        Parameters
+        ----------
+        metrics : mapping
+            Metric key -> real number (NaN and inf are kept).
+        step : int, optional
+            The step of every value; default: one past the highest step this run logged for
+            each key (0 for a new key).
+
+        Raises
+        ------
+        ValidationError
+            If the run has ended, for an invalid key or value, a step that is not a 64-bit
+            integer, or more than :data:`MAX_KEYS_PER_RUN` metric keys. Nothing of the call
+            is kept.
+        """
         self._check_open()
         if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
             raise ValidationError(f"step must be an integer, got {brief(step)}.")
@@ -294,10 +359,19 @@ class Run:
                 f"(each is a column of the runs table and of every search). Nothing of this call was logged.")
 
     def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        """Log one metric value; as :meth:`log_metrics` with ``{key: value}``."""
         self.log_metrics({key: value}, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Set tags (text); a tag may be overwritten, unlike a param."""
+        """Set tags (text); a tag may be overwritten, unlike a param.
+
+        Raises
+        ------
+        ValidationError
+            If the run has ended, for an invalid key, a value that cannot be written as text or
+            is longer than :data:`~workbench.freetext.MAX_TEXT`, or more than
+            :data:`MAX_KEYS_PER_RUN` tags. Nothing of the call is kept.
+        """
 
         self._check_open()
         checked = {check_key("Tag", k): check_text(f"Tag {k!r}", as_text("Tag", k, v)) for k, v in dict(tags).items()}
@@ -318,6 +392,34 @@ class Run:
         columns take a parent's marks, else the detector's proposals
         (:func:`workbench.protection.column_marks.detect`), which wait for a person to confirm them
         (:meth:`Workspace.mark_columns`). ``ref.marks`` holds the result.
+
+        Parameters
+        ----------
+        data : polars or pandas DataFrame, or str or Path
+            The data, or a Parquet/CSV file (then also the default ``source``).
+        name : str
+            The data set's name; the same name and content is the same data set.
+        role : str
+            How the run used it (``"train"``, ``"test"``, ``"source"`` ...).
+        source : str, optional
+            Where it came from.
+        parents : list of DatasetRef or int, optional
+            The data sets it was derived from (lineage).
+        marks : dict, optional
+            Column -> ``"identifying"``, ``"sensitive"`` or ``"none"``.
+
+        Returns
+        -------
+        DatasetRef
+            The stored data set.
+
+        Raises
+        ------
+        ValidationError
+            If the run has ended, for an invalid name or role, data of another type, a
+            missing file, or marks for unknown columns or with unknown values.
+        NotFoundError
+            If a parent does not exist.
         """
         self._check_open()
         check_key("Data set", name)
@@ -334,7 +436,23 @@ class Run:
                                                         df.width, source, parent_ids, detected, explicit))
 
     def log_artifact(self, path: str | os.PathLike, name: str | None = None) -> str:
-        """Copy a file into the content-addressed artifact folder; returns its sha256."""
+        """Copy a file into the content-addressed artifact folder; returns its sha256.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file.
+        name : str, optional
+            The artifact's name in the run; default: the file's name.
+
+        Raises
+        ------
+        ValidationError
+            If the run has ended, for a name with a path separator, or when the run already
+            has an artifact of that name with other content.
+        NotFoundError
+            If ``path`` does not exist or is not a regular file.
+        """
         self._check_open()
         path = Path(path)
         name = check_key("Artifact", name or path.name)
@@ -385,7 +503,17 @@ class Run:
         self._ctx.writer.flush()
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
-        """End the run; returns once the run and everything it logged are committed."""
+        """End the run; returns once the run and everything it logged are committed.
+
+        Ending an ended run does nothing.
+
+        Parameters
+        ----------
+        status : str
+            The final status, ``"FINISHED"`` or ``"FAILED"``.
+        error : str, optional
+            What went wrong, for a failed run.
+        """
         if self._ended:
             return
         self.status = status

@@ -30,12 +30,29 @@ _NULL = {"metrics": "CAST(NULL AS DOUBLE)", "params": "CAST(NULL AS VARCHAR)", "
 
 @dataclass
 class RunIndex:
+    """One process's wide frame of every run of a store, for fast searches.
+
+    Attributes
+    ----------
+    version : int
+        The newest audit sequence number when the index was made: the data's version.
+    runs : polars.DataFrame
+        What a search returns: run attributes, ``metrics.*`` (latest values), ``params.*``
+        and ``tags.*`` columns; newest run first.
+    table : pyarrow.Table
+        The same runs for filtering: ``row_nr``, the attributes, and generated columns
+        ``c0``, ``c1`` ... for each (kind, key, aggregate).
+    names : dict
+        (kind, key, aggregate) -> its generated column name in ``table``.
+    """
+
     version: int
     runs: pl.DataFrame  # what search returns: base columns, metrics.*, params.*, tags.*; newest first
     table: object  # pyarrow.Table: row number, attributes, and c0..cN for (kind, key, agg)
     names: dict  # (kind, key, agg) -> generated column name in ``table``
 
     def column(self, operand: Operand) -> str:
+        """The column of ``table`` a filter operand reads, or a typed NULL for a key no run has."""
         if operand.kind == "attributes":
             return _ATTRIBUTE_COLUMNS[operand.key]
         agg = operand.agg if operand.kind == "metrics" else None
@@ -192,6 +209,29 @@ def _refresh(store, old: RunIndex, version: int) -> RunIndex | None:
 
 
 def search_runs(store, filter: str = "", experiment_id: int | None = None, max_results: int | None = None) -> pl.DataFrame:
+    """The runs of ``store`` that match ``filter``, newest first.
+
+    Parameters
+    ----------
+    store : Store
+        The store to search.
+    filter : str
+        A filter (:mod:`workbench.tracking.filterlang`); empty: every run.
+    experiment_id : int, optional
+        Only this experiment's runs.
+    max_results : int, optional
+        At most this many rows; None (or 0) for all.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per run: attributes, then ``metrics.*``, ``params.*`` and ``tags.*`` columns.
+
+    Raises
+    ------
+    FilterSyntaxError
+        For an invalid filter (a :class:`ValidationError`).
+    """
     idx = run_index(store)
     compiled = compile_filter(filter or "", columns=idx.column)
     where, params = compiled.where, list(compiled.params)

@@ -1,3 +1,3 @@
-"""What the dashboard draws: widgets and URL state (``widgets``) and charts (``evidence_charts``,
-``monitor_charts``). Pages lay out what services return; no rule lives here.
+"""What the dashboard draws: widgets and URL state (``widgets``) and charts (``compare_charts``,
+``evidence_charts``, ``monitor_charts``). Pages lay out what services return; no rule lives here.
 """

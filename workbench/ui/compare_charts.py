@@ -110,13 +110,18 @@ def _grey_for_missing(values: list) -> dict:
 
 def parallel_coordinates(frame: pl.DataFrame, color: str | None = None,
                          max_dimensions: int = MAX_DIMENSIONS) -> go.Figure:
-    """Parallel coordinates of a :func:`comparison_frame`: params on the left, metrics on the right.
+    """Parallel coordinates of a :func:`~workbench.tracking.compare.comparison_frame`: params left, metrics right.
 
     Numeric columns become axes, and so do text params with at most ``MAX_CATEGORIES``
     values (as categories). Columns that are equal for every run are left out while at
     least two varying ones remain. At most ``max_dimensions`` axes: params get up to half
     unless metrics need fewer. Lines are coloured by ``color`` (a column; default the first
     varying metric every run has), drawn as the last axis; runs without a value are grey.
+
+    Raises
+    ------
+    ValidationError
+        If ``max_dimensions`` is below 2, or ``color`` is not a column that can be an axis.
     """
     if max_dimensions < 2:
         raise ValidationError("max_dimensions must be at least 2.")
@@ -162,7 +167,7 @@ def parallel_coordinates(frame: pl.DataFrame, color: str | None = None,
 
 
 def curves_figure(curves: pl.DataFrame, webgl: bool | None = None) -> go.Figure:
-    """Overlaid metric curves from :func:`metric_curves`: one line per run and key, x = step.
+    """Overlaid metric curves from :func:`~workbench.tracking.compare.metric_curves`: a line per run and key.
 
     A run keeps one colour across keys; keys differ by dash. ``webgl`` (default: when
     more than 20,000 points) draws with WebGL, which stays smooth for 50 runs x 1,000 points.
@@ -191,9 +196,15 @@ def curves_figure(curves: pl.DataFrame, webgl: bool | None = None) -> go.Figure:
 
 
 def scatter_figure(frame: pl.DataFrame, x: str, y: str, color: str | None = None) -> go.Figure:
-    """One marker per run of a :func:`comparison_frame`: column ``x`` against column ``y``.
+    """One marker per run of a :func:`~workbench.tracking.compare.comparison_frame`: column ``x`` against ``y``.
 
-    Text columns make a categorical axis. ``color``: a numeric column to colour markers by.
+    Text columns make a categorical axis. ``color``: a numeric column to colour markers by
+    (another column leaves the markers uncoloured).
+
+    Raises
+    ------
+    ValidationError
+        If ``x``, ``y`` or ``color`` is not a column of ``frame``.
     """
     for name in (x, y) + ((color,) if color else ()):
         if name not in frame.columns:

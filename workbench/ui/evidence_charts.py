@@ -17,6 +17,17 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10))
 
 
 def importance_bar(importance: list[dict], title: str = "Global importance (mean |SHAP|)", top: int = 20) -> go.Figure:
+    """Horizontal bars of the ``top`` features by mean |SHAP|, the most important at the top.
+
+    Parameters
+    ----------
+    importance : list of dict
+        An explanation summary's ``global_importance`` rows (``feature``, ``mean_abs_shap``).
+    title : str
+        The chart's title (not escaped: not for user text).
+    top : int
+        How many features to show.
+    """
     rows = sorted(importance, key=lambda r: r["mean_abs_shap"], reverse=True)[:top][::-1]
     fig = go.Figure(go.Bar(x=[r["mean_abs_shap"] for r in rows], y=[plotly_text(r["feature"]) for r in rows],
                            orientation="h", marker_color="#1f4e79"))
@@ -65,6 +76,18 @@ def beeswarm(values: pl.DataFrame, features: list[str], max_points: int = 2000, 
 
 
 def dependence(values: pl.DataFrame, feature: str, color_by: str | None = None) -> go.Figure:
+    """SHAP value of ``feature`` against its value, one marker per explained row.
+
+    Parameters
+    ----------
+    values : polars.DataFrame
+        An explanation's per-row table: a SHAP column per feature and, where stored,
+        ``value:<feature>`` columns (else ``row_id`` is the x axis).
+    feature : str
+        The feature to draw.
+    color_by : str, optional
+        Another feature whose value colours the markers.
+    """
     x = values[f"value:{feature}"] if f"value:{feature}" in values.columns else values["row_id"]
     color = _numeric(values[f"value:{color_by}"]) if color_by and f"value:{color_by}" in values.columns else None
     fig = go.Figure(go.Scattergl(x=x.to_list(), y=values[feature].to_list(), mode="markers",
@@ -91,6 +114,20 @@ def waterfall(row: dict, features: list[str], base_value: float, masked: set[str
 
 
 def group_bars(by_group: pl.DataFrame, metric: str, feature: str, threshold: float | None = None) -> go.Figure:
+    """``metric`` for each group of one sensitive ``feature``, groups too small to judge in grey.
+
+    Parameters
+    ----------
+    by_group : polars.DataFrame
+        A fairness report's table: ``feature``, ``group``, ``count``, ``flagged_small`` and
+        the metric columns.
+    metric : str
+        The column to draw (``selection_rate``, ``tpr`` ...).
+    feature : str
+        The sensitive feature whose groups are shown.
+    threshold : float, optional
+        Drawn as a dashed line.
+    """
     rows = by_group.filter(pl.col("feature") == feature)
     colors = ["#bbbbbb" if small else "#1f4e79" for small in rows["flagged_small"].to_list()]
     fig = go.Figure(go.Bar(x=[plotly_text(g) for g in rows["group"].to_list()], y=rows[metric].to_list(), marker_color=colors,

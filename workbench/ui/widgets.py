@@ -39,6 +39,7 @@ PAGES = {
 
 
 def store_location() -> str:
+    """The store the dashboard serves: ``$WORKBENCH_STORE``, else ``data/workbench.duckdb``."""
     return os.environ.get("WORKBENCH_STORE") or "data/workbench.duckdb"
 
 
@@ -157,10 +158,15 @@ def shown_errors():
 
 
 def empty(message: str) -> None:
+    """Say that there is nothing to show here, and how to get something.
+
+    ``message`` is markdown written by the page: pass any user text in it through :func:`plain`.
+    """
     st.info(message, icon=":material/info:")
 
 
 def query_param(name: str) -> str | None:
+    """The URL's query parameter ``name``, or None when it is missing or empty."""
     value = st.query_params.get(name)
     return value or None
 
