@@ -465,3 +465,14 @@ def test_a_store_from_before_the_address_rules_gains_them_in_place(op, store_pat
     with pytest.raises(wb.PermissionDenied):
         auth.sign_in(store_path, "dana", "a-wrong-guess", address="203.0.113.1")
     assert raw_sql(store_path, "select address, failures from sign_in_addresses") == [("203.0.113.1", 1)]
+
+
+def test_a_hash_argon2_cannot_verify_with_is_no_match():
+    from argon2 import PasswordHasher
+
+    from workbench.people import users
+
+    good = PasswordHasher().hash("correct horse battery")
+    assert users.password_matches(good, "correct horse battery")
+    for broken in (good.replace("m=65536", "m=1"), good.replace("p=4", "p=0"), "not a hash"):
+        assert users.password_matches(broken, "correct horse battery") is False

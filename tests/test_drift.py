@@ -342,3 +342,20 @@ def test_only_evidence_roles_store_drift(op, store_path, model_version):
         riley.drift(ref, cur, model_version=model_version)
     with pytest.raises(wb.NotFoundError):
         wb.connect(store_path, user="dana").drift(ref, cur, model_version=("drifty", 9))
+
+
+def test_a_column_declared_text_that_holds_no_text_is_skipped_with_the_reason():
+    ref = pl.DataFrame({"flag": [True, False] * 50, "x": np.arange(100.0)})
+    report = drift_report(ref, ref, column_kinds={"flag": "text"})
+    assert report.not_tested.rows() == [("flag", "declared text but holds Boolean")]
+    assert report.columns["column"].to_list() == ["x"]
+
+
+def test_the_evidently_engine_refuses_an_unknown_kind_as_drift_report_does():
+    from workbench.evidence.drift_evidently import evidently_report
+
+    ref = pl.DataFrame({"x": np.arange(100.0)})
+    for run in (lambda: drift_report(ref, ref, column_kinds={"x": "bogus"}),
+                lambda: evidently_report(ref, ref, column_kinds={"x": "bogus"})):
+        with pytest.raises(wb.ValidationError, match="column_kinds must map to one of"):
+            run()

@@ -268,7 +268,7 @@ def test_a_data_scientist_cannot_lower_the_risk_tier_to_evade_four_eyes(team):
     """Issue 15, item 3: dana lowered a high-risk model's tier, refreshed her request and one lead
     approved it into Production. Changing a tier is for leads and admins, never the requester, and
     a pending request keeps the strictest tier it has seen."""
-    dana, lee, lou, casey, ada = team["dana"], team["lee"], team["lou"], team["casey"], team["ada"]
+    dana, lee, lou, casey = team["dana"], team["lee"], team["lou"], team["casey"]
     mv = _version(dana, "credit", "high")
     req = dana.request_promotion(mv, "Production", "ship it")
     assert req.needs == "a lead and a compliance officer"
@@ -565,3 +565,12 @@ def test_evidence_verdicts_per_version(team):
     assert table[judged.version]["fairness"] == fairness and table[judged.version]["drift"] == "missing"
     with pytest.raises(wb.NotFoundError):
         dana.evidence_verdicts("no-such-model")
+
+
+def test_changing_a_returned_gate_policy_changes_nothing_else(team):
+    lee = team["lee"]
+    before = lee.gate_policy("high")
+    mine = lee.gate_policy("high")
+    mine["required_evidence"].append("anything")
+    mine["min_metrics"]["roc_auc"] = 0.99
+    assert lee.gate_policy("high") == before  # the defaults of the whole process are untouched

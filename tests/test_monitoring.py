@@ -354,3 +354,13 @@ def test_a_changed_log_file_is_refused(ws, version):
     path.write_bytes(path.read_bytes()[:-4] + b"evil")
     with pytest.raises(wb.IntegrityError, match="does not match its recorded digest"):
         ws.monitor(version)
+
+
+def test_window_bounds_with_and_without_a_zone_compare_as_utc():
+    start, end = monitoring.window_bounds("2024-01-01T00:00:00+00:00", "2024-01-02")  # a zone, and none
+    assert start == datetime(2024, 1, 1, tzinfo=timezone.utc) and end == datetime(2024, 1, 2, tzinfo=timezone.utc)
+    start, end = monitoring.window_bounds(datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+                                          datetime(2024, 1, 1))  # 23:00 UTC the day before, then midnight
+    assert end - start == timedelta(hours=1) and start.tzinfo == timezone.utc
+    with pytest.raises(wb.ValidationError, match="not after start"):
+        monitoring.window_bounds("2024-01-02T00:00:00+01:00", "2024-01-01T23:00:00")

@@ -243,3 +243,20 @@ def test_an_interrupted_run_whose_occurrence_was_covered_since_is_not_exported_a
     assert [(o["status"], o["retried"]) for o in outcomes] == [("interrupted", False)], outcomes
     assert casey.schedule_runs()["status"].to_list() == ["ok", "failed"]
     assert len(list(tmp_path.glob("model-card-scorer-*.md"))) == 1
+
+
+def test_a_padded_name_is_one_name_everywhere(casey, store_path, tmp_path):
+    """The name is stored stripped: the duplicate check, the audit event and the CLI use the same."""
+    from _demo_store import run_cli
+
+    casey.add_schedule("  nightly ", "0  2 * * *", "audit", None, "json", tmp_path)
+    [row] = casey.schedules().select(["name", "cron"]).rows()
+    assert row == ("nightly", "0 2 * * *")
+    event = casey.audit_events(action="schedule.add").row(0, named=True)
+    assert event["entity_id"] == "nightly" and '"cron":"0 2 * * *"' in event["payload"]
+    with pytest.raises(wb.ConflictError, match="exists already"):
+        casey.add_schedule("nightly  ", "0 3 * * *", "audit", None, "json", tmp_path)
+    casey.close()
+    added = run_cli("schedule", "add", "--name", " padded", "--cron", "0 6 * * MON", "--kind", "audit",
+                    "--format", "json", "--out", tmp_path, "--store", store_path)
+    assert added.returncode == 0 and added.stdout.startswith("Added padded: next due"), added.stderr

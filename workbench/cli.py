@@ -282,9 +282,9 @@ def schedule_add(name: str = typer.Option(..., help="A name for the schedule"),
                  store: Optional[str] = StoreOpt) -> None:
     """Export a report on a schedule (run by `schedule run-due` from cron, or by `workbench scheduler`)."""
     ws = _operator(store)
-    ws.add_schedule(name, cron, kind, model, fmt, out, version=version)
-    nxt = ws.schedules().filter(name=name)["next_due"][0]
-    typer.echo(f"Added {name}: next due {nxt:%Y-%m-%d %H:%M} UTC")
+    sid = ws.add_schedule(name, cron, kind, model, fmt, out, version=version)
+    added = ws.schedules().filter(id=sid).row(0, named=True)
+    typer.echo(f"Added {added['name']}: next due {added['next_due']:%Y-%m-%d %H:%M} UTC")
 
 
 @schedule_app.command("list")

@@ -78,6 +78,9 @@ def evidently_report(reference: Any, current: Any, *, columns: list[str] | None 
         raise ValidationError(f"Evidently needs every column on both sides; missing: {missing[:8]}.")
     ref, cur = ref[wanted], cur[wanted]
     declared = dict(column_kinds or {})
+    bad = {c: k for c, k in declared.items() if k not in _TYPE}
+    if bad:  # the same refusal as drift_report's
+        raise ValidationError(f"column_kinds must map to one of {tuple(_TYPE)}; got {bad}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Declaring some kinds switches Evidently's inference off for the rest: infer them first.

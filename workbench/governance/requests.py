@@ -29,6 +29,7 @@ The ops here run inside the writer's transaction (``op(conn) -> (result, events)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -273,7 +274,7 @@ def gate_policy(conn, risk_tier: str) -> dict:
     """
     t = schema.GatePolicy.__table__
     row = conn.execute(sa.select(t.c.gates).where(t.c.risk_tier == risk_tier)).first()
-    return json.loads(row[0]) if row else dict(DEFAULT_GATES[risk_tier])
+    return json.loads(row[0]) if row else copy.deepcopy(DEFAULT_GATES[risk_tier])  # a caller may change it
 
 
 #: The tier a request (``r``, joined to its model ``m``) is judged on: while pending, the strictest

@@ -24,7 +24,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -416,9 +416,10 @@ def monitor(logs: pl.DataFrame, *, window: str, task: str, thresholds: dict, ref
 
 
 def window_bounds(start, end) -> tuple[datetime | None, datetime | None]:
-    """``start`` and ``end`` as datetimes (from datetimes or ISO text); None leaves that side open.
+    """``start`` and ``end`` as UTC datetimes (from datetimes or ISO text); None leaves that side open.
 
-    The range read is ``[start, end)``.
+    The range read is ``[start, end)``. A time without a zone is taken to be UTC, as logged
+    times are, so a bound with a zone and one without compare as people expect.
 
     Raises
     ------
@@ -426,12 +427,14 @@ def window_bounds(start, end) -> tuple[datetime | None, datetime | None]:
         A bound is neither a datetime nor ISO text, or ``end`` is not after ``start``.
     """
     def parse(v, name):
-        if v is None or isinstance(v, datetime):
-            return v
-        try:
-            return datetime.fromisoformat(str(v))
-        except ValueError:
-            raise ValidationError(f"{name} must be a datetime or ISO time, got {v!r}.") from None
+        if v is None:
+            return None
+        if not isinstance(v, datetime):
+            try:
+                v = datetime.fromisoformat(str(v))
+            except ValueError:
+                raise ValidationError(f"{name} must be a datetime or ISO time, got {v!r}.") from None
+        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
     s, e = parse(start, "start"), parse(end, "end")
     if s is not None and e is not None and e <= s:
         raise ValidationError(f"end {e} is not after start {s}: an empty time range.")

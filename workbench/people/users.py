@@ -11,7 +11,7 @@ import re
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import NotFoundError, ValidationError
 from ..store import schema
@@ -84,7 +84,7 @@ def password_matches(password_hash: str | None, password: str) -> bool:
         return False
     try:
         return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, InvalidHashError):
+    except (VerificationError, InvalidHashError):  # a mismatch, or a hash argon2 cannot verify with
         return False
 
 

@@ -123,8 +123,9 @@ def add(conn, actor: str, role: str, *, name: str, cron: str, kind: str, model: 
     """
     from . import documents as reports
 
-    if not name or not name.strip():
+    if not isinstance(name, str) or not name.strip():
         raise ValidationError("A schedule needs a name.")
+    name = name.strip()  # stored, checked for duplicates and audited as one and the same
     if kind not in reports.KINDS:
         raise ValidationError(f"kind must be one of {reports.KINDS}, got {kind!r}.")
     reports.check_format(fmt)
@@ -138,7 +139,8 @@ def add(conn, actor: str, role: str, *, name: str, cron: str, kind: str, model: 
     if conn.execute(sa.select(t.c.id).where(t.c.name == name)).first() is not None:
         raise ConflictError(f"A schedule named {name!r} exists already; remove it first or pick another name.")
     now = schema.utcnow()
-    sid = conn.execute(sa.insert(t).values(name=name.strip(), cron=check_cron(cron), kind=kind, model=model,
+    cron = check_cron(cron)
+    sid = conn.execute(sa.insert(t).values(name=name, cron=cron, kind=kind, model=model,
                                            version=version, format=fmt, out_dir=str(folder.resolve()),
                                            created_by=actor, created_at=now, last_due_at=None)
                        .returning(t.c.id)).scalar_one()
