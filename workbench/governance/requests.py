@@ -44,7 +44,7 @@ from ..store import schema
 from ..store.audit import Event, canonical_json
 
 TARGET_STAGES = ("Staging", "Production")
-EVIDENCE_KINDS = ("explanation", "fairness", "drift")
+EVIDENCE_KINDS = tuple(k.value for k in schema.EvidenceKind)  # ("explanation", "fairness", "drift")
 
 #: risk tier -> gates. None (or an empty list/dict): not checked for that tier.
 DEFAULT_GATES = {

@@ -42,7 +42,7 @@ from ..errors import IntegrityError, NotFoundError, PermissionDenied, Validation
 from ..store import artifacts, audit, schema
 from ..store.audit import Event
 
-STAGES = ("None", "Staging", "Production", "Archived")
+STAGES = tuple(s.value for s in schema.Stage)  # ("None", "Staging", "Production", "Archived")
 RISK_TIERS = ("low", "medium", "high")  # from the least to the most strict
 
 #: The alias that means "the version in Production"; it moves with the stage, never by hand.

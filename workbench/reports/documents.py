@@ -32,9 +32,9 @@ from .._version import __version__
 from ..errors import ValidationError, WorkbenchError
 from ..governance import requests as governance
 from ..protection import small_groups
-from ..store import artifacts, audit
+from ..store import artifacts, audit, schema
 
-KINDS = ("model-card", "validation", "audit")
+KINDS = tuple(k.value for k in schema.ReportKind)  # ("model-card", "validation", "audit")
 FORMATS = ("html", "pdf", "json", "md")
 #: Model card fields a person writes; until they do, the card says they are missing.
 TEXT_FIELDS = ("intended_use", "out_of_scope_use", "limitations", "ethical_considerations")

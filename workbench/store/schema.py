@@ -11,6 +11,7 @@ PostgreSQL), not through the ORM. Secondary indexes that only PostgreSQL needs a
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -23,6 +24,82 @@ from sqlmodel import Field, SQLModel
 #: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
 #: 8: issue 15 (trust and data defects): the columns its fixes add (all nullable, added in place).
 SCHEMA_VERSION = 8
+
+
+
+# -- the vocabularies of status and kind columns: one place for each set of values ----------------
+class RunStatus(StrEnum):
+    """A run's ``status``: RUNNING until it ends, then FINISHED or FAILED."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+class Stage(StrEnum):
+    """A model version's ``stage``; ``NONE`` is the string "None" (no stage yet)."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+class EvidenceKind(StrEnum):
+    """What a piece of evidence is."""
+
+    EXPLANATION = "explanation"
+    FAIRNESS = "fairness"
+    DRIFT = "drift"
+
+
+class Verdict(StrEnum):
+    """A policy's verdict on evidence: pass, fail, or review (the policy could not decide)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    REVIEW = "review"
+
+
+class BatchKind(StrEnum):
+    """A logged batch: predictions, labels that arrived later, or the reference monitoring compares with."""
+
+    PREDICTIONS = "predictions"
+    LABELS = "labels"
+    REFERENCE = "reference"
+
+
+class RequestStatus(StrEnum):
+    """A promotion request's ``status``."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class ReportKind(StrEnum):
+    """The documents workbench writes."""
+
+    MODEL_CARD = "model-card"
+    VALIDATION = "validation"
+    AUDIT = "audit"
+
+
+class JobStatus(StrEnum):
+    """A scheduled report run's or a retraining command's state (``pending``: commands only)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+def _enum(values: type[StrEnum], *, nullable: bool = False) -> sa.Column:
+    """A column holding one of ``values``: text in the file (no DDL of its own, so stores of every
+    schema version read the same), checked on every ORM write and read."""
+    return sa.Column(sa.Enum(values, native_enum=False, create_constraint=False, length=32, validate_strings=True,
+                             values_callable=lambda e: [m.value for m in e]), nullable=nullable)
 
 
 def utcnow() -> datetime:
@@ -115,7 +192,7 @@ class Run(SQLModel, table=True):
     run_id: str = Field(primary_key=True)  # uuid4 hex, made by the client: no round trip
     experiment_id: int = Field(index=True)
     name: str
-    status: str  # RUNNING, FINISHED, FAILED
+    status: RunStatus = Field(sa_column=_enum(RunStatus))
     user_name: str
     start_time: datetime = Field(sa_column=_ts())
     end_time: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -271,8 +348,8 @@ class ModelVersion(SQLModel, table=True):
     model_id: int = Field(index=True)
     version: int
     run_id: str | None = None
-    stage: str = "None"  # None, Staging, Production, Archived
-    sha256: str  # of the pickled model file, checked on every load
+    stage: Stage = Field(default=Stage.NONE, sa_column=_enum(Stage))
+    sha256: str  # of the model file (skops by default), checked on every load
     size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     model_class: str
     description: str | None = None
@@ -327,10 +404,10 @@ class Evidence(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_id("evidence_id_seq"))
     model_id: int = Field(index=True)
     version: int
-    kind: str  # explanation, fairness, drift
+    kind: EvidenceKind = Field(sa_column=_enum(EvidenceKind))
     summary: str  # canonical JSON
     artifact_sha256: str | None = None
-    verdict: str | None = None  # pass, fail, review; None where no policy applies
+    verdict: Verdict | None = Field(default=None, sa_column=_enum(Verdict, nullable=True))  # None: no policy applies
     policy: str | None = None  # canonical JSON of the thresholds the verdict used
     created_by: str
     created_at: datetime = Field(sa_column=_ts())
@@ -344,7 +421,7 @@ class PredictionBatch(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_id("prediction_batch_id_seq"))
     model_id: int = Field(index=True)
     version: int
-    kind: str  # predictions, labels
+    kind: BatchKind = Field(sa_column=_enum(BatchKind))
     sha256: str
     rows: int
     first_ts: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -382,7 +459,7 @@ class Alert(SQLModel, table=True):
     output: str | None = None  # its output, the tail (leads and admins read it; others get None)
     #: The retraining command's state: None (no command), pending (the scheduler will run it),
     #: running (claimed by ``command_runner``, host:pid), ok, failed. Schema 8 (issue 15).
-    command_status: str | None = None
+    command_status: JobStatus | None = Field(default=None, sa_column=_enum(JobStatus, nullable=True))
     command_runner: str | None = None
     command_started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     command_finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -397,10 +474,10 @@ class PromotionRequest(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_id("promotion_requests_id_seq"))
     model_id: int = Field(index=True)
     version: int
-    from_stage: str
-    to_stage: str  # Staging, Production
+    from_stage: Stage = Field(sa_column=_enum(Stage))
+    to_stage: Stage = Field(sa_column=_enum(Stage))  # Staging, Production
     justification: str
-    status: str  # pending, approved, rejected, withdrawn
+    status: RequestStatus = Field(sa_column=_enum(RequestStatus))
     evidence_sha256: str  # of the canonical JSON snapshot below
     evidence: str  # canonical JSON: metrics, explanation, fairness, drift, model card fields
     gates: str  # canonical JSON: each gate's result when the snapshot was taken
@@ -457,8 +534,8 @@ class StageChange(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_id("stage_changes_id_seq"))
     model_id: int = Field(index=True)
     version: int
-    from_stage: str
-    to_stage: str
+    from_stage: Stage = Field(sa_column=_enum(Stage))
+    to_stage: Stage = Field(sa_column=_enum(Stage))
     actor: str
     request_id: int | None = None
     reason: str | None = None
@@ -486,7 +563,7 @@ class ReportSchedule(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_id("report_schedules_id_seq"))
     name: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
     cron: str
-    kind: str
+    kind: ReportKind = Field(sa_column=_enum(ReportKind))
     model: str | None = None
     version: int | None = None
     format: str
@@ -506,7 +583,7 @@ class ReportRun(SQLModel, table=True):
     missed: int = 0  # earlier occurrences folded into this run (the scheduler was not running)
     started_at: datetime = Field(sa_column=_ts())
     finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    status: str  # running, ok, failed
+    status: JobStatus = Field(sa_column=_enum(JobStatus))  # running, ok, failed
     path: str | None = None
     sha256: str | None = None
     error: str | None = None
