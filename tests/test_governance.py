@@ -574,3 +574,17 @@ def test_changing_a_returned_gate_policy_changes_nothing_else(team):
     mine["required_evidence"].append("anything")
     mine["min_metrics"]["roc_auc"] = 0.99
     assert lee.gate_policy("high") == before  # the defaults of the whole process are untouched
+
+
+def test_a_canary_can_be_ended_after_its_challenger_left_staging(team):
+    dana, lee = team["dana"], team["lee"]
+    champion, challenger = (_version(dana, "scorer", "low", evidence=(), seed=s) for s in range(2))
+    _approve(lee, dana, champion)
+    dana.set_stage("scorer", challenger.version, "Staging")
+    lee.set_rollout("scorer", challenger.version, 0.1)
+    _approve(lee, dana, challenger)  # the challenger wins: Production now, no longer in Staging
+    with pytest.raises(wb.ValidationError, match="must be in Staging"):
+        lee.set_rollout("scorer", challenger.version, 0.2)  # a new share still needs a Staging challenger
+    lee.set_rollout("scorer", challenger.version, 0)  # ending it was refused before
+    assert lee.rollout("scorer") is None
+    assert "challenger" not in [a for row in lee.model_versions("scorer")["aliases"].to_list() for a in row]

@@ -86,3 +86,11 @@ def test_each_operation_refuses_the_roles_the_permission_table_refuses(name, peo
         with pytest.raises(wb.PermissionDenied):
             getattr(people[role], name)(**args)
     assert people["data_scientist"].request(people["request"]).status == "pending"  # no refusal changed it
+
+
+def test_a_misspelt_permission_is_a_bug_for_every_role_the_operators_too():
+    from workbench.people import roles
+
+    for role in (*ROLES, roles.OPERATOR):
+        with pytest.raises(ValueError, match="not in the permission table"):
+            roles.allowed(role, "decidee")

@@ -791,8 +791,9 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
     Raises
     ------
     ValidationError
-        For a share outside [0, 0.5], a model with no Production version, or a challenger
-        that is not in Staging.
+        For a share outside [0, 0.5]; or, unless the share is 0 (which ends the canary whatever
+        became of its versions), a model with no Production version or a challenger that is not
+        in Staging.
     NotFoundError
         If there is no such model or version.
     """
@@ -800,13 +801,14 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
         raise ValidationError(f"traffic_share is the challenger's share, between 0 and 0.5; got {share!r}.")
     v, t = schema.ModelVersion.__table__, schema.Rollout.__table__
     model = (registry.model_row(conn, name)["id"],)
+    ending = share == 0  # ending a canary is always possible, whatever happened to its versions since
     champion = conn.execute(sa.select(v.c.version).where(v.c.model_id == model[0], v.c.stage == "Production")).first()
-    if champion is None:
+    if champion is None and not ending:
         raise ValidationError(f"{name} has no Production version to share traffic with.")
     stage = conn.execute(sa.select(v.c.stage).where(v.c.model_id == model[0], v.c.version == challenger)).first()
     if stage is None:
         raise NotFoundError(f"Model {name!r} has no version {challenger}.")
-    if stage[0] != "Staging":
+    if stage[0] != "Staging" and not ending:
         raise ValidationError(f"A challenger must be in Staging (v{challenger} is {stage[0]}).")
     conn.execute(sa.delete(t).where(t.c.model_id == model[0]))
     if share > 0:
@@ -814,7 +816,8 @@ def set_rollout(conn, actor: str, role: str, name: str, challenger: int, share: 
                                          traffic_share=float(share), set_by=actor, set_at=schema.utcnow()))
     alias_events = registry.move_alias(conn, actor, role, model[0], name, "challenger", challenger if share > 0 else None)
     return share, [Event(actor, role, "model.rollout", "model", name,
-                         {"champion": champion[0], "challenger": challenger, "traffic_share": share}), *alias_events]
+                         {"champion": champion[0] if champion else None, "challenger": challenger,
+                          "traffic_share": share}), *alias_events]
 
 
 def refusal(actor: str, role: str, action: str, target: str, reason: str):

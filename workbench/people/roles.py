@@ -55,9 +55,14 @@ def check_role(role: str) -> str:
 def allowed(role: str, action: str) -> bool:
     """Whether ``role`` may perform ``action``; the local :data:`OPERATOR` may do everything.
 
-    ``action`` must be a key of :data:`PERMISSIONS`: for any other role, an unknown action
-    raises KeyError.
+    Raises
+    ------
+    ValueError
+        For an action that is not in :data:`PERMISSIONS`, for every role, the operator's too:
+        a misspelt action is a bug in the caller, never a permission.
     """
+    if action not in PERMISSIONS:
+        raise ValueError(f"Unknown action {action!r}: not in the permission table.")
     return role == OPERATOR or role in PERMISSIONS[action]
 
 
