@@ -46,10 +46,23 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
+def _package_of(path: Path) -> str:
+    """The package a module's relative imports start from."""
+    module = _module_name(path)
+    return module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def _from_target(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` statement in ``package`` imports from."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(path: Path) -> list[tuple[str, int, bool]]:
     """(imported workbench module, line, at module level) for each import in ``path``."""
-    module = _module_name(path)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    package = _package_of(path)
     tree = ast.parse(path.read_text())
     skip = _type_checking_lines(tree)
     top = {id(n) for n in tree.body}
@@ -58,11 +71,7 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
         if node.lineno in skip if hasattr(node, "lineno") else False:
             continue
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _from_target(node, package)
             if not target.startswith("workbench"):
                 continue
             for alias in node.names:  # `from . import x` imports the module x when there is one
@@ -140,18 +149,13 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
 
 def _private_uses(path: Path) -> list[str]:
     """``module._name`` and ``from module import _name`` where the module is another workbench module."""
-    module = _module_name(path)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    module, package = _module_name(path), _package_of(path)
     tree = ast.parse(path.read_text())
     aliases: dict[str, str] = {}  # local name -> workbench module it stands for
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _from_target(node, package)
             if not target.startswith("workbench"):
                 continue
             for alias in node.names:

@@ -112,12 +112,12 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self.flush()
         self.store.release()
 
-    # -- plumbing ----------------------------------------------------------------------
+    # -- plumbing: the workspace's own shorthands for its Ctx, where each rule lives once ------
     def _require(self, action: str) -> None:
-        roles.require(self.user, self.role, action)
+        self.ctx.require(action)
 
     def _call(self, op) -> Any:
-        return self._writer.call(op)
+        return self.ctx.call(op)
 
     def flush(self) -> None:
         """Wait until every buffered write is committed (raises if one failed)."""
@@ -137,8 +137,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         self.ctx.sync()
 
     def _read(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        self._sync()
-        return self.store.read(sql, params)
+        return self.ctx.read(sql, params)
 
     # -- experiments and runs ------------------------------------------------------------
     def _experiment_id(self, name: str, *, create: bool) -> int:
@@ -602,7 +601,6 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             table = pl.read_parquet(io.BytesIO(artifacts.get_bytes(self.store.artifact_root, row["artifact_sha256"])))
         return json.loads(row["summary"]), table
 
-    # -- users and audit -----------------------------------------------------------------
     # -- comparing runs: operations declared in workbench.tracking.compare ---------------
     run_labels = _method("run_labels")
     params_table = _method("params_table")
@@ -619,6 +617,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     blocked_addresses = _method("blocked_addresses")
     unblock_address = _method("unblock_address")
 
+    # -- users and audit -----------------------------------------------------------------
     @operation(READ, writes=False)
     def users(self) -> pl.DataFrame:
         """Every account: name, role, whether it is disabled, and when it was added.

@@ -14,7 +14,6 @@ import polars as pl
 
 from ..errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from ..operations import READ, operation
-from ..people import roles
 from ..registry import models as registry
 from . import requests as governance
 
@@ -408,7 +407,7 @@ class GovernanceMethods:
             "The evidence changed since it was asked: refresh it first." if req.stale else None)
         refresh = done or governance.why_not_refresh(role, who, req.requested_by) or (
             None if req.stale else "Its evidence is current: nothing to refresh.")
-        comment = None if self.user and roles.allowed(role, "comment") else (
+        comment = None if self.ctx.allowed("comment") else (
             f"{role.replace('_', ' ')} may not comment" if self.user else "Sign in to comment.")
         return {"decide": decide, "refresh": refresh,
                 "withdraw": done or governance.why_not_withdraw(who, req.requested_by), "comment": comment}

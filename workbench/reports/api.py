@@ -143,7 +143,8 @@ class ReportMethods:
         out_dir : str or Path
             The folder the scheduler writes into.
         version : int, optional
-            A fixed version; default: the model's Production version when the report runs.
+            A fixed version; default: the model's Production version when the report runs, else
+            its latest.
 
         Returns
         -------
