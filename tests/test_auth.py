@@ -461,7 +461,8 @@ def test_a_store_from_before_the_address_rules_gains_them_in_place(op, store_pat
     signed = auth.sign_in(store_path, "dana", PW, address="198.51.100.7")  # opening migrates
     assert signed.user == "dana"
     assert raw_sql(store_path, "select schema_version from store_info") == [(schema.SCHEMA_VERSION,)]
-    assert raw_sql(store_path, "select known_addresses from users where name = 'dana'") == [('["198.51.100.7"]',)]
+    assert raw_sql(store_path, "select cast(known_addresses as varchar) from users where name = 'dana'") == [
+        ('["198.51.100.7"]',)]
     with pytest.raises(wb.PermissionDenied):
         auth.sign_in(store_path, "dana", "a-wrong-guess", address="203.0.113.1")
     assert raw_sql(store_path, "select address, failures from sign_in_addresses") == [("203.0.113.1", 1)]

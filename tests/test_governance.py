@@ -16,6 +16,7 @@ from _raw import raw_sql
 from sklearn.linear_model import LogisticRegression
 
 import workbench as wb
+from workbench.store.schema import RequestStatus, Stage
 
 
 @pytest.fixture
@@ -227,6 +228,7 @@ def test_two_leads_deciding_at_once_record_exactly_one_decision(team, store_path
     assert said == ["DECIDED", "TOLD"], outs
     final = wb.connect(store_path, user="casey").request(req.id)
     assert len(final.decisions) == 1 and final.status in ("approved", "rejected")
+    assert type(final.status) is RequestStatus and type(final.to_stage) is Stage  # the table's enums
     assert "already" in next(o[0] for o in outs if o[0].startswith("TOLD"))
 
 
@@ -588,3 +590,23 @@ def test_a_canary_can_be_ended_after_its_challenger_left_staging(team):
     lee.set_rollout("scorer", challenger.version, 0)  # ending it was refused before
     assert lee.rollout("scorer") is None
     assert "challenger" not in [a for row in lee.model_versions("scorer")["aliases"].to_list() for a in row]
+
+
+def test_a_request_read_has_the_table_types_where_it_has_the_table_columns():
+    import typing
+
+    from workbench.governance.api import Request
+    from workbench.store.schema import PromotionRequest
+
+    def plain(hint):  # "int | None" -> int: a row read back always has its id
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and len(args) == 1 else hint
+
+    table, read = typing.get_type_hints(PromotionRequest), typing.get_type_hints(Request)
+    parsed = {"evidence": dict, "gates": list[dict]}  # hashed canonical text in the table, parsed when read
+    shared = set(table) & set(read)
+    assert shared >= {"id", "version", "from_stage", "to_stage", "status", "requested_by", "requested_at",
+                      "justification", "evidence_sha256", *parsed}
+    assert {f: read[f] for f in shared - parsed.keys()} == {f: plain(table[f]) for f in shared - parsed.keys()}
+    assert {f: (table[f], read[f]) for f in parsed} == {f: (str, t) for f, t in parsed.items()}
+

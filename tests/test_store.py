@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from _raw import raw_sql as _duck
 
 import workbench as wb
+from workbench.people import auth
 from workbench.store import schema, shared
 from workbench.store.connection import Store
 from workbench.workspace import operator_workspace
@@ -389,3 +391,73 @@ def test_duckdb_engine_still_needs_our_cursor_close(tmp_path):
             _first_then_register(conn)
     finally:
         ours.close()
+
+
+# -- schema 9: typed JSON columns ---------------------------------------------------------------
+_JSON_COLUMNS = [("users", "known_addresses"), ("evidence", "summary"), ("evidence", "policy"),
+                 ("monitor_policies", "thresholds"), ("monitor_policies", "retrain_command"), ("alerts", "command"),
+                 ("gate_policies", "gates")]
+
+
+def _column_type(store_path, table: str, column: str) -> str:
+    return _duck(store_path, "select data_type from information_schema.columns where table_name = ? and "
+                 "column_name = ? and table_schema = current_schema()", [table, column])[0][0].lower()
+
+
+def _as_schema_8(store_path) -> None:
+    """Turn the typed JSON columns back into the text they were before schema 9."""
+    pg = str(store_path).startswith("postgresql")
+    for table, column in _JSON_COLUMNS:
+        if pg:
+            _duck(store_path, f'alter table {table} alter column "{column}" type varchar using "{column}"::text')
+            continue
+        indexes = _duck(store_path, "select index_name, sql from duckdb_indexes() where table_name = ? "
+                        "and sql is not null", [table])
+        for name, _ in indexes:
+            _duck(store_path, f'drop index "{name}"')
+        _duck(store_path, f'alter table {table} alter column "{column}" type varchar')
+        for _, sql in indexes:
+            _duck(store_path, sql)
+    _duck(store_path, "update store_info set schema_version = 8")
+
+
+def test_the_model_has_exactly_the_typed_json_columns_this_test_knows():
+    from sqlmodel import SQLModel
+    typed = [(t.name, c.name) for t in SQLModel.metadata.sorted_tables for c in t.columns if c.type is schema.JSON]
+    assert sorted(typed) == sorted(_JSON_COLUMNS)
+
+
+def test_a_schema_8_store_gets_typed_json_in_place_and_reads_the_same(op, store_path):
+    op.add_user("dana", "data_scientist", password="a long enough passphrase 7")
+    auth.sign_in(store_path, "dana", "a long enough passphrase 7", address="198.51.100.7")
+    gates = op.set_gate_policy("low", required_evidence=["explanation"], min_metrics={"auc": 0.7})
+    assert all(_column_type(store_path, t, c) in ("json", "jsonb") for t, c in _JSON_COLUMNS)  # a new store
+    op.close()
+    shared.close(store_path)
+    _as_schema_8(store_path)
+    assert json.loads(_duck(store_path, "select gates from gate_policies")[0][0]) == gates  # text again
+    again = operator_workspace(store_path)  # opening upgrades
+    assert again.store.scalar("select schema_version from store_info") == schema.SCHEMA_VERSION
+    assert {(t, c): _column_type(store_path, t, c) for t, c in _JSON_COLUMNS} == {
+        k: ("jsonb" if str(store_path).startswith("postgresql") else "json") for k in _JSON_COLUMNS}
+    assert again.gate_policy("low") == gates
+    assert _duck(store_path, "select known_addresses from users where name = 'dana'")[0][0] in (
+        ["198.51.100.7"], '["198.51.100.7"]')
+    migrated = again.audit_events(action="store.migrate")["payload"].to_list()
+    assert json.loads(migrated[0])["from"] == 8 and json.loads(migrated[0])["to"] == 9
+    assert again.verify_audit().ok
+
+
+def test_text_that_is_not_json_stops_the_upgrade_and_changes_nothing(op, store_path):
+    op.set_gate_policy("low", required_evidence=["explanation"])
+    op.close()
+    shared.close(store_path)
+    _as_schema_8(store_path)
+    _duck(store_path, "update gate_policies set gates = '{\"required_evidence\": [' where risk_tier = 'low'")
+    with pytest.raises(wb.StoreError, match=r"gate_policies\.gates holds text that is not JSON"):
+        operator_workspace(store_path)
+    shared.close(store_path)
+    assert _duck(store_path, "select schema_version from store_info") == [(8,)]
+    assert _column_type(store_path, "gate_policies", "gates") in ("varchar", "character varying")
+    assert _duck(store_path, "select gates from gate_policies") == [('{"required_evidence": [',)]
+    assert _column_type(store_path, "evidence", "summary") in ("varchar", "character varying")  # rolled back too

@@ -6,7 +6,6 @@ import dataclasses
 import getpass
 import inspect
 import io
-import json
 import os
 import weakref
 from typing import Any
@@ -562,9 +561,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     @operation(READ, writes=False)
     def evidence_policy(self, evidence_id: int) -> dict | None:
         """The thresholds a stored verdict was reached with (None where no policy judged it)."""
-        _check_evidence_id(evidence_id)
-        value = self.store.scalar("select policy from evidence where id = ?", [evidence_id])
-        return json.loads(value) if value else None
+        return self._evidence_row(evidence_id)["policy"]
 
     @operation(READ, writes=False)
     def evidence_history(self, name: str, kind: str) -> pl.DataFrame:
@@ -580,26 +577,25 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             return pl.DataFrame(schema={"version": pl.Int64, "verdict": pl.String})
         return pl.DataFrame(out, infer_schema_length=None)
 
-    def _evidence_row(self, evidence_id: int, columns: str) -> dict:
+    def _evidence_row(self, evidence_id: int) -> dict:
+        from .evidence import records as evidence
+
         _check_evidence_id(evidence_id)
-        rows = self._read(f"select {columns} from evidence where id = ?", [evidence_id])
-        if rows.is_empty():
-            raise NotFoundError(f"No evidence with id {evidence_id}.")
-        return rows.row(0, named=True)
+        return self._in_transaction(lambda conn: evidence.stored(conn, evidence_id))
 
     @operation(READ, writes=False)
     def evidence_summary(self, evidence_id: int) -> dict:
         """The stored summary of one piece of evidence (without reading its table)."""
-        return json.loads(self._evidence_row(evidence_id, "summary")["summary"])
+        return self._evidence_row(evidence_id)["summary"]
 
     @operation(READ, writes=False)
     def evidence_detail(self, evidence_id: int) -> tuple[dict, pl.DataFrame | None]:
         """(summary, the stored table) of one piece of evidence; the file is digest-checked."""
-        row = self._evidence_row(evidence_id, "summary, artifact_sha256")
+        row = self._evidence_row(evidence_id)
         table = None
         if row["artifact_sha256"]:
             table = pl.read_parquet(io.BytesIO(artifacts.get_bytes(self.store.artifact_root, row["artifact_sha256"])))
-        return json.loads(row["summary"]), table
+        return row["summary"], table
 
     # -- comparing runs: operations declared in workbench.tracking.compare ---------------
     run_labels = _method("run_labels")

@@ -1,6 +1,6 @@
 """Evidence bound to a model version: computed once, stored, read by the dashboard.
 
-The write op here stores a summary (canonical JSON) and verdict in the ``evidence`` table
+The write op here stores a summary (typed JSON) and verdict in the ``evidence`` table
 and the bulky part as a content-addressed Parquet file, with its audit event, in one
 transaction. Reports are never recomputed by a page.
 """
@@ -22,6 +22,22 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     frame.write_parquet(buf)
     return buf.getvalue()
+
+
+def stored(conn, evidence_id: int) -> dict:
+    """One evidence row's ``summary``, ``policy`` and ``artifact_sha256``, as stored.
+
+    Raises
+    ------
+    NotFoundError
+        No evidence has that id.
+    """
+    e = schema.Evidence.__table__
+    row = conn.execute(sa.select(e.c.summary, e.c.policy, e.c.artifact_sha256).where(e.c.id == evidence_id)
+                       ).mappings().first()
+    if row is None:
+        raise NotFoundError(f"No evidence with id {evidence_id}.")
+    return dict(row)
 
 
 def store(conn, actor: str, role: str, *, name: str, version: int, kind: str, summary: dict,
@@ -48,8 +64,8 @@ def store(conn, actor: str, role: str, *, name: str, version: int, kind: str, su
         raise NotFoundError(f"Model {name!r} has no version {version}.")
     e = schema.Evidence.__table__
     evidence_id = conn.execute(sa.insert(e).values(
-        model_id=row[0], version=version, kind=kind, summary=canonical_json(summary),
-        artifact_sha256=artifact_sha256, verdict=verdict, policy=canonical_json(policy) if policy else None,
+        model_id=row[0], version=version, kind=kind, summary=summary,
+        artifact_sha256=artifact_sha256, verdict=verdict, policy=policy or None,
         created_by=actor, created_at=schema.utcnow()).returning(e.c.id)).scalar_one()
     return evidence_id, [Event(actor, role, f"evidence.{kind}", "model_version", f"{name}/{version}",
                                {"evidence_id": evidence_id, "verdict": verdict, "artifact_sha256": artifact_sha256,

@@ -15,6 +15,7 @@ import polars as pl
 from ..errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from ..operations import READ, operation
 from ..registry import models as registry
+from ..store.schema import RequestStatus, Stage
 from . import requests as governance
 
 
@@ -22,12 +23,15 @@ from . import requests as governance
 class Request:
     """A promotion request as a reviewer sees it (from :meth:`GovernanceMethods.request`).
 
+    The fields named as the ``promotion_requests`` table's columns have its types (a test checks
+    that); the others are derived when the request is read.
+
     Attributes
     ----------
     risk_tier : str
         The tier the request is judged on: while pending, the strictest its model had since
         it was made; once decided, the one it was decided on.
-    status : str
+    status : RequestStatus
         ``"pending"``, ``"approved"``, ``"rejected"`` or ``"withdrawn"``.
     stale : bool
         True when the version's evidence changed since the request was bound to it: nobody
@@ -48,9 +52,9 @@ class Request:
     name: str
     version: int
     risk_tier: str
-    from_stage: str
-    to_stage: str
-    status: str
+    from_stage: Stage
+    to_stage: Stage
+    status: RequestStatus
     stale: bool
     requested_by: str
     requested_at: datetime
@@ -441,8 +445,8 @@ class GovernanceMethods:
                                  if key not in roles)
         else:
             needs = "one lead"
-        return Request(req["id"], req["name"], req["version"], req["risk_tier"], req["from_stage"], req["to_stage"],
-                       req["status"], req["status"] == "pending" and governance.digest(snap) != req["evidence_sha256"],
+        return Request(req["id"], req["name"], req["version"], req["risk_tier"], Stage(req["from_stage"]),
+                       Stage(req["to_stage"]), RequestStatus(req["status"]), req["status"] == "pending" and governance.digest(snap) != req["evidence_sha256"],
                        req["requested_by"], req["requested_at"], req["justification"], req["evidence_sha256"],
                        json.loads(req["evidence"]), json.loads(req["gates"]), signed, needs, decisions, comments)
 

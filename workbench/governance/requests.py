@@ -160,8 +160,9 @@ def snapshots(conn, versions: list[tuple[str, int]]) -> dict[tuple[str, int], di
             "select name, version, kind, id, verdict, summary from (select m.name, e.version, e.kind, e.id, e.verdict, "
             "e.summary, row_number() over (partition by e.model_id, e.version, e.kind order by e.created_at desc, "
             "e.id desc) as rn from evidence e join registered_models m on m.id = e.model_id where m.name in :names) x "
-            "where rn = 1").bindparams(sa.bindparam("names", expanding=True)), {"names": names}):
-        evidence[(name, version, kind)] = (eid, verdict, json.loads(summary))
+            "where rn = 1").bindparams(sa.bindparam("names", expanding=True)).columns(summary=schema.JSON),
+            {"names": names}):
+        evidence[(name, version, kind)] = (eid, verdict, summary)
     out = {}
     for name, version in versions:
         card = cards.get((name, version))
@@ -274,7 +275,7 @@ def gate_policy(conn, risk_tier: str) -> dict:
     """
     t = schema.GatePolicy.__table__
     row = conn.execute(sa.select(t.c.gates).where(t.c.risk_tier == risk_tier)).first()
-    return json.loads(row[0]) if row else copy.deepcopy(DEFAULT_GATES[risk_tier])  # a caller may change it
+    return row[0] if row else copy.deepcopy(DEFAULT_GATES[risk_tier])  # a caller may change it
 
 
 #: The tier a request (``r``, joined to its model ``m``) is judged on: while pending, the strictest
@@ -771,7 +772,7 @@ def set_gate_policy(conn, actor: str, role: str, risk_tier: str, gates: dict):
     gates = check_gates(gates)
     t = schema.GatePolicy.__table__
     before = gate_policy(conn, risk_tier)
-    values = dict(gates=canonical_json(gates), updated_by=actor, updated_at=schema.utcnow())
+    values = dict(gates=gates, updated_by=actor, updated_at=schema.utcnow())
     if conn.execute(sa.update(t).where(t.c.risk_tier == risk_tier).values(**values)).rowcount == 0:
         conn.execute(sa.insert(t).values(risk_tier=risk_tier, **values))
     return gates, [Event(actor, role, "gate_policy.set", "risk_tier", risk_tier, {"before": before, "after": gates})]

@@ -6,13 +6,12 @@ Ops run inside the writer's transaction (``op(conn) -> (result, events)``), like
 from __future__ import annotations
 
 import hashlib
-import json
 
 import sqlalchemy as sa
 
 from ..registry import models as registry
 from ..store import schema
-from ..store.audit import Event, canonical_json
+from ..store.audit import Event
 from .windows import UNCHANGED, effective_thresholds
 
 
@@ -69,12 +68,11 @@ def set_policy(conn, actor: str, role: str, name: str, changes: dict, command):
     t = schema.MonitorPolicy.__table__
     mid = model_id(conn, name)
     row = conn.execute(sa.select(t.c.thresholds, t.c.retrain_command).where(t.c.model_id == mid)).first()
-    before = {"thresholds": effective_thresholds(json.loads(row[0]) if row else None),
-              "retrain_command": json.loads(row[1]) if row and row[1] else None}
+    before = {"thresholds": effective_thresholds(row[0] if row else None),
+              "retrain_command": row[1] if row else None}
     after = {"thresholds": {**before["thresholds"], **changes},
              "retrain_command": before["retrain_command"] if command is UNCHANGED else command}
-    values = dict(thresholds=canonical_json(after["thresholds"]),
-                  retrain_command=canonical_json(after["retrain_command"]) if after["retrain_command"] else None,
+    values = dict(thresholds=after["thresholds"], retrain_command=after["retrain_command"] or None,
                   updated_by=actor, updated_at=schema.utcnow())
     if row is None:
         conn.execute(sa.insert(t).values(model_id=mid, **values))
@@ -93,7 +91,7 @@ def get_policy(conn, name: str) -> tuple[dict | None, list[str] | None]:
     row = conn.execute(sa.select(t.c.thresholds, t.c.retrain_command).where(t.c.model_id == model_id(conn, name))).first()
     if row is None:
         return None, None
-    return json.loads(row[0]), (json.loads(row[1]) if row[1] else None)
+    return row[0], row[1]
 
 
 def record_alerts(conn, actor: str, role: str, name: str, version: int, breaches: list[dict]):
@@ -124,7 +122,7 @@ def record_alerts(conn, actor: str, role: str, name: str, version: int, breaches
     pending = None
     if new and command:  # one retraining per check that found something new, as before
         pending = new[-1]
-        conn.execute(sa.update(t).where(t.c.id == pending).values(command=canonical_json(command),
+        conn.execute(sa.update(t).where(t.c.id == pending).values(command=command,
                                                                  command_status="pending"))
         events[-1].payload.update(command=command, command_status="pending")
     # the check itself is recorded too: who looked, and that nothing new was found
@@ -142,7 +140,7 @@ def claim_command(conn, actor: str, role: str, alert: dict, runner: str):
         command_status="running", command_runner=runner, command_started_at=schema.utcnow())).rowcount
     if taken != 1:  # another scheduler took it first: nothing written, and said so (as schedule.skip does)
         return None, [_skipped(actor, role, alert, runner, "another scheduler claimed the command first")]
-    command = json.loads(conn.execute(sa.select(t.c.command).where(t.c.id == alert["id"])).scalar_one())
+    command = conn.execute(sa.select(t.c.command).where(t.c.id == alert["id"])).scalar_one()
     return command, [Event(actor, role, "alert.command_start", "model_version", f"{alert['name']}/{alert['version']}",
                            {"alert_id": alert["id"], "command": command, "runner": runner})]
 

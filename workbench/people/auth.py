@@ -41,7 +41,6 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -223,10 +222,7 @@ def _blocked_until(arow, now: datetime) -> datetime | None:
 
 def _known(row) -> list[str]:
     """The addresses the account last signed in from with its password (newest first)."""
-    try:
-        known = json.loads(row["known_addresses"] or "[]")
-    except (TypeError, ValueError):  # a damaged value counts as none: the stricter reading
-        return []
+    known = row["known_addresses"]  # anything but a list of strings counts as none: the stricter reading
     return [k for k in known if isinstance(k, str)] if isinstance(known, list) else []
 
 
@@ -397,7 +393,7 @@ def _record_attempt(conn, name: str, key: str, checked_hash: str | None, verdict
     if row["disabled"]:  # told only to someone who knows the password
         return (f"Account {name} is disabled.", None), [failed("disabled")]
     known = [key] + [k for k in known if k != key]
-    _update(conn, name, failed_logins=0, locked_until=None, known_addresses=json.dumps(known[:KNOWN_ADDRESSES]))
+    _update(conn, name, failed_logins=0, locked_until=None, known_addresses=known[:KNOWN_ADDRESSES])
     signed = _session(name, row["role"], now, "password")
     return (None, signed), [Event(name, row["role"], "auth.sign_in", "user", name,
                                   {"method": "password", "expires_at": signed.expires_at, "address": key})]

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Iterable
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from ..errors import IntegrityError, ValidationError
 from . import audit_replay
+from .canonical import canonical_json
 from .schema import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
@@ -36,37 +36,6 @@ class Event:
     entity_type: str
     entity_id: str
     payload: dict
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _default(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def canonical_json(value: Any) -> str:
-    """Stable JSON: sorted keys, no spaces, non-finite floats as strings.
-
-    >>> canonical_json({"b": float("nan"), "a": [1, 2.5]})
-    '{"a":[1,2.5],"b":"NaN"}'
-    """
-    try:  # the common case needs no rewriting of the value
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_default)
-    except (ValueError, TypeError):  # NaN/inf, or keys that are not strings
-        return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def event_hash(prev_hash: str, seq: int, ts: datetime, e: Event, payload_json: str) -> str:

@@ -30,6 +30,7 @@ from sqlmodel import SQLModel
 from .._version import __version__
 from ..errors import StoreError, StoreLockedError, ValidationError
 from . import headmark, schema
+from .canonical import canonical_json, loads
 
 DEFAULT_STORE = "data/workbench.duckdb"
 
@@ -285,6 +286,44 @@ def _add_missing(conn: sa.Connection) -> None:
                 index.create(conn, checkfirst=True)
 
 
+def _json_columns() -> list[tuple[str, str]]:
+    """(table, column) of every typed JSON column of the model."""
+    return [(t.name, c.name) for t in SQLModel.metadata.sorted_tables for c in t.columns if c.type is schema.JSON]
+
+
+def _retype_json(conn: sa.Connection) -> None:
+    """Schema 9: JSON kept as text becomes typed JSON, in place, on both backends. Text that is
+    not JSON stops the upgrade (its transaction rolls back), naming the table and column."""
+    pg = conn.dialect.name == "postgresql"
+    for table, column in _json_columns():
+        kind = conn.execute(sa.text(
+            "select data_type from information_schema.columns where table_name = :t and column_name = :c"
+            + (" and table_schema = current_schema()" if pg else "")), {"t": table, "c": column}).scalar()
+        if kind is None or kind.lower() in ("json", "jsonb"):
+            continue  # added by _add_missing with its type already, or already typed
+        not_json = StoreError(f"{table}.{column} holds text that is not JSON; this store cannot be upgraded to "
+                              "typed JSON until it is mended. Nothing was changed.")
+        if pg:  # PostgreSQL 15 has no pg_input_is_valid: the cast itself refuses bad text
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(f'alter table {table} alter column "{column}" type jsonb using "{column}"::jsonb'))
+            except sa.exc.DBAPIError:
+                raise not_json from None
+            continue
+        if conn.execute(sa.text(f'select count(*) from {table} where "{column}" is not null '
+                                f'and not json_valid("{column}")')).scalar():
+            raise not_json
+        # DuckDB will not change a column's type while an index on its table exists: drop, change, remake
+        indexes = [r[0] for r in conn.execute(sa.text(
+            "select sql from duckdb_indexes() where table_name = :t and sql is not null"), {"t": table})]
+        for (name,) in conn.execute(sa.text("select index_name from duckdb_indexes() where table_name = :t "
+                                            "and sql is not null"), {"t": table}).all():
+            conn.execute(sa.text(f'drop index "{name}"'))
+        conn.execute(sa.text(f'alter table {table} alter column "{column}" type json using "{column}"::json'))
+        for sql in indexes:
+            conn.execute(sa.text(sql))
+
+
 def _has_nul(value) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -388,6 +427,7 @@ class Store:
             self.display = url.render_as_string(hide_password=True)
             # a pool: no file to free between uses; sessions in UTC so times read back as UTC
             self._engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=8,
+                                            json_serializer=canonical_json, json_deserializer=loads,
                                             connect_args={"options": "-c TimeZone=UTC",
                                                           "application_name": f"workbench pid {os.getpid()}"})
         else:
@@ -398,6 +438,7 @@ class Store:
             self._engine = sa.create_engine(
                 "duckdb:///" + str(self.path),
                 poolclass=NullPool,
+                json_serializer=canonical_json, json_deserializer=loads,
                 connect_args={"config": dict(DUCKDB_CONFIG)},
             )
             sa.event.listen(self._engine, "connect", _finish_results)
@@ -756,6 +797,8 @@ class Store:
             self.lock_for_write(conn)  # the migration's event joins the chain in order
             SQLModel.metadata.create_all(conn, checkfirst=True)  # new tables, with their indexes
             _add_missing(conn)  # new columns and indexes of existing tables
+            if found < 9:
+                _retype_json(conn)
             conn.execute(sa.update(schema.StoreInfo.__table__).values(schema_version=schema.SCHEMA_VERSION))
             audit.append(conn, [audit.Event("workbench", "system", "store.migrate", "store", (self.path.name if self.path else self.display),
                                             {"from": found, "to": schema.SCHEMA_VERSION, "by": __version__})])

@@ -51,6 +51,8 @@ _OWN_ROWS = ("store_info", "audit_head")
 def _pg_type(col: sa.Column) -> str:
     """The PostgreSQL type name COPY (binary) needs for a column of the model."""
     t = col.type
+    if t is schema.JSON:
+        return "jsonb"
     if isinstance(t, sa.DateTime):
         return "timestamptz"
     if isinstance(t, sa.Boolean):

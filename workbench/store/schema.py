@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 #: Bumped whenever a table changes; a store written by a newer version is refused, an
@@ -23,7 +24,8 @@ from sqlmodel import Field, SQLModel
 #: 5: report schedules and their runs, model card text. 6: column marks of data sets.
 #: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
 #: 8: issue 15 (trust and data defects): the columns its fixes add (all nullable, added in place).
-SCHEMA_VERSION = 8
+#: 9: JSON columns that are not hashed become typed JSON (DuckDB JSON, PostgreSQL jsonb), in place.
+SCHEMA_VERSION = 9
 
 
 
@@ -107,6 +109,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: A JSON value: DuckDB's JSON, PostgreSQL's jsonb; Python reads and writes dicts and lists, written
+#: as canonical JSON (the engine's serializer) and read back with sorted keys on both backends.
+#: Text that is hashed (the audit payload, a request's evidence snapshot and gates) stays canonical
+#: text, and so does a data set's columns (their order matters): jsonb would reorder the keys.
+JSON = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _json(nullable: bool = False) -> sa.Column:
+    return sa.Column(JSON, nullable=nullable)
+
+
 def _ts(nullable: bool = False) -> sa.Column:
     return sa.Column(sa.DateTime(timezone=True), nullable=nullable)
 
@@ -152,9 +165,9 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(sa_column=_ts())
-    #: JSON list of the client addresses (as workbench.people.auth keys them) of the last successful
+    #: The client addresses (as workbench.people.auth keys them) of the last successful
     #: password sign-ins, newest first: a locked account still accepts its password from these.
-    known_addresses: str | None = None
+    known_addresses: list | None = Field(default=None, sa_column=_json(nullable=True))
 
 
 class SignInAddress(SQLModel, table=True):
@@ -255,14 +268,15 @@ class LatestMetric(SQLModel, table=True):
 
 class Dataset(SQLModel, table=True):
     """A logged data set: its fingerprint, not its rows. Unique by (name, digest), so the same
-    content logged again under the same name is the same row. ``columns_json`` is JSON text."""
+    content logged again under the same name is the same row. ``columns_json`` is JSON text, not typed
+    JSON: its keys are in the data set's column order, which PostgreSQL's jsonb would not keep."""
 
     __tablename__ = "datasets"
     __table_args__ = (sa.UniqueConstraint("name", "digest"),)
     id: int | None = Field(default=None, sa_column=_id("datasets_id_seq"))
     name: str
     digest: str  # sha256 of the content (see workbench.datasets.fingerprint)
-    columns_json: str  # {column: dtype}
+    columns_json: str  # {column: dtype}, in column order
     n_rows: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     n_cols: int
     source: str | None = None
@@ -405,10 +419,10 @@ class Evidence(SQLModel, table=True):
     model_id: int = Field(index=True)
     version: int
     kind: EvidenceKind = Field(sa_column=_enum(EvidenceKind))
-    summary: str  # canonical JSON
+    summary: dict = Field(sa_column=_json())
     artifact_sha256: str | None = None
     verdict: Verdict | None = Field(default=None, sa_column=_enum(Verdict, nullable=True))  # None: no policy applies
-    policy: str | None = None  # canonical JSON of the thresholds the verdict used
+    policy: dict | None = Field(default=None, sa_column=_json(nullable=True))  # the thresholds the verdict used
     created_by: str
     created_at: datetime = Field(sa_column=_ts())
 
@@ -435,8 +449,8 @@ class MonitorPolicy(SQLModel, table=True):
 
     __tablename__ = "monitor_policies"
     model_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
-    thresholds: str  # canonical JSON
-    retrain_command: str | None = None  # canonical JSON list of arguments, run without a shell
+    thresholds: dict = Field(sa_column=_json())
+    retrain_command: list | None = Field(default=None, sa_column=_json(nullable=True))  # arguments, run without a shell
     updated_by: str
     updated_at: datetime = Field(sa_column=_ts())
 
@@ -454,7 +468,7 @@ class Alert(SQLModel, table=True):
     value: float | None = Field(default=None, sa_column=sa.Column(sa.Double, nullable=True))
     threshold: float = Field(sa_column=sa.Column(sa.Double, nullable=False))
     rule: str  # e.g. "drift_share >= 0.5"
-    command: str | None = None  # the retraining command run, canonical JSON list
+    command: list | None = Field(default=None, sa_column=_json(nullable=True))  # the retraining command run
     exit_code: int | None = None
     output: str | None = None  # its output, the tail (leads and admins read it; others get None)
     #: The retraining command's state: None (no command), pending (the scheduler will run it),
@@ -522,7 +536,7 @@ class GatePolicy(SQLModel, table=True):
 
     __tablename__ = "gate_policies"
     risk_tier: str = Field(primary_key=True)
-    gates: str  # canonical JSON
+    gates: dict = Field(sa_column=_json())
     updated_by: str
     updated_at: datetime = Field(sa_column=_ts())
 

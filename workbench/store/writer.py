@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreLockedError, WorkbenchError
 from . import audit
+from .canonical import loads
 
 Op = Callable[[sa.Connection], "tuple[Any, list[audit.Event]]"]
 
@@ -314,12 +315,15 @@ def _pg_type(f: pa.Field) -> str:
 
 
 def copy_batches(cur, statement: str, types: list[str], batches) -> int:
-    """Binary ``COPY ... FROM STDIN`` of Arrow tables or record batches; returns the rows sent."""
+    """Binary ``COPY ... FROM STDIN`` of Arrow tables or record batches; returns the rows sent.
+    A ``jsonb`` column's values arrive as JSON text and are sent as the values they spell."""
     n = 0
     with cur.copy(statement) as cp:
         cp.set_types(types)
         for batch in batches:
-            for row in zip(*(c.to_pylist() for c in batch.columns)):
+            columns = [[None if v is None else loads(v) for v in c.to_pylist()] if t == "jsonb" else c.to_pylist()
+                       for c, t in zip(batch.columns, types)]
+            for row in zip(*columns):
                 cp.write_row(row)
             n += batch.num_rows
     return n
