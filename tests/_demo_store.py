@@ -141,3 +141,16 @@ def demo_copy() -> Path:
 def scratch_dir(prefix: str) -> Path:
     """A new empty folder that lives as long as the test session."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH))
+
+
+def tokens_for(store, names) -> dict[str, str]:
+    """API tokens of the users ``names`` on ``store``, made in file mode before a server takes it
+    (the store is let go afterwards); {name: token}."""
+    from workbench.store import shared
+    from workbench.workspace import operator_workspace
+
+    op = operator_workspace(store)
+    try:
+        return {n: op.create_token("tests", user=n)["token"] for n in names}
+    finally:
+        shared.close(store)

@@ -62,11 +62,12 @@ def _group_alive(pgid: int) -> bool:
 
 @contextmanager
 def serving(store, log_path: Path, *options: str, scheme: str = "http",
-            health: Callable[[str], bytes | None] = _health):
+            health: Callable[[str], bytes | None] = _health, started: list | None = None):
     """``workbench serve --store store [options]`` on a free port until the block ends.
 
     Yields (url, port) once ``health(url)`` answers ``ok``; fails the test, with the server's
-    log, if it exits or stays unhealthy for ``STARTUP_TIMEOUT`` seconds.
+    log, if it exits or stays unhealthy for ``STARTUP_TIMEOUT`` seconds. The server's process
+    (the leader of its own process group) is appended to ``started`` when given.
     """
     port = _free_port()
     url = f"{scheme}://127.0.0.1:{port}"
@@ -75,6 +76,8 @@ def serving(store, log_path: Path, *options: str, scheme: str = "http",
                                  "--port", str(port), *options],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=_demo_store.cli_env(), cwd=_demo_store.REPO, start_new_session=True)
+        if started is not None:
+            started.append(proc)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while health(url) != b"ok":

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 import workbench as wb
 from workbench.people import roles
+from workbench.store import shared
 from workbench.ui import widgets as ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.both_backends]
@@ -27,11 +28,21 @@ BAD_FILTER = "metrics.roc_auc > AND params.family = 'random_forest'"
 GOOD_FILTER = "params.family = 'random_forest'"
 
 
+_TOKENS: dict[str, dict[str, str]] = {}  # server url -> {user: API token}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     store = _demo_store.private_demo()  # the browser tests approve a request: a store of their own
+    tokens = _demo_store.tokens_for(store, ("dana", "lee", "casey", "ada"))
     with serving(store, tmp_path_factory.mktemp("serve") / "serve.log") as (url, _):
+        _TOKENS[url] = tokens
         yield url, store
+
+
+def _ws(url: str, user: str = "casey"):
+    """A workspace on the running server as ``user`` (the server holds the store file)."""
+    return wb.connect(url, token=_TOKENS[url][user])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +68,7 @@ def _runs_caption(page: Page):
 
 def test_dashboard_in_a_browser(server, browser, tmp_path):
     url, store = server
-    ws = wb.connect(store)
+    ws = _ws(url)
     try:
         counts = ws.counts()
         n_total = ws.search_runs().height
@@ -153,9 +164,9 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     page.close()
 
 
-def _row_where_age_counts(store) -> str:
+def _row_where_age_counts(url) -> str:
     """A row of credit-default v1's explanation whose waterfall lists ``age`` (top 12 by |SHAP|)."""
-    ws = wb.connect(store)
+    ws = _ws(url)
     try:
         ev = ws.evidence("credit-default").filter((pl.col("kind") == "explanation") & (pl.col("version") == 1))
         summary, values = ws.evidence_detail(ev["id"][0])
@@ -172,7 +183,7 @@ def _row_where_age_counts(store) -> str:
 
 def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
     url, store = server
-    row_id = _row_where_age_counts(store)
+    row_id = _row_where_age_counts(url)
     shots = Path(__file__).parent / "artifacts" / "browser"
     page, errors = _new_page(browser)
     page.goto(url + "/explanations")
@@ -225,7 +236,7 @@ def test_reviewer_reads_explanations_and_fairness_in_a_browser(server, browser):
 
 def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, browser):
     url, store = server
-    ws = wb.connect(store, user="casey")
+    ws = _ws(url, "casey")
     try:
         pending = ws.requests(status="pending").filter(pl.col("name") == "diabetes-progression").row(0, named=True)
     finally:
@@ -270,7 +281,7 @@ def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, 
     _shoot(page, shots, "10-audit-approval")
     assert not errors, errors
     page.close()
-    ws = wb.connect(store, user="casey")
+    ws = _ws(url, "casey")
     try:
         assert ws.request(pending["id"]).status == "approved"
         event = ws.audit_events(action="request.approve", entity=f"request/{pending['id']}").row(0, named=True)
@@ -304,7 +315,7 @@ def test_a_compliance_officer_downloads_a_validation_pack(server, browser, tmp_p
     _shoot(page, Path(__file__).parent / "artifacts" / "browser", "11-reports")
     assert not errors, errors
     page.close()
-    ws = wb.connect(store, user="casey")
+    ws = _ws(url, "casey")
     try:
         event = ws.audit_events(action="report.export", entity=f"report/{saved.name}").row(0, named=True)
     finally:
@@ -320,7 +331,7 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
     change went into the URL the next run made a new widget and the second change was lost.
     """
     url, store = server
-    ws = wb.connect(store)
+    ws = _ws(url)
     try:
         n_all = ws.search_runs().height
         n_in = {e: ws.search_runs(experiment=e).height for e in ("credit-risk", "diabetes-progression")}
@@ -411,7 +422,7 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
 def test_approvals_queue_and_request_changes_stick(server, browser):
     """The Approvals page's Queue and Request took their start from the URL as well: same defect, same fix."""
     url, store = server
-    ws = wb.connect(store)
+    ws = _ws(url)
     try:
         everything = ws.requests()
     finally:
@@ -472,7 +483,7 @@ def test_no_page_asks_any_host_but_the_server(server, browser):
     fonts.gstatic.com: offline it fails, and a governance tool should reach nowhere else.
     """
     url, store = server
-    ws = wb.connect(store)
+    ws = _ws(url)
     try:
         user_of = {r["role"]: r["name"] for r in ws.users().filter(~pl.col("disabled")).iter_rows(named=True)}
         compare_ids = ws.search_runs("params.family = 'random_forest'")["run_id"].to_list()[:4]
@@ -555,13 +566,14 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browser):
+def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(browser, tmp_path):
     from datetime import datetime, timezone
 
     from workbench.people import auth
     from workbench.workspace import operator_workspace
 
-    url, store = server
+    # its own store and server: the lock is made, and checked, in file mode while no server runs
+    store = _demo_store.private_demo()
     op = operator_workspace(store)
     try:
         op.add_user("uma", "reviewer", "uma-first-passphrase")
@@ -570,8 +582,26 @@ def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browse
                 auth.sign_in(store, "uma", "a-wrong-guess", address=f"203.0.113.{i}", now=datetime.now(timezone.utc))
         assert op.accounts().filter(pl.col("name") == "uma")["locked"].item()
     finally:
-        op.close()  # release the store file for the server process
+        shared.close(store)  # let the file go: the server holds it from now on
 
+    with serving(store, tmp_path / "serve.log") as (url, _):
+        _unlock_and_reset_on_the_users_page(browser, url)
+
+    op = operator_workspace(store)
+    try:
+        assert not op.accounts().filter(pl.col("name") == "uma")["locked"].item()
+        with pytest.raises(wb.PermissionDenied):
+            auth.sign_in(store, "uma", "uma-first-passphrase", address="198.51.100.4")
+        assert auth.sign_in(store, "uma", "uma-second-passphrase", address="198.51.100.4").user == "uma"
+        trail = op.audit_events(entity="user/uma").sort("seq")
+        assert [a for a in trail["action"].to_list() if a.startswith("user.")] == [
+            "user.add", "user.unlock", "user.set_password"]
+        assert set(trail.filter(pl.col("action").is_in(["user.unlock", "user.set_password"]))["actor"]) == {"ada"}
+    finally:
+        op.close()
+
+
+def _unlock_and_reset_on_the_users_page(browser, url: str) -> None:
     page, errors = _new_page(browser)
     page.goto(url + "/users")
     _settled(page)
@@ -600,16 +630,3 @@ def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(server, browse
     expect(page.get_by_test_id("stException")).to_have_count(0)
     assert not errors, errors
     page.close()
-
-    op = operator_workspace(store)
-    try:
-        assert not op.accounts().filter(pl.col("name") == "uma")["locked"].item()
-        with pytest.raises(wb.PermissionDenied):
-            auth.sign_in(store, "uma", "uma-first-passphrase", address="198.51.100.4")
-        assert auth.sign_in(store, "uma", "uma-second-passphrase", address="198.51.100.4").user == "uma"
-        trail = op.audit_events(entity="user/uma").sort("seq")
-        assert [a for a in trail["action"].to_list() if a.startswith("user.")] == [
-            "user.add", "user.unlock", "user.set_password"]
-        assert set(trail.filter(pl.col("action").is_in(["user.unlock", "user.set_password"]))["actor"]) == {"ada"}
-    finally:
-        op.close()

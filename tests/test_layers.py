@@ -14,13 +14,13 @@ import workbench
 
 PACKAGE = Path(workbench.__file__).parent
 LAYERS = [
-    {"errors", "policy", "_version", "settings", "freetext", "processes", "datasets", "operations"},
+    {"errors", "policy", "_version", "settings", "freetext", "processes", "datasets", "operations", "wire"},
     {"store"},
     {"people", "registry", "evidence", "protection"},
     {"tracking", "monitoring", "governance"},
     {"reports"},
-    {"workspace", "__init__"},
-    {"ui", "cli", "demo"},
+    {"workspace", "remote", "__init__"},
+    {"ui", "cli", "demo", "server"},
 ]
 LAYER = {part: n for n, parts in enumerate(LAYERS) for part in parts}
 

@@ -94,3 +94,16 @@ def test_a_misspelt_permission_is_a_bug_for_every_role_the_operators_too():
     for role in (*ROLES, roles.OPERATOR):
         with pytest.raises(ValueError, match="not in the permission table"):
             roles.allowed(role, "decidee")
+
+
+def test_every_operation_is_a_remote_workspace_method_and_an_api_route_with_its_signature():
+    from workbench.remote import RemoteWorkspace
+    from workbench.server.api import make_api
+
+    routes = {r.path: r for r in make_api("unused.duckdb").routes}  # making it opens no store
+    for name, op in OPERATIONS.items():
+        method = getattr(RemoteWorkspace, name)
+        assert list(inspect.signature(method).parameters)[1:] == list(op.signature.parameters), name
+        assert inspect.getdoc(method) == op.doc, name
+        assert f"/v1/ops/{name}" in routes, name
+        assert routes[f"/v1/ops/{name}"].methods == {"POST"}

@@ -394,7 +394,7 @@ def test_duckdb_engine_still_needs_our_cursor_close(tmp_path):
 
 
 # -- schema 9: typed JSON columns ---------------------------------------------------------------
-_JSON_COLUMNS = [("users", "known_addresses"), ("evidence", "summary"), ("evidence", "policy"),
+_JSON_COLUMNS = [("users", "known_addresses"), ("api_tokens", "operations"), ("evidence", "summary"), ("evidence", "policy"),
                  ("monitor_policies", "thresholds"), ("monitor_policies", "retrain_command"), ("alerts", "command"),
                  ("gate_policies", "gates")]
 
@@ -444,7 +444,7 @@ def test_a_schema_8_store_gets_typed_json_in_place_and_reads_the_same(op, store_
     assert _duck(store_path, "select known_addresses from users where name = 'dana'")[0][0] in (
         ["198.51.100.7"], '["198.51.100.7"]')
     migrated = again.audit_events(action="store.migrate")["payload"].to_list()
-    assert json.loads(migrated[0])["from"] == 8 and json.loads(migrated[0])["to"] == 9
+    assert json.loads(migrated[0])["from"] == 8 and json.loads(migrated[0])["to"] == schema.SCHEMA_VERSION
     assert again.verify_audit().ok
 
 

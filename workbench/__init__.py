@@ -13,6 +13,7 @@ Example::
 from ._version import __version__
 from .datasets import DatasetRef
 from .errors import (
+    AuthenticationError,
     ConflictError,
     IntegrityError,
     KeyUnavailableError,
@@ -25,6 +26,7 @@ from .errors import (
 )
 from .people.roles import ROLES
 from .registry.models import ModelVersion
+from .store.schema import RequestStatus, RunStatus, Stage
 from .tracking.filterlang import FilterSyntaxError
 from .tracking.runs import Run
 from .workspace import Workspace, connect
@@ -32,6 +34,6 @@ from .workspace import Workspace, connect
 __all__ = [
     "connect", "Workspace", "Run", "ModelVersion", "DatasetRef", "ROLES", "WorkbenchError", "StoreError",
     "StoreLockedError", "NotFoundError", "ValidationError", "PermissionDenied", "IntegrityError",
-    "ConflictError", "KeyUnavailableError",
-    "FilterSyntaxError", "__version__",
+    "ConflictError", "KeyUnavailableError", "AuthenticationError",
+    "FilterSyntaxError", "RequestStatus", "RunStatus", "Stage", "__version__",
 ]

@@ -83,7 +83,8 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
                                                   help="PEM certificate (chain) to serve HTTPS; needs --tls-key."),
           tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="PATH", envvar="WORKBENCH_TLS_KEY",
                                                  help="PEM private key (unencrypted) of --tls-cert.")) -> None:
-    """Start the dashboard (Streamlit) on the store; over HTTPS with --tls-cert and --tls-key."""
+    """Start the server: the dashboard and the API (/api) on one port, holding the store while it runs;
+    over HTTPS with --tls-cert and --tls-key."""
     import ssl
 
     if (tls_cert is None) != (tls_key is None):
@@ -112,11 +113,13 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
 
     ws = _operator(store)  # fail here, clearly, on a bad store
     ws.close()
-    home = Path(__file__).resolve().parent.parent / "app" / "Home.py"
-    if not home.exists():
-        _fail(f"Dashboard files not found at {home}: install workbench from its source folder (pip install -e .).")
-    env = dict(os.environ, WORKBENCH_STORE=ws.store.location)  # the resolved file path, or the URL
-    cmd = [sys.executable, "-m", "streamlit", "run", str(home), "--server.port", str(port), "--server.address", host,
+    entry = Path(__file__).resolve().parent.parent / "app" / "server.py"
+    if not entry.exists():
+        _fail(f"Dashboard files not found at {entry.parent}: install workbench from its source folder (pip install -e .).")
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
+    # the resolved file path, or the URL; and where clients reach this server (named to anyone refused the file)
+    env = dict(os.environ, WORKBENCH_STORE=ws.store.location, WORKBENCH_SERVER_URL=url)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port), "--server.address", host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            # one theme for every page, wherever serve is started from
            "--theme.base", "light", "--theme.primaryColor", "#1f4e79"]
@@ -126,7 +129,7 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
         cmd += ["--server.sslCertFile", str(tls_cert), "--server.sslKeyFile", str(tls_key),
                 "--server.enableXsrfProtection", "true"]
     # display, not location: a PostgreSQL URL's password must not reach the terminal or a log
-    typer.echo(f"Dashboard on {'https' if tls else 'http'}://{host}:{port}  (store {ws.store.display})")
+    typer.echo(f"Dashboard on {url}, API on {url}/api  (store {ws.store.display})")
     if os.name == "posix":
         # Become the server, so a signal sent to this pid reaches Streamlit (no orphan on the port).
         sys.stdout.flush()

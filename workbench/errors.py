@@ -39,3 +39,8 @@ class KeyUnavailableError(WorkbenchError):
 
 class ConflictError(WorkbenchError):
     """Someone else changed the object first (e.g. decided the request): reload and look again."""
+
+
+class AuthenticationError(PermissionDenied):
+    """No valid credentials: a missing, unknown, expired or revoked token, or a disabled user
+    (HTTP 401, where :class:`PermissionDenied` is 403: known caller, not allowed)."""

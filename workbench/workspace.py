@@ -17,7 +17,7 @@ from .governance import requests as governance
 from .governance.api import GovernanceMethods
 from .monitoring.api import MonitoringMethods
 from .operations import OPERATIONS, READ, operation
-from .people import auth, roles, users
+from .people import auth, roles, tokens, users
 from .people.context import Ctx
 from .protection.api import PrivacyMethods
 from .registry import models as registry
@@ -32,7 +32,7 @@ from .tracking.runs import Run, check_key, check_run_name, ensure_experiment
 from .tracking.search import search_runs as _search_runs
 
 #: The modules that declare the operations bound below (importing them fills the table).
-DECLARING_MODULES = (auth, compare)
+DECLARING_MODULES = (auth, compare, tokens)
 
 
 def _method(name: str):
@@ -52,20 +52,37 @@ def _method(name: str):
     return method
 
 
-def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
-            lease_seconds: float | None = None, lock_timeout: float | None = None) -> "Workspace":
-    """Open a workspace on a store file, acting as ``user``.
+def connect(store: str | os.PathLike | None = None, user: str | None = None, *, token: str | None = None,
+            lease_seconds: float | None = None, lock_timeout: float | None = None):
+    """Open a workspace on a store file acting as ``user``, or on a server acting as ``token``'s user.
 
-    ``store``: a DuckDB file path (or ``duckdb:///path``); default ``$WORKBENCH_STORE``,
-    else ``data/workbench.duckdb``. Created if missing.
+    ``store``: a DuckDB file path (or ``duckdb:///path``) or a PostgreSQL URL; default
+    ``$WORKBENCH_STORE``, else ``data/workbench.duckdb``. Created if missing. Or a server's
+    address (``http://host:port``; default ``$WORKBENCH_URL`` when set): then the result is a
+    :class:`~workbench.remote.RemoteWorkspace` with the same operations.
     ``user``: an existing user name; default ``$WORKBENCH_USER``. Without one the
-    workspace can read but not write.
+    workspace can read but not write. File mode trusts this name: whoever can write the file
+    can act as anyone. Through a server the user is the token's, and ``user`` is refused.
+    ``token``: a personal access token (default ``$WORKBENCH_TOKEN``), for a server only.
 
     Example::
 
         import workbench as wb
         ws = wb.connect("data/workbench.duckdb", user="dana")
+        ws = wb.connect("http://127.0.0.1:8501", token="wbt_...")
     """
+    if store is None and os.environ.get("WORKBENCH_URL"):
+        store = os.environ["WORKBENCH_URL"]
+    from . import remote
+
+    if remote.is_url(store):
+        if user is not None:
+            raise ValidationError(f"Through a server the user is the token's: drop user={user!r} and pass token=... "
+                                  "(a token of that user).")
+        return remote.connect(store, token)
+    if token is not None:
+        raise ValidationError("token= is for a server (wb.connect('http://host:port', token=...)); a store file "
+                              "takes user=.")
     s, w = shared_store(store, lease_seconds=lease_seconds, lock_timeout=lock_timeout)
     return Workspace(s, w, user if user is not None else os.environ.get("WORKBENCH_USER") or None)
 
@@ -73,7 +90,8 @@ def connect(store: str | os.PathLike | None = None, user: str | None = None, *,
 class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMethods):
     """A store seen by one user: log runs, search them, manage the registry, keep evidence."""
 
-    def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False) -> None:
+    def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False,
+                 token_id: int | None = None) -> None:
         self.store = store
         self._writer = writer
         self._open_runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
@@ -89,7 +107,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
                 raise PermissionDenied(f"User {user!r} is disabled.")
             name, role = row["name"], row["role"]
         #: Who acts and on which store: what every operation takes (see :mod:`workbench.operations`).
-        self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs)
+        self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs, token_id=token_id)
 
     @property
     def user(self) -> str | None:
@@ -612,6 +630,11 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     accounts = _method("accounts")
     blocked_addresses = _method("blocked_addresses")
     unblock_address = _method("unblock_address")
+
+    # -- API tokens: operations declared in workbench.people.tokens ----------------------
+    create_token = _method("create_token")
+    tokens = _method("tokens")
+    revoke_token = _method("revoke_token")
 
     # -- users and audit -----------------------------------------------------------------
     @operation(READ, writes=False)

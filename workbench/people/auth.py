@@ -208,12 +208,14 @@ def client_key(address: str | None) -> str:
     return str(ip)
 
 
-def _address_row(conn: sa.Connection, key: str):
+def address_row(conn: sa.Connection, key: str):
+    """The ``sign_in_addresses`` row of client key ``key`` (a mapping), or None."""
     t = schema.SignInAddress.__table__
     return conn.execute(sa.select(t).where(t.c.address == key)).mappings().first()
 
 
-def _blocked_until(arow, now: datetime) -> datetime | None:
+def address_blocked_until(arow, now: datetime) -> datetime | None:
+    """Until when the address of ``arow`` (an :func:`address_row`) is blocked, or None."""
     if arow is None:
         return None
     until = _as_utc(arow["blocked_until"])
@@ -226,15 +228,15 @@ def _known(row) -> list[str]:
     return [k for k in known if isinstance(k, str)] if isinstance(known, list) else []
 
 
-def _count_address_failure(conn: sa.Connection, key: str, now: datetime, actor: str) -> tuple[datetime | None, list[Event]]:
-    """Count one failed sign-in from ``key``; block it at the MAX_FAILED-th in one window.
+def count_address_failure(conn: sa.Connection, key: str, now: datetime, actor: str) -> tuple[datetime | None, list[Event]]:
+    """Count one failed sign-in (or API token check) from ``key``; block it at the MAX_FAILED-th in one window.
 
     Returns (blocked_until or None, events). The window starts at the first failure and
     lasts LOCK_MINUTES; a failure after it starts a new one. Success never resets the count,
     else an attacker with an account of their own could sign in between guesses.
     """
     t = schema.SignInAddress.__table__
-    arow = _address_row(conn, key)
+    arow = address_row(conn, key)
     if arow is None:
         conn.execute(sa.insert(t).values(address=key, failures=1, window_start=now, blocked_until=None))
         failures, start = 1, now
@@ -315,7 +317,7 @@ def sign_in(store: StoreLike, name: str, password: str, *, address: str | None =
     # the op below re-reads the rows and only trusts the verdict if the hash is unchanged.
     row, arow = _read_rows(store, name, key)
     checked_hash, verdict = None, None
-    if _blocked_until(arow, now) is not None:
+    if address_blocked_until(arow, now) is not None:
         pass  # refused whatever the name: no password is checked, so none can be guessed
     elif row is None or not row["password_hash"] or (_locked_until(row, now) and key not in _known(row)):
         users.password_matches(_dummy_hash(), password)  # same time as a wrong password
@@ -331,7 +333,7 @@ def sign_in(store: StoreLike, name: str, password: str, *, address: str | None =
 def _read_rows(store: StoreLike, name: str, key: str):
     with _store(store).connection() as conn:
         try:
-            return _row(conn, name), _address_row(conn, key)
+            return _row(conn, name), address_row(conn, key)
         finally:
             conn.commit()
 
@@ -355,11 +357,11 @@ def _record_attempt(conn, name: str, key: str, checked_hash: str | None, verdict
 
     def refuse(reason: str, **extra):
         """A failed guess: counted against the address; one message whatever the reason."""
-        blocked, events = _count_address_failure(conn, key, now, actor)
+        blocked, events = count_address_failure(conn, key, now, actor)
         message = THROTTLED.format(until=blocked) if blocked else WRONG
         return (message, None), [failed(reason, **extra), *events]
 
-    blocked = _blocked_until(_address_row(conn, key), now)
+    blocked = address_blocked_until(address_row(conn, key), now)
     if blocked is not None:
         return (THROTTLED.format(until=blocked), None), [failed("address blocked", blocked_until=blocked)]
     if row is None:
@@ -651,7 +653,7 @@ def unblock_address(ctx: Ctx, address: str, *, now: datetime | None = None) -> N
     now = _utc(now)
 
     def op(conn):
-        arow = _address_row(conn, key)
+        arow = address_row(conn, key)
         if arow is None:
             raise NotFoundError(f"No failed sign-ins were counted from {key!r}; nothing to unblock.")
         t = schema.SignInAddress.__table__
@@ -687,5 +689,6 @@ __all__ = [
     "SignedIn", "SESSION_MINUTES", "MAX_FAILED", "LOCK_MINUTES", "KNOWN_ADDRESSES", "LOCAL", "PASSWORD_MIN_LENGTH",
     "WRONG", "THROTTLED", "client_key", "sign_in", "sign_out", "is_expired", "check_session", "session_minutes",
     "oidc_configured", "sign_in_oidc", "check_password", "set_password", "set_user_disabled", "unlock_user",
-    "blocked_addresses", "unblock_address", "accounts",
+    "blocked_addresses", "unblock_address", "accounts", "address_row", "address_blocked_until",
+    "count_address_failure",
 ]

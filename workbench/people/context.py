@@ -32,6 +32,8 @@ class Ctx:
     before_read : callable, optional
         Run before every read, so the actor reads their own buffered writes (the workspace
         submits its open runs' values).
+    token_id : int, optional
+        The API token a server call came with; its id joins the payload of every event written.
     """
 
     store: Store
@@ -39,6 +41,8 @@ class Ctx:
     user: str | None
     role: str | None
     before_read: Callable[[], None] | None = field(default=None, repr=False)
+    #: The API token the caller proved itself with (the server), named in every event it writes.
+    token_id: int | None = None
 
     def require(self, action: str) -> None:
         """Raise :class:`~workbench.errors.PermissionDenied` unless the actor may do ``action``."""
@@ -50,7 +54,16 @@ class Ctx:
 
     def call(self, op: Callable[..., Any]) -> Any:
         """Commit a write op (``op(conn) -> (result, events)``) and return its result."""
-        return self.writer.call(op)
+        if self.token_id is None:
+            return self.writer.call(op)
+
+        def through_token(conn):  # the audit trail names the token each API write came with
+            result, events = op(conn)
+            for event in events:
+                event.payload.setdefault("token_id", self.token_id)
+            return result, events
+
+        return self.writer.call(through_token)
 
     def read(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """A query's rows as a polars frame, after this actor's own writes."""

@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 
 from .._version import __version__
 from ..errors import StoreError, StoreLockedError, ValidationError
-from . import headmark, schema
+from . import headmark, schema, served
 from .canonical import canonical_json, loads
 
 DEFAULT_STORE = "data/workbench.duckdb"
@@ -477,6 +477,8 @@ class Store:
         delay = 0.005
         while True:
             try:
+                if self.path is not None:  # a running server holds the file: say so now, do not wait
+                    served.refuse_if_served(self.path)
                 self._check_log()
                 return self._engine.connect()
             except (sa.exc.DBAPIError, _Locked) as exc:

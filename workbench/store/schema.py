@@ -25,7 +25,8 @@ from sqlmodel import Field, SQLModel
 #: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
 #: 8: issue 15 (trust and data defects): the columns its fixes add (all nullable, added in place).
 #: 9: JSON columns that are not hashed become typed JSON (DuckDB JSON, PostgreSQL jsonb), in place.
-SCHEMA_VERSION = 9
+#: 10: API tokens (the server, issue 17).
+SCHEMA_VERSION = 10
 
 
 
@@ -168,6 +169,24 @@ class User(SQLModel, table=True):
     #: The client addresses (as workbench.people.auth keys them) of the last successful
     #: password sign-ins, newest first: a locked account still accepts its password from these.
     known_addresses: list | None = Field(default=None, sa_column=_json(nullable=True))
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal access token for the server's API: only its sha256 is kept. ``operations``
+    limits it to some operations (None: whatever its user's role may do; never more)."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, sa_column=_id("api_tokens_id_seq"))
+    sha256: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
+    user_name: str = Field(index=True)
+    name: str  # the owner's label, e.g. "ci" or "laptop"
+    operations: list | None = Field(default=None, sa_column=_json(nullable=True))
+    created_by: str
+    created_at: datetime = Field(sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_by: str | None = None
 
 
 class SignInAddress(SQLModel, table=True):

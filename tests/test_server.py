@@ -1,0 +1,179 @@
+"""The server (`workbench serve`): one process owns the store, the API answers only to tokens.
+
+Each test starts the real server on a free port (the dashboard and the API on one port) and
+calls it over HTTP, with a remote workspace and with raw requests; on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import _demo_store
+import numpy as np
+import pytest
+from _server import serving
+from sklearn.linear_model import LogisticRegression
+
+import workbench as wb
+from workbench.operations import OPERATIONS
+from workbench.store import shared
+from workbench.workspace import operator_workspace
+
+PW = "a long enough passphrase 7"
+
+
+def _prepare(store_path) -> dict:
+    """Users and their tokens, made in file mode before the server takes the store."""
+    op = operator_workspace(store_path)
+    made = {}
+    for name, role in (("dana", "data_scientist"), ("lee", "lead"), ("ada", "admin")):
+        op.add_user(name, role)
+        made[name] = op.create_token(f"{name}'s", user=name)["token"]
+    made["ci"] = op.create_token("ci", user="dana", operations=["models", "start_run"])["token"]
+    dana = wb.connect(store_path, user="dana")
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    with dana.start_run("served") as run:  # a version and a request to decide (low risk: no gates)
+        run.log_metrics({"roc_auc": 0.8})
+        mv = run.register_model(LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), "m", risk_tier="low")
+    made["request"] = dana.request_promotion(mv, "Staging", "ready for a look").id
+    made["gates"] = op.gate_policy("medium")
+    made["users"] = op.users()
+    shared.close(store_path)  # let the file go: the server holds it from now on
+    return made
+
+
+def _http(url: str, path: str, body=None, token: str | None = None, headers: dict | None = None,
+          method: str = "POST") -> tuple[int, dict, bytes]:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    h = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url + path, data=data, headers=h, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_api_serves_every_operation_as_the_tokens_user_and_refuses_the_rest(store_path, tmp_path):
+    made = _prepare(store_path)
+    with serving(store_path, tmp_path / "serve.log") as (url, _):
+        # one port: the dashboard's health check and the API's document
+        status, _, doc = _http(url, "/api/openapi.json", method="GET")
+        assert status == 200
+        paths = json.loads(doc)["paths"]
+        assert {f"/v1/ops/{name}" for name in OPERATIONS} <= set(paths)
+        assert json.loads(doc)["servers"] == [{"url": "/api"}]
+
+        dana = wb.connect(url, token=made["dana"])
+        ada = wb.connect(url, token=made["ada"])
+        assert (dana.user, dana.role, ada.role) == ("dana", "data_scientist", "admin")
+        # the same results as file mode
+        assert dana.gate_policy("medium") == made["gates"]
+        assert dana.users().equals(made["users"])
+        # the role comes from the store on every call
+        with pytest.raises(wb.PermissionDenied, match="may not manage gates"):
+            dana.set_gate_policy("low", required_evidence=[])
+        with pytest.raises(wb.PermissionDenied, match="manage users"):
+            dana.add_user("mallory", "admin")
+        with pytest.raises(wb.PermissionDenied, match="own request"):
+            dana.decide(made["request"], True, "mine")
+        decided = wb.connect(url, token=made["lee"]).decide(made["request"], True, "looks right")
+        assert type(decided) is type(dana.request(made["request"])) and decided.status == "approved"
+        assert type(decided.status) is wb.RequestStatus and decided.decisions[0]["actor"] == "lee"
+        assert dana.get_model_version("m", 1).stage == "Staging"
+        with pytest.raises(wb.PermissionDenied, match="limited to models, start_run"):
+            wb.connect(url, token=made["ci"]).users()
+        assert wb.connect(url, token=made["ci"]).models()["name"].to_list() == ["m"]
+        with pytest.raises(wb.FilterSyntaxError) as bad:  # the same error class, rebuilt whole
+            dana.search_runs("metrics.roc_auc > AND")
+        assert bad.value.position == 18 and "expected a value" in str(bad.value)
+        with pytest.raises(wb.ValidationError, match="user is the token's"):
+            wb.connect(url, user="lee", token=made["dana"])
+        # an admin's write through the API: audited as the token's user, with the token's id
+        ada.set_gate_policy("low", required_evidence=["explanation"])
+        event = ada.audit_events(action="gate_policy.set")
+        assert event["actor"].to_list() == ["ada"]
+        assert json.loads(event["payload"][0])["token_id"] == int(ada.tokens()["id"][0])
+        assert ada.verify_audit().ok
+
+        # raw HTTP: who may not call, and bad input, get 4xx with a message and never a traceback
+        answers = {
+            "no token": _http(url, "/api/v1/ops/models"),
+            "garbage token": _http(url, "/api/v1/ops/models", token="wbt_" + "x" * 43),
+            "basic, wrong": _http(url, "/api/v1/ops/models", headers={"Authorization": "Basic !!!"}),
+            "wrong type": _http(url, "/api/v1/ops/gate_policy", {"risk_tier": 5}, token=made["dana"]),
+            "unknown field": _http(url, "/api/v1/ops/gate_policy", {"risk_tier": "low", "as_user": "ada"},
+                                   token=made["dana"]),
+            "unknown tier": _http(url, "/api/v1/ops/gate_policy", {"risk_tier": "extreme"}, token=made["dana"]),
+            "bad tag": _http(url, "/api/v1/ops/audit_events", {"since": {"$datetime": "yesterday"}},
+                             token=made["ada"]),
+            "unknown op": _http(url, "/api/v1/ops/launch", {}, token=made["dana"]),
+            "not JSON": _http(url, "/api/v1/ops/models", token=made["dana"], headers={"Content-Type": "text/plain"}),
+        }
+        codes = {k: v[0] for k, v in answers.items()}
+        assert codes == {"no token": 401, "garbage token": 401, "basic, wrong": 401, "wrong type": 400,
+                         "unknown field": 400, "unknown tier": 400, "bad tag": 400, "unknown op": 404,
+                         "not JSON": 200}, answers
+        for what, (_, headers, body) in answers.items():
+            assert b"Traceback" not in body and b'File "' not in body, (what, body)
+            assert "access-control-allow-origin" not in {h.lower() for h in headers}
+        assert json.loads(answers["no token"][2])["error"] == "AuthenticationError"
+        assert answers["no token"][1].get("www-authenticate", answers["no token"][1].get("WWW-Authenticate")) == "Bearer"
+        assert "risk_tier" in json.loads(answers["wrong type"][2])["message"]
+        assert "as_user" in json.loads(answers["unknown field"][2])["message"]
+        assert "extreme" in json.loads(answers["unknown tier"][2])["message"]
+        big = _http(url, "/api/v1/ops/models", token=made["dana"], headers={"Content-Length": str(2 ** 31)})
+        assert big[0] == 413
+
+        # a disabled user's tokens stop at once
+        ada.set_user_disabled("dana", True)
+        with pytest.raises(wb.AuthenticationError, match="'dana' is disabled"):
+            dana.models()
+
+
+@pytest.mark.duckdb_file
+def test_while_served_the_file_is_refused_at_once_naming_the_server(store_path, tmp_path):
+    _prepare(store_path)
+    procs = []
+    with serving(store_path, tmp_path / "serve.log", started=procs) as (url, _):
+        script = ("import time, workbench as wb\nt = time.monotonic()\ntry:\n    wb.connect(r'%s', user='dana').models()\n"
+                  "except wb.StoreLockedError as e:\n    print(round(time.monotonic() - t, 2), type(e).__name__, e)\n"
+                  % store_path)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                             env=_demo_store.cli_env(WORKBENCH_LOCK_TIMEOUT="60"))
+        seconds, kind, message = out.stdout.split(" ", 2)
+        assert kind == "StoreServedError" and float(seconds) < 5, out
+        assert url in message and f"pid {procs[0].pid}" in message and "token=" in message
+        cli = _demo_store.run_cli("users", "list", "--store", str(store_path))
+        assert cli.returncode != 0 and url in cli.stderr + cli.stdout and "Traceback" not in cli.stderr
+    # stopped: the claim is gone and the file opens again
+    assert not (store_path.parent / (store_path.name + ".server")).exists()
+    assert wb.connect(store_path, user="ada").users().height == 3
+
+
+def test_kill_9_after_acknowledged_writes_loses_nothing(store_path, tmp_path):
+    made = _prepare(store_path)
+    procs = []
+    with serving(store_path, tmp_path / "serve.log", started=procs) as (url, _):
+        ada = wb.connect(url, token=made["ada"])
+        for i in range(5):
+            ada.add_user(f"user{i}", "reviewer")
+        ada.set_gate_policy("high", max_drift_share=0.25)
+        os.killpg(procs[0].pid, signal.SIGKILL)  # right after the calls returned
+        deadline = time.monotonic() + 10
+        while procs[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with serving(store_path, tmp_path / "serve2.log") as (url, _):  # the dead server's claim is ignored
+        ada = wb.connect(url, token=made["ada"])
+        assert {f"user{i}" for i in range(5)} <= set(ada.users()["name"].to_list())
+        assert ada.gate_policy("high")["max_drift_share"] == 0.25
+        assert ada.verify_audit().ok

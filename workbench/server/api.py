@@ -1,0 +1,229 @@
+"""The HTTP API, generated from the table of operations: one route per operation.
+
+``POST /api/v1/ops/<name>`` with the operation's parameters as a JSON object (values JSON
+cannot hold travel as :mod:`workbench.wire` tags) calls the operation as the token's user and
+answers with its result: a frame as an Arrow IPC stream, anything else as JSON. The request
+body of each route is a pydantic model made from the operation's signature, so the OpenAPI
+document (``/api/openapi.json``) lists every operation with its typed parameters and
+docstring, and wrong types are refused before the operation runs.
+
+Who calls is never taken from the request body: the ``Authorization`` header carries a
+personal access token (``Bearer wbt_...``, or HTTP basic with the token as the password),
+checked against the store on every call (:func:`workbench.people.tokens.check`); the role
+and enabled state come from the store at that moment, and a token limited to some
+operations is refused the others. Errors map once to status codes (:data:`STATUS`) with a
+body ``{"error": "<class>", "message": "..."}``; the remote workspace raises the same class.
+No route answers with a traceback.
+"""
+
+import base64
+import binascii
+import inspect
+import logging
+import typing
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ConfigDict, create_model
+
+from .. import errors, wire
+from .._version import __version__
+from ..operations import OPERATIONS, Operation
+from ..people import tokens
+from ..store.shared import shared_store
+from ..workspace import Workspace
+
+log = logging.getLogger("workbench.server")
+
+#: Error class -> HTTP status; a subclass takes its nearest listed base's status.
+STATUS: dict[type, int] = {
+    errors.AuthenticationError: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFoundError: 404,
+    errors.ConflictError: 409,
+    errors.IntegrityError: 409,
+    errors.ValidationError: 400,
+    errors.KeyUnavailableError: 409,
+    errors.StoreLockedError: 503,
+    errors.StoreError: 503,
+    errors.WorkbenchError: 400,
+}
+#: Largest request body accepted (bytes): a model file or a frame fits; a flood does not.
+MAX_BODY = 256 * 1024 * 1024
+_JSON_TYPES = (str, int, float, bool, type(None), dict, list, datetime, date)
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of a workbench error (its class's, or its nearest base's)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(exc: BaseException) -> dict:
+    """``{"error": class name, "message": ..., "args": [...]}``: what the remote workspace raises
+    again (``args``, the exception's own arguments, when they are plain values, rebuild it whole:
+    a filter syntax error keeps its position)."""
+    body = {"error": type(exc).__name__, "message": str(exc)}
+    if all(isinstance(a, (str, int, float, bool)) or a is None for a in exc.args):
+        body["args"] = list(exc.args)
+    return body
+
+
+def _wire_type(hint: Any) -> Any:
+    """A parameter's annotation as pydantic should check it; ``Any`` where JSON cannot carry it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return Any
+    if origin in (typing.Union, __import__("types").UnionType):
+        parts = [_wire_type(a) for a in args]
+        return Any if Any in parts else typing.Union[tuple(parts)]
+    if origin in (list, tuple, Iterable, set) or hint in (list, tuple):
+        inner = _wire_type(args[0]) if args else Any
+        return list[inner]
+    if origin in (dict, Mapping) or hint is dict:
+        return dict[str, _wire_type(args[1])] if len(args) == 2 else dict[str, Any]
+    if origin is typing.Literal:
+        return hint
+    if isinstance(hint, type) and issubclass(hint, _JSON_TYPES):
+        return hint
+    return Any
+
+
+def params_model(op: Operation):
+    """The pydantic model of ``op``'s parameters (the route's request body)."""
+    try:
+        hints = typing.get_type_hints(op.function)
+    except Exception:  # a name only imported for type checking: document such parameters as Any
+        hints = {}
+    fields, extra = {}, "forbid"
+    for p in op.signature.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = "allow"  # e.g. set_gate_policy(**gates): named settings pass through
+            continue
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        kind = _wire_type(hints.get(p.name, Any))
+        fields[p.name] = (kind, ... if p.default is inspect.Parameter.empty else _default(p.default))
+    return create_model(f"{op.name}_parameters", __config__=ConfigDict(extra=extra), **fields)
+
+
+def _default(value: Any) -> Any:
+    return value if isinstance(value, _JSON_TYPES) or value is None else None
+
+
+class Caller:
+    """Who a request comes from: the checked token's user, as a workspace of theirs."""
+
+    def __init__(self, who: tokens.TokenUser, ws: Workspace) -> None:
+        self.who, self.ws = who, ws
+
+
+def _credentials(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if scheme.lower() == "basic" and value.strip():  # MLflow clients: user name and the token as password
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise errors.AuthenticationError("The Authorization header's basic credentials are not base64.") from None
+        return password
+    raise errors.AuthenticationError("This API needs a token: send 'Authorization: Bearer wbt_...'. Make one on "
+                                     "the dashboard's Tokens page or with `workbench tokens create`.")
+
+
+def make_api(location: str) -> FastAPI:
+    """The FastAPI application of the store at ``location`` (mounted at ``/api`` by the server).
+
+    Parameters
+    ----------
+    location : str
+        The store the server holds (a DuckDB file or a PostgreSQL URL).
+
+    Returns
+    -------
+    fastapi.FastAPI
+    """
+    # servers: the routes are mounted at /api, and a client of the document must know it
+    api = FastAPI(title="Workbench API", version=__version__, docs_url=None, redoc_url=None, servers=[{"url": "/api"}],
+                  description=__doc__, openapi_url="/openapi.json")
+
+    def authenticate(request: Request) -> Caller:
+        store, writer = shared_store(location)
+        who = tokens.check(store, writer, _credentials(request),
+                           address=request.client.host if request.client else None)
+        return Caller(who, Workspace(store, writer, who.user, token_id=who.token_id))
+
+    @api.exception_handler(errors.WorkbenchError)
+    def _workbench_error(request: Request, exc: errors.WorkbenchError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.AuthenticationError) else None
+        return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+
+    @api.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "ValidationError", "message": problems}, status_code=400)
+
+    @api.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s", request.url.path)  # the detail stays in the server's log
+        return JSONResponse({"error": "InternalError", "message": "The server failed unexpectedly; its log "
+                             "has the details."}, status_code=500)
+
+    @api.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
+            return JSONResponse({"error": "ValidationError", "message": f"Request bodies are limited to "
+                                 f"{MAX_BODY // 2**20} MiB."}, status_code=413)
+        return await call_next(request)
+
+    @api.get("/v1/me", summary="Who the token acts for")
+    def me(caller: Caller = Depends(authenticate)) -> dict:
+        """The token's user, their role now, the token's id and its operation limits."""
+        return {"user": caller.who.user, "role": caller.who.role, "token_id": caller.who.token_id,
+                "operations": list(caller.who.operations) if caller.who.operations is not None else None}
+
+    for op in OPERATIONS.values():
+        _add_route(api, op, authenticate)
+    return api
+
+
+def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
+    body_model = params_model(op)
+
+    def endpoint(body, caller: Caller) -> Response:
+        body = body if body is not None else body_model()
+        if not caller.who.allows(op.name):
+            raise errors.PermissionDenied(f"This token is limited to {', '.join(caller.who.operations)}: "
+                                          f"it may not call {op.name}.")
+        args = {k: wire.decode(v) for k, v in body.model_dump(exclude_unset=True).items()}
+        args.update({k: wire.decode(v) for k, v in (body.model_extra or {}).items()})
+        result = getattr(caller.ws, op.name)(**args)
+        caller.ws.flush()  # acknowledged means committed: answer only after the commit
+        if isinstance(result, pl.DataFrame):
+            return Response(wire.frame_bytes(result), media_type=wire.ARROW)
+        return JSONResponse(wire.encode(result))
+
+    optional = all(not f.is_required() for f in body_model.model_fields.values())
+    endpoint.__signature__ = inspect.Signature([
+        inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model | None if optional else body_model,
+                          default=None if optional else inspect.Parameter.empty),
+        inspect.Parameter("caller", inspect.Parameter.KEYWORD_ONLY, annotation=Caller,
+                          default=Depends(authenticate)),
+    ])
+    first = op.doc.split("\n\n")[0].replace("\n", " ") if op.doc else op.name
+    api.add_api_route(f"/v1/ops/{op.name}", endpoint, methods=["POST"], name=op.name, summary=first[:120],
+                      description=f"Needs: {op.permission}. {'Writes (audited).' if op.writes else 'Reads.'}\n\n{op.doc}",
+                      tags=["operations"], response_class=Response)
+
+
+__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "Caller"]
