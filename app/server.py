@@ -7,6 +7,7 @@ openers away), and closes it, committed, at shutdown.
 """
 
 import os
+import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from workbench.server.api import make_api
 from workbench.server.app import lifespan_of
 
 _STORE = os.environ["WORKBENCH_STORE"]  # set by `workbench serve` (the resolved path, or the URL)
+_OPERATOR = "wbo_" + secrets.token_urlsafe(32)  # new per start; only the claim file (owner-only) holds it
 
-app = st.App(Path(__file__).with_name("Home.py"), routes=[Mount("/api", app=make_api(_STORE))],
-             lifespan=asynccontextmanager(lifespan_of(_STORE, os.environ.get("WORKBENCH_SERVER_URL", ""))))
+app = st.App(Path(__file__).with_name("Home.py"), routes=[Mount("/api", app=make_api(_STORE, _OPERATOR))],
+             lifespan=asynccontextmanager(lifespan_of(_STORE, os.environ.get("WORKBENCH_SERVER_URL", ""), _OPERATOR,
+                                                      float(os.environ.get("WORKBENCH_SCHEDULER_POLL") or 0))))

@@ -366,11 +366,11 @@ def test_unlock_and_accounts(op, store_path, dana, admin):
 
 def test_pages_for_each_role_follow_the_roles_table():
     base = ["home", "experiments", "compare", "models", "explanations", "fairness", "drift", "approvals"]
-    assert roles.pages_for("data_scientist") == base
-    assert roles.pages_for("reviewer") == base + ["audit"]
-    assert roles.pages_for("compliance_officer") == base + ["reports", "audit"]
-    assert roles.pages_for("lead") == base + ["reports", "audit"]
-    assert roles.pages_for("admin") == base + ["audit", "users"]
+    assert roles.pages_for("data_scientist") == base + ["tokens"]
+    assert roles.pages_for("reviewer") == base + ["audit", "tokens"]
+    assert roles.pages_for("compliance_officer") == base + ["reports", "audit", "tokens"]
+    assert roles.pages_for("lead") == base + ["reports", "audit", "tokens"]
+    assert roles.pages_for("admin") == base + ["audit", "users", "tokens"]
 
 
 def test_hostile_names_are_stored_as_data(op, store_path):

@@ -629,3 +629,26 @@ def test_models_page_lets_owners_write_the_card_text(monkeypatch):
     assert wb.connect(path).card_text("credit-default")["limitations"] == "Not validated for applicants under 21."
     reviewer = _signed_in(AppTest.from_file(str(PAGE_FILES["models"]), default_timeout=60), "reviewer", store=str(path)).run()
     assert not reviewer.text_area and any("applicants under 21" in m.value for m in reviewer.markdown)
+
+
+def test_a_user_makes_a_token_sees_it_once_and_revokes_it(monkeypatch):
+    copy = _demo_store.private_demo()
+    monkeypatch.setenv("WORKBENCH_STORE", str(copy))
+    at = _signed_in(AppTest.from_file(str(PAGE_FILES["tokens"]), default_timeout=60), "data_scientist", copy).run()
+    _assert_clean(at)
+    assert [i.value for i in at.info] == ["No tokens yet."]
+    at.text_input[0].input("laptop")
+    at.multiselect[0].select("start_run").select("models")
+    next(b for b in at.get("form_submit_button") if b.label == "Make token").click().run()
+    _assert_clean(at)
+    shown = at.code[0].value
+    assert shown.startswith("wbt_") and "Copy it now" in at.success[0].value
+    mine = wb.connect(copy, user="dana").tokens()
+    assert mine["name"].to_list() == ["laptop"] and json.loads(mine["operations"][0]) == ["models", "start_run"]
+    assert "toggle" not in [w.type for w in at.main]  # "every user's tokens" is for admins only
+    at.run()  # the next run: the token is not shown again
+    assert not at.code and shown not in str([d.value for d in at.dataframe])
+    next(b for b in at.button if b.label == "Revoke").click().run()
+    _assert_clean(at)
+    assert wb.connect(copy, user="dana").tokens()["status"].to_list() == ["revoked"]
+    assert "Revoked token" in at.success[0].value

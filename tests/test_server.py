@@ -134,6 +134,38 @@ def test_the_api_serves_every_operation_as_the_tokens_user_and_refuses_the_rest(
         big = _http(url, "/api/v1/ops/models", token=made["dana"], headers={"Content-Length": str(2 ** 31)})
         assert big[0] == 413
 
+        # runs through the server: the same rules and the same stored result as in file mode
+        with dana.start_run("served", name="remote", tags={"team": "risk"}) as run:
+            run.log_params({"C": 0.5, "model": "lr"})
+            for i in range(300):
+                run.log_metric("loss", 1 / (i + 1))
+            run.log_metrics({"auc": 0.81, "undefined": float("nan")}, step=7)
+            with pytest.raises(wb.ValidationError, match="cannot change"):
+                run.log_params({"C": 2})
+        stored = dana.get_run(run.run_id)
+        assert (stored["status"], stored["user_name"], stored["name"]) == ("FINISHED", "dana", "remote")
+        assert stored["params"] == {"C": "0.5", "model": "lr"} and stored["tags"] == {"team": "risk"}
+        history = dana.metric_history(run.run_id)
+        assert history.filter(history["key"] == "loss")["step"].to_list() == list(range(300))
+        assert history.filter(history["key"] == "undefined")["value"].is_nan().to_list() == [True]
+        assert dana.search_runs("params.C = '0.5'")["run_id"].to_list() == [run.run_id]
+        with pytest.raises(wb.ValidationError, match="has ended"):
+            dana.log_batch(run.run_id, params={"late": 1})
+        with pytest.raises(wb.PermissionDenied, match="another user's run"):
+            wb.connect(url, token=made["lee"]).end_run(run.run_id, "FAILED")
+        open_run = dana.create_run("served")
+        with pytest.raises(wb.ValidationError, match="metric point"):
+            dana.log_batch(open_run, params={"kept": "no"}, metrics=[["ok", 1.0], ["bad"]])
+        assert dana.get_run(open_run)["params"] == {}  # all of the call or nothing
+        with pytest.raises(wb.PermissionDenied, match="log runs"):
+            ada.create_run("served")
+        try:
+            with dana.start_run("served") as failing:
+                raise RuntimeError("diverged")
+        except RuntimeError:
+            pass
+        assert dana.get_run(failing.run_id)["status"] == "FAILED"
+
         # a disabled user's tokens stop at once
         ada.set_user_disabled("dana", True)
         with pytest.raises(wb.AuthenticationError, match="'dana' is disabled"):
@@ -153,7 +185,7 @@ def test_while_served_the_file_is_refused_at_once_naming_the_server(store_path, 
         seconds, kind, message = out.stdout.split(" ", 2)
         assert kind == "StoreServedError" and float(seconds) < 5, out
         assert url in message and f"pid {procs[0].pid}" in message and "token=" in message
-        cli = _demo_store.run_cli("users", "list", "--store", str(store_path))
+        cli = _demo_store.run_cli("artifacts", "encrypt", "--store", str(store_path))  # needs the files themselves
         assert cli.returncode != 0 and url in cli.stderr + cli.stdout and "Traceback" not in cli.stderr
     # stopped: the claim is gone and the file opens again
     assert not (store_path.parent / (store_path.name + ".server")).exists()
@@ -168,6 +200,9 @@ def test_kill_9_after_acknowledged_writes_loses_nothing(store_path, tmp_path):
         for i in range(5):
             ada.add_user(f"user{i}", "reviewer")
         ada.set_gate_policy("high", max_drift_share=0.25)
+        with wb.connect(url, token=made["dana"]).start_run("durable") as run:
+            for i in range(200):
+                run.log_metric("loss", float(i))
         os.killpg(procs[0].pid, signal.SIGKILL)  # right after the calls returned
         deadline = time.monotonic() + 10
         while procs[0].poll() is None and time.monotonic() < deadline:
@@ -176,4 +211,39 @@ def test_kill_9_after_acknowledged_writes_loses_nothing(store_path, tmp_path):
         ada = wb.connect(url, token=made["ada"])
         assert {f"user{i}" for i in range(5)} <= set(ada.users()["name"].to_list())
         assert ada.gate_policy("high")["max_drift_share"] == 0.25
+        assert ada.get_run(run.run_id)["status"] == "FINISHED"
+        assert ada.metric_history(run.run_id)["value"].to_list() == [float(i) for i in range(200)]
         assert ada.verify_audit().ok
+
+
+@pytest.mark.duckdb_file
+def test_the_operators_cli_works_through_the_server_while_it_runs(store_path, tmp_path):
+    _prepare(store_path)
+    with serving(store_path, tmp_path / "serve.log") as (url, _):
+        cli = _demo_store.run_cli
+        added = cli("users", "add", "newbie", "--role", "reviewer", "--password", PW, "--store", store_path)
+        assert added.returncode == 0, added.stderr
+        made = cli("tokens", "create", "--user", "newbie", "--name", "laptop", "--store", store_path)
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()  # the token alone on stdout, for scripts
+        assert token.startswith("wbt_") and "\n" not in token and "newbie (laptop)" in made.stderr
+        newbie = wb.connect(url, token=token)
+        assert (newbie.user, newbie.role) == ("newbie", "reviewer")
+        listed = cli("tokens", "list", "--user", "newbie", "--store", store_path)
+        assert listed.returncode == 0 and "'laptop' active" in listed.stdout and token not in listed.stdout
+        token_id = listed.stdout.split()[0]
+        assert cli("audit", "verify", "--store", store_path).stdout.startswith("OK: ")
+        out = tmp_path / "reports"
+        out.mkdir()
+        report = cli("report", "export", "--kind", "audit", "--format", "json", "--out", out, "--store", store_path)
+        assert report.returncode == 0, report.stderr
+        written = out / report.stdout.strip().rsplit("/", 1)[-1]
+        assert written.exists() and json.loads(written.read_text())["report"]["kind"] == "audit"
+        assert cli("tokens", "revoke", token_id, "--store", store_path).returncode == 0
+        with pytest.raises(wb.AuthenticationError, match="revoked"):
+            newbie.models()
+        refused = cli("backup", "--out", tmp_path / "copy.duckdb", "--store", store_path)
+        assert refused.returncode != 0 and url in refused.stderr and "Traceback" not in refused.stderr
+        ada = wb.connect(url, token=cli("tokens", "create", "--user", "ada", "--store", store_path).stdout.strip())
+        trail = ada.audit_events(action="user.add")
+        assert trail["actor"][0].startswith("os:") and "newbie" in trail["entity_id"].to_list()

@@ -1,8 +1,11 @@
-"""The ``workbench`` command: init, demo, serve, users, models, audit, report, schedule, scheduler,
-keys, artifacts, backup, recover, migrate.
+"""The ``workbench`` command: init, demo, serve, users, tokens, models, audit, report, schedule,
+scheduler, keys, artifacts, backup, recover, migrate.
 
 Every command takes ``--store`` (default ``$WORKBENCH_STORE``, else
-``data/workbench.duckdb``) and exits non-zero on any failure, printing a one-line reason.
+``data/workbench.duckdb``) and exits non-zero on any failure, printing a one-line reason. While
+``workbench serve`` holds a DuckDB store, the commands that need it go through that server as
+the local operator (who can read the server's claim beside the file); those that need the file
+itself (backup, recover, migrate, keys) are refused with the server's address.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ schedule_app = typer.Typer(help="Reports exported on a cron schedule.", no_args_
 keys_app = typer.Typer(help="Keys for artifact encryption and pseudonymisation (kept outside the store).",
                        no_args_is_help=True)
 artifacts_app = typer.Typer(help="The content-addressed artifact folder.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Personal access tokens for the server's API.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
@@ -35,6 +39,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(tokens_app, name="tokens")
 
 StoreOpt = typer.Option(None, "--store", help="Store file or postgresql+psycopg:// URL (default: $WORKBENCH_STORE, "
                         "else data/workbench.duckdb).")
@@ -46,8 +51,19 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _operator(store):
+    """The local operator's workspace: on the store itself, or, while a server holds the DuckDB
+    file, through that server with the secret of its claim (readable by who could open the file)."""
+    from .store import served
+    from .store.connection import is_postgres, resolve_store, store_path
     from .workspace import operator_workspace
 
+    location = resolve_store(store)
+    if not is_postgres(str(location)):
+        holder = served.holder(store_path(location).resolve())
+        if holder is not None and holder.get("operator"):
+            from .remote import RemoteWorkspace
+
+            return RemoteWorkspace(holder["url"], holder["operator"])
     return operator_workspace(store)
 
 
@@ -82,7 +98,10 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
           tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", metavar="PATH", envvar="WORKBENCH_TLS_CERT",
                                                   help="PEM certificate (chain) to serve HTTPS; needs --tls-key."),
           tls_key: Optional[Path] = typer.Option(None, "--tls-key", metavar="PATH", envvar="WORKBENCH_TLS_KEY",
-                                                 help="PEM private key (unencrypted) of --tls-cert.")) -> None:
+                                                 help="PEM private key (unencrypted) of --tls-cert."),
+          scheduler: bool = typer.Option(False, "--scheduler", help="Also export due reports and run pending "
+                                         "retraining commands, as `workbench scheduler` does."),
+          poll: float = typer.Option(30.0, "--poll", help="With --scheduler: seconds between checks.")) -> None:
     """Start the server: the dashboard and the API (/api) on one port, holding the store while it runs;
     over HTTPS with --tls-cert and --tls-key."""
     import ssl
@@ -118,7 +137,10 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
         _fail(f"Dashboard files not found at {entry.parent}: install workbench from its source folder (pip install -e .).")
     url = f"{'https' if tls else 'http'}://{host}:{port}"
     # the resolved file path, or the URL; and where clients reach this server (named to anyone refused the file)
-    env = dict(os.environ, WORKBENCH_STORE=ws.store.location, WORKBENCH_SERVER_URL=url)
+    env = dict(os.environ, WORKBENCH_STORE=ws.store.location, WORKBENCH_SERVER_URL=url,
+               WORKBENCH_SCHEDULER_POLL=str(poll) if scheduler else "")
+    if scheduler and poll <= 0:
+        _fail("--poll must be a positive number of seconds.")
     cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port), "--server.address", host,
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            # one theme for every page, wherever serve is started from
@@ -179,6 +201,39 @@ def users_unblock(address: str, store: Optional[str] = StoreOpt) -> None:
 
     _operator(store).unblock_address(address)
     typer.echo(f"Unblocked {address}")
+
+
+@tokens_app.command("create")
+def tokens_create(user: str = typer.Option(..., "--user", help="Whose token."),
+                  name: str = typer.Option("cli", "--name", help="A label to know it by."),
+                  expires_days: int = typer.Option(90, "--expires-days", help="Days until it stops working (1-366)."),
+                  operations: Optional[str] = typer.Option(None, "--operations", help="Limit it to these operations, "
+                                                           "comma-separated (e.g. start_run,register_model)."),
+                  store: Optional[str] = StoreOpt) -> None:
+    """Make a token for a user and print it alone on stdout (it is shown this once)."""
+    ops = [o.strip() for o in operations.split(",") if o.strip()] if operations is not None else None
+    made = _operator(store).create_token(name, user=user, expires_days=expires_days, operations=ops)
+    typer.echo(made["token"])
+    typer.echo(f"Token {made['id']} for {made['user']} ({made['name']}), expires {made['expires_at']:%Y-%m-%d}"
+               + (f", limited to {', '.join(made['operations'])}" if made["operations"] else ""), err=True)
+
+
+@tokens_app.command("list")
+def tokens_list(user: Optional[str] = typer.Option(None, "--user", help="Only this user's tokens."),
+                store: Optional[str] = StoreOpt) -> None:
+    """One token a line: id, user, label, status, expiry and last use (never the token)."""
+    ws = _operator(store)
+    frame = ws.tokens(user) if user else ws.tokens(all_users=True)
+    for r in frame.iter_rows(named=True):
+        used = f"{r['last_used_at']:%Y-%m-%d %H:%M}" if r["last_used_at"] else "never"
+        typer.echo(f"{r['id']} {r['user']} {r['name']!r} {r['status']} expires={r['expires_at']:%Y-%m-%d} used={used}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int, store: Optional[str] = StoreOpt) -> None:
+    """Revoke a token by its id (from `tokens list`); it stops working at once."""
+    _operator(store).revoke_token(token_id)
+    typer.echo(f"Revoked token {token_id}")
 
 
 @users_app.command("list")
@@ -268,10 +323,8 @@ def report_export(kind: str = typer.Option(..., help="model-card, validation or 
                   until: Optional[str] = typer.Option(None, help="audit: ISO date or time (UTC), exclusive"),
                   store: Optional[str] = StoreOpt) -> None:
     """Write one report; the export is audited with the file's sha256."""
-    from .reports import documents as reports
-
     options = {"since": since, "until": until} if kind == "audit" else {}
-    path = reports.export(_operator(store), kind, model, version, fmt, out, **options)
+    path = _operator(store).export_report(kind, model, version, fmt=fmt, out_dir=out, **options)
     typer.echo(str(path))
 
 
@@ -340,6 +393,8 @@ def scheduler(store: Optional[str] = StoreOpt,
     import time
 
     ws = _operator(store)
+    if not hasattr(ws, "store"):
+        _fail(f"a server holds the store ({ws.url}): run the scheduler inside it, `workbench serve --scheduler`.")
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     typer.echo(f"Scheduler running on {ws.store.display}; checking every {poll:g} s.")
@@ -381,8 +436,9 @@ def keys_new(out: Optional[Path] = typer.Option(None, "--out", help="Write the k
 def artifacts_encrypt(store: Optional[str] = StoreOpt) -> None:
     """Encrypt, with the configured artifact key, every artifact file still in the clear."""
     from .store.artifacts import encrypt_in_place
+    from .workspace import operator_workspace
 
-    ws = _operator(store)
+    ws = operator_workspace(store)  # the files themselves: refused, naming the server, while one holds the store
     sealed, already = encrypt_in_place(ws.store.artifact_root)
     typer.echo(f"Encrypted {sealed} file(s); {already} already encrypted ({ws.store.artifact_root}).")
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import numbers
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -27,11 +29,12 @@ from typing import Any
 from . import errors, wire
 from . import workspace as _filled  # noqa: F401  (importing it declares every operation)
 from .operations import OPERATIONS
+from .tracking import runs
 
 #: Operations whose arguments or results are live objects (a run, a fitted model, frames of
 #: evidence computed where the data is): the remote workspace does not offer them yet.
-NOT_YET_REMOTE = frozenset({"start_run", "register_model", "load_model", "explain", "fairness", "drift",
-                            "monitor", "log_predictions", "log_labels", "log_reference", "export_report"})
+NOT_YET_REMOTE = frozenset({"register_model", "load_model", "explain", "fairness", "drift",
+                            "monitor", "log_predictions", "log_labels", "log_reference"})
 _TIMEOUT = 300.0
 
 
@@ -171,9 +174,161 @@ for _name in OPERATIONS:
     setattr(RemoteWorkspace, _name, _remote_method(_name))
 
 
+def _export_report(self, kind, model, version=None, *, fmt="html", out_dir=".", **options):
+    # The server renders and audits the report (download_report); the file is written here, on
+    # the caller's machine, into the caller's folder, never into a folder of the server's.
+    from .reports.documents import check_folder
+
+    folder = check_folder(out_dir)
+    name, data = self.download_report(kind, model, version, fmt=fmt, **options)
+    path = folder / name
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise errors.ValidationError(f"Could not write {path}: {exc.strerror or exc} (is the folder writable?).") from None
+    return path
+
+
+_export_report.__name__ = _export_report.__qualname__ = "export_report"
+_export_report.__doc__ = OPERATIONS["export_report"].doc
+_export_report.__signature__ = RemoteWorkspace.export_report.__signature__
+RemoteWorkspace.export_report = _export_report
+
+
 def connect(url: str, token: str | None = None) -> RemoteWorkspace:
     """A :class:`RemoteWorkspace` on the server at ``url``, acting as ``token``'s user."""
     return RemoteWorkspace(url, token)
 
 
-__all__ = ["RemoteWorkspace", "Client", "connect", "is_url", "NOT_YET_REMOTE"]
+
+
+class RemoteRun:
+    """A run logged through a server: the same ``log_*`` calls as :class:`~workbench.tracking.runs.Run`.
+
+    Values are checked here with the same rules as in file mode (so a bad value fails at the
+    call that logs it) and buffered; they reach the server in one call when the buffer is
+    large or old, at :meth:`flush`, and when the run ends. When ``end`` (or the ``with`` block)
+    returns, the server has committed the run and everything logged in it.
+    """
+
+    flush_points = 50_000
+    flush_seconds = 5.0
+
+    def __init__(self, ws: "RemoteWorkspace", run_id: str, experiment: str, name: str | None) -> None:
+        self._ws = ws
+        self.run_id, self.experiment = run_id, experiment
+        self.name = name or f"run-{run_id[:8]}"
+        self.status = "RUNNING"
+        self._params: dict[str, str] = {}
+        self._steps: dict[str, int] = {}
+        self._pending: dict[str, Any] = {"params": {}, "metrics": [], "tags": {}}
+        self._last_flush = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"RemoteRun(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"
+
+    def _check_open(self) -> None:
+        if self.status != "RUNNING":
+            raise errors.ValidationError(f"Run {self.name!r} has ended ({self.status}); start a new run to log more.")
+
+    def log_params(self, params) -> None:
+        """Log hyperparameters (text); a param keeps its first value (as ``Run.log_params``)."""
+        self._check_open()
+        new = {}
+        for key, value in dict(params).items():
+            runs.check_key("Param", key)
+            text = runs.as_text("Param", key, value)
+            old = self._params.get(key, new.get(key))
+            if old is not None and old != text:
+                raise errors.ValidationError(
+                    f"Param {key!r} was already logged as {old!r} in run {self.name!r}; it cannot change to {text!r}. "
+                    "Params describe a run's setup: start a new run, or record changing values as metrics or tags.")
+            new[key] = text
+        self._params.update(new)
+        self._pending["params"].update(new)
+        self._maybe_flush()
+
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        """Log metric values at ``step`` (default: one past the key's last step), as ``Run.log_metrics``."""
+        self._check_open()
+        if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
+            raise errors.ValidationError(f"step must be an integer, got {runs.brief(step)}.")
+        points = []
+        for key, value in dict(metrics).items():
+            runs.check_key("Metric", key)
+            value = runs.check_metric(key, value)
+            at = int(step) if step is not None else self._steps.get(key, -1) + 1
+            points.append([key, value, at])
+        for key, value, at in points:
+            self._steps[key] = max(self._steps.get(key, -1), at)
+        self._pending["metrics"].extend(points)
+        self._maybe_flush()
+
+    def log_metric(self, key: str, value, step: int | None = None) -> None:
+        """Log one metric value; as :meth:`log_metrics` with ``{key: value}``."""
+        self.log_metrics({key: value}, step=step)
+
+    def set_tags(self, tags) -> None:
+        """Set tags (text); a tag may be overwritten."""
+        self._check_open()
+        checked = {runs.check_key("Tag", k): runs.as_text("Tag", k, v) for k, v in dict(tags).items()}
+        self._pending["tags"].update(checked)
+        self._maybe_flush()
+
+    def _not_yet(self, what: str):
+        raise errors.ValidationError(f"{what} is not available through the server yet; log it from a file workspace.")
+
+    def log_dataset(self, *args, **kwargs):
+        """Not through the server yet."""
+        self._not_yet("log_dataset")
+
+    def log_artifact(self, *args, **kwargs):
+        """Not through the server yet."""
+        self._not_yet("log_artifact")
+
+    def register_model(self, *args, **kwargs):
+        """Not through the server yet."""
+        self._not_yet("register_model")
+
+    def _maybe_flush(self) -> None:
+        if len(self._pending["metrics"]) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is buffered; returns once the server has committed it."""
+        pending, self._pending = self._pending, {"params": {}, "metrics": [], "tags": {}}
+        self._last_flush = time.monotonic()
+        if any(pending.values()):
+            self._ws.log_batch(self.run_id, **{k: v for k, v in pending.items() if v})
+
+    def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """Send what is buffered and end the run; returns once the server has committed both."""
+        if self.status != "RUNNING":
+            return
+        self.flush()
+        self._ws.end_run(self.run_id, status, error)
+        self.status = status
+
+    def __enter__(self) -> "RemoteRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.end("FAILED", error=f"{exc_type.__name__}: {exc}"[:2000])
+
+
+def _start_run(self, experiment, name=None, parent=None, tags=None):
+    parent_id = parent.run_id if isinstance(parent, RemoteRun) else parent
+    run_id = self.create_run(experiment, name, parent_id, tags)
+    return RemoteRun(self, run_id, experiment, name)
+
+
+_start_run.__name__ = _start_run.__qualname__ = "start_run"
+_start_run.__doc__ = OPERATIONS["start_run"].doc
+_start_run.__signature__ = RemoteWorkspace.start_run.__signature__
+RemoteWorkspace.start_run = _start_run
+
+
+__all__ = ["RemoteWorkspace", "RemoteRun", "Client", "connect", "is_url", "NOT_YET_REMOTE"]

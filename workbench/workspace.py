@@ -186,6 +186,81 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             run.set_tags(tags)
         return run
 
+    # -- a run in separate calls: what a remote client (and MLflow's protocol) logs with -----
+    @operation("log_runs", writes=True)
+    def create_run(self, experiment: str, name: str | None = None, parent: str | None = None,
+                   tags: dict | None = None) -> str:
+        """Start a run that later calls log into (:meth:`log_batch`) and end (:meth:`end_run`).
+
+        The run is committed, RUNNING, when this returns. Unlike :meth:`start_run` it names no
+        process of this host, so no restart marks it failed; a run nobody ends stays RUNNING.
+
+        Parameters
+        ----------
+        experiment : str
+            The experiment (created if new).
+        name : str, optional
+            The run's name; default ``run-<first 8 characters of its id>``.
+        parent : str, optional
+            The id of the parent run (a nested run).
+        tags : dict, optional
+            Tags to set at once.
+
+        Returns
+        -------
+        str
+            The new run's id.
+        """
+        name = check_run_name(name)
+        if parent is not None:
+            self.get_run(parent)  # raises NotFoundError for an unknown parent
+        run = Run(self.ctx, self._experiment_id(experiment, create=True), experiment, name, parent,
+                  register=self._register_model, local=False)
+        if tags:
+            run.set_tags(tags)
+        run.flush()
+        return run.run_id
+
+    @operation("log_runs", writes=True)
+    def log_batch(self, run_id: str, params: dict | None = None, metrics: list | None = None,
+                  tags: dict | None = None) -> None:
+        """Log params, metric points and tags into one's own RUNNING run, committed on return.
+
+        The same rules as a :class:`Run`'s ``log_params``, ``log_metrics`` and ``set_tags`` hold
+        (a param keeps its first value; metric steps default to one past the key's last).
+
+        Parameters
+        ----------
+        run_id : str
+            A run of the caller's, still RUNNING.
+        params, tags : dict, optional
+            Key -> value.
+        metrics : list, optional
+            Points as ``[key, value]`` or ``[key, value, step]``, in the order they were logged.
+
+        Raises
+        ------
+        NotFoundError, PermissionDenied, ValidationError
+            For an unknown run, another user's run, an ended run, or a value the rules refuse;
+            nothing of the call is kept then.
+        """
+        run = Run.attach(self.ctx, run_id, register=self._register_model)
+        _log_into(run, params, metrics, tags)
+        run.flush()
+
+    @operation("log_runs", writes=True)
+    def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+        """End one's own RUNNING run (``FINISHED`` or ``FAILED``, with ``error``), committed on return.
+
+        Raises
+        ------
+        NotFoundError, PermissionDenied, ValidationError
+            For an unknown run, another user's run, a run that has ended, or another status.
+        """
+        if status not in ("FINISHED", "FAILED"):
+            raise ValidationError(f"status must be 'FINISHED' or 'FAILED', not {status!r}.")
+        Run.attach(self.ctx, run_id, register=self._register_model).end(status, error=error)
+
     @operation(READ, writes=False)
     def experiments(self) -> pl.DataFrame:
         """Every experiment with its number of runs and the start of its latest run, by name.
@@ -736,6 +811,19 @@ def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
     if missing:
         raise ValidationError(f"X lacks the model's input column(s) {missing[:8]}.")
     return frame.select(list(names)).to_pandas()
+
+
+def _log_into(run: Run, params: dict | None, metrics: list | None, tags: dict | None) -> None:
+    """One batch of a remote client's values, through the run's own rules (all or nothing:
+    the buffer reaches the writer only when every value passed)."""
+    if params:
+        run.log_params(params)
+    if tags:
+        run.set_tags(tags)
+    for point in metrics or []:
+        if not isinstance(point, (list, tuple)) or len(point) not in (2, 3) or not isinstance(point[0], str):
+            raise ValidationError(f"A metric point is [key, value] or [key, value, step], not {str(point)[:80]}.")
+        run.log_metrics({point[0]: point[1]}, step=point[2] if len(point) == 3 else None)
 
 
 def _check_evidence_id(evidence_id) -> None:

@@ -98,6 +98,7 @@ PAGES: dict[str, str] = {
     "reports": "reports",
     "audit": "audit_view",
     "users": "manage_users",
+    "tokens": "view",  # everyone makes and revokes their own API tokens
 }
 
 
@@ -105,6 +106,6 @@ def pages_for(role: str) -> list[str]:
     """The page keys ``role`` may open, in navigation order.
 
     >>> pages_for("reviewer")
-    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'drift', 'approvals', 'audit']
+    ['home', 'experiments', 'compare', 'models', 'explanations', 'fairness', 'drift', 'approvals', 'audit', 'tokens']
     """
     return [page for page, action in PAGES.items() if allowed(role, action)]

@@ -18,6 +18,7 @@ No route answers with a traceback.
 
 import base64
 import binascii
+import hmac
 import inspect
 import logging
 import typing
@@ -140,13 +141,16 @@ def _credentials(request: Request) -> str:
                                      "the dashboard's Tokens page or with `workbench tokens create`.")
 
 
-def make_api(location: str) -> FastAPI:
+def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
     """The FastAPI application of the store at ``location`` (mounted at ``/api`` by the server).
 
     Parameters
     ----------
     location : str
         The store the server holds (a DuckDB file or a PostgreSQL URL).
+    operator_secret : str, optional
+        The secret in the server's claim file (:mod:`workbench.store.served`): a caller that
+        sends it acts as the local operator, as the CLI does on the file when no server runs.
 
     Returns
     -------
@@ -158,8 +162,11 @@ def make_api(location: str) -> FastAPI:
 
     def authenticate(request: Request) -> Caller:
         store, writer = shared_store(location)
-        who = tokens.check(store, writer, _credentials(request),
-                           address=request.client.host if request.client else None)
+        credential = _credentials(request)
+        if operator_secret and hmac.compare_digest(credential.encode(), operator_secret.encode()):
+            ws = Workspace(store, writer, None, operator=True)
+            return Caller(tokens.TokenUser(ws.user, ws.role, None, None), ws)
+        who = tokens.check(store, writer, credential, address=request.client.host if request.client else None)
         return Caller(who, Workspace(store, writer, who.user, token_id=who.token_id))
 
     @api.exception_handler(errors.WorkbenchError)

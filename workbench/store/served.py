@@ -33,11 +33,20 @@ def claim_path(path: Path) -> Path:
     return path.with_name(path.name + ".server")
 
 
-def claim(path: Path, url: str) -> None:
-    """Record that this process serves the store file ``path`` at ``url``."""
-    me = {"url": url, "pid": os.getpid(), "host": socket.gethostname(), "started": started(os.getpid())}
-    tmp = claim_path(path).with_suffix(".server.tmp")
-    tmp.write_text(json.dumps(me))
+def claim(path: Path, url: str, operator_secret: str | None = None) -> None:
+    """Record that this process serves the store file ``path`` at ``url``.
+
+    ``operator_secret`` lets the local operator's CLI act through the server: the claim file is
+    readable by its owner only, so only who could open the store file itself (the operator, in
+    file mode) can read it.
+    """
+    me = {"url": url, "pid": os.getpid(), "host": socket.gethostname(), "started": started(os.getpid()),
+          "operator": operator_secret}
+    tmp = claim_path(path).with_name(claim_path(path).name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(me))
     os.replace(tmp, claim_path(path))
 
 
@@ -51,12 +60,14 @@ def release(path: Path) -> None:
 def _read(path: Path) -> dict | None:
     try:
         return json.loads(claim_path(path).read_text())
+    except PermissionError:  # another user's server: it holds the file all the same
+        return {"url": "(a server of another user)", "pid": "?", "host": "?"}
     except (OSError, ValueError):
         return None
 
 
 def holder(path: Path) -> dict | None:
-    """The live server holding ``path`` (``url``, ``pid``, ``host``), or None.
+    """The live server holding ``path`` (``url``, ``pid``, ``host``, ``operator``), or None.
 
     None too when this process is the server, and for a claim whose process is gone: same
     host, and no process with that pid started when the claim says.
@@ -81,7 +92,7 @@ def refuse_if_served(path: Path) -> None:
             f"while it runs, only the server opens the file. Connect through it: "
             f"wb.connect({url!r}, token=...) or WORKBENCH_URL={url} and WORKBENCH_TOKEN; the CLI takes --url. "
             "Make a token on the dashboard's Tokens page, or ask an admin to run "
-            f"`workbench tokens create --user NAME --url {url}`.")
+            f"`workbench tokens create --user NAME --store {path}` as the user who runs the server.")
 
 
 __all__ = ["StoreServedError", "claim_path", "claim", "release", "holder", "refuse_if_served"]

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from .. import processes
 from ..datasets import DatasetRef, fingerprint, to_polars
-from ..errors import NotFoundError, ValidationError
+from ..errors import NotFoundError, PermissionDenied, ValidationError
 from ..freetext import MAX_TEXT, check_text
 from ..protection import column_marks, dataset_marks
 from ..store import artifacts, audit_replay, schema
@@ -227,7 +227,7 @@ class Run:
 
     def __init__(self, ctx: "Ctx", experiment_id: int, experiment: str, name: str | None,
                  parent_run_id: str | None, *, register: Callable[..., "ModelVersion"],
-                 on_end: Callable[[str], None] = lambda run_id: None) -> None:
+                 on_end: Callable[[str], None] = lambda run_id: None, local: bool = True) -> None:
         # The workspace hands the run what it needs: who acts on which store (ctx), how to
         # register a model, and whom to tell when it ends (its list of open runs).
         self._ctx = ctx
@@ -239,7 +239,9 @@ class Run:
         self.name = name or f"run-{self.run_id[:8]}"
         self.parent_run_id = parent_run_id
         self.status = "RUNNING"
-        self.source, self.git_commit = caller_source()
+        # A run started here by a client elsewhere (the server's create_run) names no source, host
+        # or pid of ours: the reaper must not end it when this process restarts.
+        self.source, self.git_commit = caller_source() if local else (None, None)
         self.start_time = schema.utcnow()
         self._params: dict[str, str] = {}
         self._steps: dict[str, int] = {}
@@ -248,14 +250,66 @@ class Run:
         self._batch = RunBatch(self.run_id, insert=dict(
             run_id=self.run_id, experiment_id=experiment_id, name=self.name, status="RUNNING",
             user_name=ctx.user, start_time=self.start_time, parent_run_id=parent_run_id,
-            git_commit=self.git_commit, source=self.source, host=HOST, pid=os.getpid()))
+            git_commit=self.git_commit, source=self.source, host=HOST if local else None,
+            pid=os.getpid() if local else None))
         self._batch.events.append(self._event("run.start", {
             "experiment": experiment, "name": self.name, "parent_run_id": parent_run_id,
             "git_commit": self.git_commit, "source": self.source}))
         self._last_flush = time.monotonic()
         self._ended = False
-        _open_runs.add(self)
-        _watch_sigterm()
+        if local:
+            _open_runs.add(self)
+            _watch_sigterm()
+
+    @classmethod
+    def attach(cls, ctx: "Ctx", run_id: str, *, register: Callable[..., "ModelVersion"]) -> "Run":
+        """A Run for a run already in the store, to log into it and end it: how a server logs
+        what a remote client sends (``Workspace.log_batch``, ``end_run``). Its params, metric
+        steps and key counts are read from the store, so the same rules hold across calls.
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown run.
+        PermissionDenied
+            For a run of another user: nobody logs into someone else's run.
+        ValidationError
+            For a run that has ended.
+        """
+        if not isinstance(run_id, str) or not run_id:
+            raise ValidationError(f"run_id must be a run's id (text), not {brief(run_id)}.")
+
+        def read(conn):
+            row = conn.execute(sa.text(
+                "select r.experiment_id, e.name, r.name, r.parent_run_id, r.status, r.user_name, r.start_time "
+                "from runs r join experiments e on e.id = r.experiment_id where r.run_id = :id"), {"id": run_id}).first()
+            if row is None:
+                return None
+            params = dict(conn.execute(sa.text("select key, value from params where run_id = :id"), {"id": run_id}).all())
+            steps = dict(conn.execute(sa.text("select key, step from latest_metrics where run_id = :id"),
+                                      {"id": run_id}).all())
+            tags = {r[0] for r in conn.execute(sa.text("select key from tags where run_id = :id"), {"id": run_id})}
+            return row, params, steps, tags
+
+        found = ctx.snapshot(read)
+        if found is None:
+            raise NotFoundError(f"No run with id {run_id!r}.")
+        row, params, steps, tags = found
+        if row.user_name != ctx.user:
+            raise PermissionDenied(f"Run {run_id} belongs to {row.user_name}: nobody logs into another user's run.")
+        if row.status != "RUNNING":
+            raise ValidationError(f"Run {row.name!r} has ended ({row.status}); start a new run to log more.")
+        run = cls.__new__(cls)
+        run._ctx, run._register, run._on_end = ctx, register, (lambda _: None)
+        run.run_id, run.experiment_id, run.experiment, run.name = run_id, row.experiment_id, row[1], row[2]
+        run.parent_run_id, run.status, run.start_time = row.parent_run_id, "RUNNING", row.start_time
+        run.source = run.git_commit = None
+        run._params, run._steps = params, steps
+        run._metric_keys, run._tag_keys = set(steps), tags
+        run._batch = RunBatch(run_id)
+        run._last_flush, run._ended = time.monotonic(), False
+        run.flush_points = run.flush_seconds = float("inf")  # one call, one commit: all of it or nothing
+        return run
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"

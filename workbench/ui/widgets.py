@@ -35,6 +35,7 @@ PAGES = {
     "reports": ("reports.py", "Reports", ":material/description:"),
     "audit": ("audit.py", "Audit trail", ":material/policy:"),
     "users": ("users.py", "Users", ":material/group:"),
+    "tokens": ("tokens.py", "API tokens", ":material/key:"),
 }
 
 
