@@ -12,7 +12,7 @@ from workbench.operations import OPERATIONS
 
 PACKAGE = Path(wb.__file__).parent
 #: Workspace members that are plumbing of the object itself, not operations on the store.
-PLUMBING = {"flush", "close", "user", "role", "ctx", "store"}
+PLUMBING = {"flush", "close", "user", "role", "ctx", "store", "for_caller"}  # for_caller: the server's constructor
 
 
 def test_every_public_workspace_method_is_a_declared_operation():

@@ -478,3 +478,31 @@ def test_log_artifact_refuses_bad_names_and_missing_files(ws, tmp_path):
     arts = ws.run_artifacts(run.run_id)
     assert arts["name"].to_list() == ["a.txt"]
     assert arts["sha256"].to_list() == [hashlib.sha256(b"a").hexdigest()]
+
+
+def test_a_run_in_separate_calls_follows_the_same_rules(ws, op):
+    from workbench.tracking.runs import new_run_id
+
+    rid = new_run_id()
+    ws.submit_run(rid, "calls", name="one-call", params={"C": 1}, metrics=[["loss", 0.5], ["loss", 0.25]],
+                  tags={"t": "x"}, status="FINISHED")
+    got = ws.get_run(rid)
+    assert (got["status"], got["name"], got["params"], got["tags"]) == ("FINISHED", "one-call", {"C": "1"}, {"t": "x"})
+    assert ws.metric_history(rid)["step"].to_list() == [0, 1]
+    with pytest.raises(wb.ValidationError, match="exists already"):
+        ws.submit_run(rid, "calls")
+    with pytest.raises(wb.ValidationError, match="32 lower-case hex digits"):
+        ws.submit_run("not-an-id", "calls")
+    later = ws.create_run("calls", parent=rid)
+    ws.log_batch(later, metrics=[["loss", 1.0, 5], ["loss", 2.0]])
+    assert ws.metric_history(later)["step"].to_list() == [5, 6]  # one past the key's last step, across calls
+    ws.log_batch(later, params={"C": 1})
+    with pytest.raises(wb.ValidationError, match="cannot change"):
+        ws.log_batch(later, params={"C": 2})
+    ws.end_run(later, "FAILED", error="diverged")
+    assert (ws.get_run(later)["status"], ws.get_run(later)["error"]) == ("FAILED", "diverged")
+    with pytest.raises(wb.ValidationError, match="status must be"):
+        ws.end_run(later, "DONE")
+    op.add_user("lou", "lead")
+    with pytest.raises(wb.PermissionDenied, match="another user's run"):
+        wb.connect(ws.store.location, user="lou").log_batch(ws.create_run("calls"), params={"x": 1})

@@ -72,7 +72,7 @@ def init(store: Optional[str] = StoreOpt) -> None:
     """Create an empty store (or check an existing one)."""
     ws = _operator(store)
     counts = ws.counts()
-    typer.echo(f"Store ready: {ws.store.display}")
+    typer.echo(f"Store ready: {ws.store.display if hasattr(ws, 'store') else 'served at ' + ws.url}")
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     if counts["users"] == 0:
         typer.echo("Next: workbench users add NAME --role data_scientist   (or: workbench demo)")
@@ -130,7 +130,9 @@ def serve(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, "--por
                       else f"not a PEM certificate and its private key ({exc.reason or exc.strerror or exc})")
             _fail(f"TLS certificate {tls_cert} and key {tls_key} do not load as a pair: {reason}")
 
-    ws = _operator(store)  # fail here, clearly, on a bad store
+    from .workspace import operator_workspace
+
+    ws = operator_workspace(store)  # fail here, clearly, on a bad store or one another server holds
     ws.close()
     entry = Path(__file__).resolve().parent.parent / "app" / "server.py"
     if not entry.exists():

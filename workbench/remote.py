@@ -17,13 +17,14 @@ Example::
 
 from __future__ import annotations
 
+import http.client
 import inspect
 import json
 import numbers
 import os
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any
 
 from . import errors, wire
@@ -44,7 +45,8 @@ def is_url(location) -> bool:
 
 
 class Client:
-    """One server and token: sends operations, raises the server's errors as workbench errors."""
+    """One server and token: sends operations over a kept-alive connection (one per thread) and
+    raises the server's errors as workbench errors."""
 
     def __init__(self, url: str, token: str) -> None:
         if not isinstance(token, str) or not token.strip():
@@ -52,31 +54,54 @@ class Client:
                 f"Connecting to {url} needs a token: wb.connect({url!r}, token=...) or $WORKBENCH_TOKEN. Make one on "
                 "the dashboard's Tokens page.")
         self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise errors.ValidationError(f"{url!r} is not a server address (http://host:port).")
+        self._parts = parts
         self._token = token.strip()
+        self._local = threading.local()
 
     def __repr__(self) -> str:  # never the token
         return f"Client({self.url!r})"
 
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+            conn = self._local.conn = cls(self._parts.hostname, self._parts.port, timeout=_TIMEOUT)
+        return conn
+
     def post(self, path: str, body: dict | None = None) -> Any:
         """POST ``body`` (encoded with :mod:`workbench.wire`) to ``/api/<path>``; the decoded result."""
-        data = json.dumps(wire.encode(body or {})).encode()
-        req = urllib.request.Request(f"{self.url}/api/{path}", data=data, method="POST", headers={
-            "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
-        return self._send(req)
+        return self._send("POST", path, json.dumps(wire.encode(body or {})).encode())
 
     def get(self, path: str) -> Any:
         """GET ``/api/<path>``; the decoded result."""
-        req = urllib.request.Request(f"{self.url}/api/{path}", headers={"Authorization": f"Bearer {self._token}"})
-        return self._send(req)
+        return self._send("GET", path, None)
 
-    def _send(self, req: urllib.request.Request) -> Any:
-        try:
-            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:
-                body, kind = resp.read(), resp.headers.get("content-type", "")
-        except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from None
-        except urllib.error.URLError as exc:
-            raise errors.StoreError(f"Cannot reach the workbench server at {self.url}: {exc.reason}.") from None
+    def _send(self, method: str, path: str, data: bytes | None) -> Any:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        prefix = self._parts.path.rstrip("/")
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: reconnect once
+            conn = self._connection()
+            try:
+                conn.request(method, f"{prefix}/api/{path}", body=data, headers=headers)
+                resp = conn.getresponse()
+                body, kind, status = resp.read(), resp.getheader("content-type", ""), resp.status
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2 or method != "GET" and not isinstance(exc, http.client.RemoteDisconnected):
+                    raise errors.StoreError(f"The workbench server at {self.url} closed the connection: {exc}.") from None
+            except OSError as exc:
+                conn.close()
+                self._local.conn = None
+                raise errors.StoreError(f"Cannot reach the workbench server at {self.url}: {exc}.") from None
+        if status >= 400:
+            raise _error(status, body)
         if kind.startswith(wire.ARROW):
             return wire.read_frame(body)
         return wire.decode(json.loads(body))
@@ -214,15 +239,21 @@ class RemoteRun:
     flush_points = 50_000
     flush_seconds = 5.0
 
-    def __init__(self, ws: "RemoteWorkspace", run_id: str, experiment: str, name: str | None) -> None:
+    def __init__(self, ws: "RemoteWorkspace", experiment: str, name: str | None, parent: str | None,
+                 tags: dict | None) -> None:
         self._ws = ws
-        self.run_id, self.experiment = run_id, experiment
-        self.name = name or f"run-{run_id[:8]}"
+        runs.check_key("Experiment", experiment)
+        self.run_id, self.experiment = runs.new_run_id(), experiment  # made here, as file mode does: no round trip
+        self.name = runs.check_run_name(name) or f"run-{self.run_id[:8]}"
+        self.parent_run_id = parent
+        self._created = False  # the server learns of the run with its first batch
         self.status = "RUNNING"
         self._params: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._pending: dict[str, Any] = {"params": {}, "metrics": [], "tags": {}}
         self._last_flush = time.monotonic()
+        if tags:
+            self.set_tags(tags)
 
     def __repr__(self) -> str:
         return f"RemoteRun(name={self.name!r}, run_id={self.run_id!r}, experiment={self.experiment!r}, status={self.status!r})"
@@ -294,19 +325,24 @@ class RemoteRun:
         if len(self._pending["metrics"]) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
-    def flush(self) -> None:
-        """Send what is buffered; returns once the server has committed it."""
+    def _send(self, **end) -> None:
         pending, self._pending = self._pending, {"params": {}, "metrics": [], "tags": {}}
         self._last_flush = time.monotonic()
-        if any(pending.values()):
-            self._ws.log_batch(self.run_id, **{k: v for k, v in pending.items() if v})
+        if self._created and not any(pending.values()) and not end:
+            return
+        start = {} if self._created else {"experiment": self.experiment, "name": self.name, "parent": self.parent_run_id}
+        self._ws.submit_run(self.run_id, **start, **{k: v for k, v in pending.items() if v}, **end)
+        self._created = True
+
+    def flush(self) -> None:
+        """Send what is buffered (and the run itself, the first time); returns once it is committed."""
+        self._send()
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
-        """Send what is buffered and end the run; returns once the server has committed both."""
+        """Send what is buffered and end the run, in one call; returns once the server has committed it."""
         if self.status != "RUNNING":
             return
-        self.flush()
-        self._ws.end_run(self.run_id, status, error)
+        self._send(status=status, error=error)
         self.status = status
 
     def __enter__(self) -> "RemoteRun":
@@ -320,9 +356,10 @@ class RemoteRun:
 
 
 def _start_run(self, experiment, name=None, parent=None, tags=None):
-    parent_id = parent.run_id if isinstance(parent, RemoteRun) else parent
-    run_id = self.create_run(experiment, name, parent_id, tags)
-    return RemoteRun(self, run_id, experiment, name)
+    if isinstance(parent, RemoteRun):
+        parent.flush()  # the server must know the parent before a child names it
+        parent = parent.run_id
+    return RemoteRun(self, experiment, name, parent, tags)
 
 
 _start_run.__name__ = _start_run.__qualname__ = "start_run"

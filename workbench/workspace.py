@@ -28,7 +28,13 @@ from .store.connection import Store
 from .store.shared import shared_store
 from .store.writer import Writer
 from .tracking import compare
-from .tracking.runs import Run, check_key, check_run_name, ensure_experiment
+from .tracking.runs import (
+    Run,
+    check_key,
+    check_run_id,
+    check_run_name,
+    ensure_experiment,
+)
 from .tracking.search import search_runs as _search_runs
 
 #: The modules that declare the operations bound below (importing them fills the table).
@@ -108,6 +114,16 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             name, role = row["name"], row["role"]
         #: Who acts and on which store: what every operation takes (see :mod:`workbench.operations`).
         self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs, token_id=token_id)
+
+    @classmethod
+    def for_caller(cls, store: Store, writer: Writer, who: "tokens.TokenUser") -> "Workspace":
+        """The workspace of a server's caller, as :func:`workbench.people.tokens.check` found
+        them in the store a moment ago (user, current role, token): no second read per call."""
+        ws = cls.__new__(cls)
+        ws.store, ws._writer = store, writer
+        ws._open_runs = weakref.WeakValueDictionary()
+        ws.ctx = Ctx(store, writer, who.user, who.role, before_read=ws._submit_open_runs, token_id=who.token_id)
+        return ws
 
     @property
     def user(self) -> str | None:
@@ -249,6 +265,54 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         run.flush()
 
     @operation("log_runs", writes=True)
+    def submit_run(self, run_id: str, experiment: str | None = None, *, name: str | None = None,
+                   parent: str | None = None, params: dict | None = None, metrics: list | None = None,
+                   tags: dict | None = None, status: str | None = None, error: str | None = None) -> None:
+        """Start (with ``experiment``), log into and end (with ``status``) a run in one call and one
+        commit: how a remote run sends what it buffered. Committed when it returns.
+
+        Parameters
+        ----------
+        run_id : str
+            The run's id, 32 hex digits; for a new run the client makes it (as file mode does),
+            so a run that ends before its first flush needs one call in all.
+        experiment : str, optional
+            Given: start the run now, in this experiment (created if new); the id must be new.
+            None: the run exists already, RUNNING, and is the caller's.
+        name, parent : str, optional
+            A new run's name and parent run id.
+        params, metrics, tags : optional
+            As for :meth:`log_batch`.
+        status, error : str, optional
+            End the run: ``"FINISHED"``, or ``"FAILED"`` with ``error``.
+
+        Raises
+        ------
+        NotFoundError, PermissionDenied, ValidationError
+            As :meth:`create_run`, :meth:`log_batch` and :meth:`end_run` do, and for a new run
+            whose id is taken; nothing of the call is kept then.
+        """
+        if status is not None and status not in ("FINISHED", "FAILED"):
+            raise ValidationError(f"status must be 'FINISHED' or 'FAILED', not {status!r}.")
+        if experiment is None:
+            run = Run.attach(self.ctx, run_id, register=self._register_model)
+        else:
+            check_run_id(run_id)
+            name = check_run_name(name)
+            if parent is not None:
+                self.get_run(parent)
+            if self.store.scalar("select count(*) from runs where run_id = ?", [run_id]):
+                raise ValidationError(f"A run with id {run_id} exists already: a new run needs a new id.")
+            run = Run(self.ctx, self._experiment_id(experiment, create=True), experiment, name, parent,
+                      register=self._register_model, local=False, run_id=run_id)
+            run.flush_points = run.flush_seconds = float("inf")  # one call, one commit
+        _log_into(run, params, metrics, tags)
+        if status is not None:
+            run.end(status, error=error)
+        else:
+            run.flush()
+
+    @operation("log_runs", writes=True)
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
         """End one's own RUNNING run (``FINISHED`` or ``FAILED``, with ``error``), committed on return.
 
@@ -350,6 +414,9 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         Saved with skops; ``format="pickle"`` opts in to pickle for models skops cannot save
         without trusting their code (:mod:`workbench.registry.models` states the trust rule).
         """
+        unknown = sorted(set(metadata) - _MODEL_METADATA)
+        if unknown:
+            raise ValidationError(f"register_model takes {', '.join(sorted(_MODEL_METADATA))}; not {unknown}.")
         if run_id is not None:
             self.get_run(run_id)
         return self._register_model(model, name, run_id=run_id, **metadata)
@@ -745,6 +812,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     @operation("audit_view", writes=True)
     def verify_audit(self, anchor: dict | None = None) -> audit.ChainCheck:
         """Recompute the chain (and check it passes through ``anchor``, from :meth:`audit_anchor`)."""
+        if anchor is not None:
+            anchor = audit.check_anchor(anchor)
         self._writer.flush()
         return self._in_transaction(lambda conn: _with_head_mark(audit.verify(conn, anchor), self.store, conn))
 
@@ -811,6 +880,10 @@ def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
     if missing:
         raise ValidationError(f"X lacks the model's input column(s) {missing[:8]}.")
     return frame.select(list(names)).to_pandas()
+
+
+#: What register_model takes besides the model, its name and run.
+_MODEL_METADATA = frozenset({"owner_team", "use_case", "risk_tier", "description", "format"})
 
 
 def _log_into(run: Run, params: dict | None, metrics: list | None, tags: dict | None) -> None:

@@ -66,7 +66,8 @@ class _Source:
 
     def __init__(self, data: Any, side: str) -> None:
         self.side = side
-        if isinstance(data, (str, Path)) or (isinstance(data, list) and data and isinstance(data[0], (str, Path))):
+        if isinstance(data, (str, Path)) or (isinstance(data, list) and data
+                                             and all(isinstance(p, (str, Path)) for p in data)):
             paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
             missing = [str(p) for p in paths if not p.exists()]
             if missing:

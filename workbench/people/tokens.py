@@ -271,17 +271,16 @@ def check(store, writer, token: str, *, address: str | None = None, now: datetim
     """
     now = now or schema.utcnow()
     key = auth.client_key(address)
-    with store.connection() as conn:
+    t = schema.ApiToken.__table__
+    with store.connection() as conn:  # one query a call: the token, its user now, the address's block
         try:
-            arow = auth.address_row(conn, key)
-            t, u = schema.ApiToken.__table__, schema.User.__table__
-            row = None
-            if looks_like_token(token):
-                row = conn.execute(sa.select(t, u.c.role, u.c.disabled).select_from(
-                    t.outerjoin(u, u.c.name == t.c.user_name)).where(t.c.sha256 == digest(token))).mappings().first()
+            found = conn.execute(_CHECK, {"sha": digest(token) if looks_like_token(token) else "", "key": key}
+                                 ).mappings().first()
         finally:
             conn.commit()
-    blocked = auth.address_blocked_until(arow, now)
+    row = found if found is not None and found["id"] is not None else None
+    blocked = _aware(found["blocked_until"]) if found is not None else None
+    blocked = blocked if blocked is not None and blocked > now else None
     if blocked is not None:
         raise AuthenticationError(f"Too many failed token checks from your address: blocked until {blocked:%H:%M} UTC.")
     problem = None
@@ -314,6 +313,14 @@ def check(store, writer, token: str, *, address: str | None = None, now: datetim
         writer.call(used)
     ops = row["operations"]
     return TokenUser(row["user_name"], row["role"], row["id"], tuple(ops) if ops is not None else None)
+
+
+#: The token (if any) with its user's role and state, and the client address's block (if any).
+_CHECK = sa.text(
+    "select t.id, t.sha256, t.user_name, t.name, t.operations, t.expires_at, t.last_used_at, t.revoked_at, "
+    "u.role, u.disabled, a.blocked_until from (select 1 as one) x "
+    "left join api_tokens t on t.sha256 = :sha left join users u on u.name = t.user_name "
+    "left join sign_in_addresses a on a.address = :key").columns(operations=schema.JSON)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -54,6 +54,11 @@ STATUS: dict[type, int] = {
     errors.StoreError: 503,
     errors.WorkbenchError: 400,
 }
+#: Operations whose arguments name a folder of the machine they run on: over HTTP that would be
+#: the server's disk, chosen by the caller. Refused; the remote workspace writes reports itself.
+LOCAL_ONLY = {"export_report": "export_report writes into a folder of the machine it runs on: through the server, "
+                               "use download_report (the remote workspace's export_report does, and writes the file "
+                               "on your side)."}
 #: Largest request body accepted (bytes): a model file or a frame fits; a flood does not.
 MAX_BODY = 256 * 1024 * 1024
 _JSON_TYPES = (str, int, float, bool, type(None), dict, list, datetime, date)
@@ -167,7 +172,7 @@ def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
             ws = Workspace(store, writer, None, operator=True)
             return Caller(tokens.TokenUser(ws.user, ws.role, None, None), ws)
         who = tokens.check(store, writer, credential, address=request.client.host if request.client else None)
-        return Caller(who, Workspace(store, writer, who.user, token_id=who.token_id))
+        return Caller(who, Workspace.for_caller(store, writer, who))
 
     @api.exception_handler(errors.WorkbenchError)
     def _workbench_error(request: Request, exc: errors.WorkbenchError) -> JSONResponse:
@@ -209,12 +214,19 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
 
     def endpoint(body, caller: Caller) -> Response:
         body = body if body is not None else body_model()
+        if op.name in LOCAL_ONLY:
+            raise errors.ValidationError(LOCAL_ONLY[op.name])
         if not caller.who.allows(op.name):
             raise errors.PermissionDenied(f"This token is limited to {', '.join(caller.who.operations)}: "
                                           f"it may not call {op.name}.")
         args = {k: wire.decode(v) for k, v in body.model_dump(exclude_unset=True).items()}
         args.update({k: wire.decode(v) for k, v in (body.model_extra or {}).items()})
-        result = getattr(caller.ws, op.name)(**args)
+        method = getattr(caller.ws, op.name)
+        try:
+            inspect.signature(method).bind(**args)
+        except TypeError as exc:  # a parameter missing or not the operation's: the caller's mistake
+            raise errors.ValidationError(f"{op.name}: {exc}") from None
+        result = method(**args)
         caller.ws.flush()  # acknowledged means committed: answer only after the commit
         if isinstance(result, pl.DataFrame):
             return Response(wire.frame_bytes(result), media_type=wire.ARROW)
@@ -233,4 +245,4 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
                       tags=["operations"], response_class=Response)
 
 
-__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "Caller"]
+__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "LOCAL_ONLY", "Caller"]

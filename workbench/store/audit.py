@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Iterable
 
 import pyarrow as pa
@@ -290,11 +290,25 @@ def read_anchor(text: str) -> dict:
     """
     try:
         data = json.loads(text)
-        seq, digest = int(data["seq"]), str(data["hash"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"not an audit anchor file ({exc})") from None
-    if len(digest) != 64 or seq < 0:
-        raise ValueError("not an audit anchor file (seq or hash malformed)")
+    except ValueError as exc:
+        raise ValidationError(f"not an audit anchor file ({exc})") from None
+    return check_anchor(data)
+
+
+def check_anchor(data) -> dict:
+    """An anchor (from :func:`anchor`) as given in code, checked for its two fields.
+
+    Raises
+    ------
+    ValidationError
+        Unless ``data`` is a mapping with a non-negative integer ``seq`` and a 64-character ``hash``.
+    """
+    try:
+        seq, digest = data["seq"], data["hash"]
+    except (KeyError, TypeError) as exc:
+        raise ValidationError(f"not an audit anchor: it needs 'seq' and 'hash' ({exc})") from None
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not isinstance(digest, str) or len(digest) != 64:
+        raise ValidationError("not an audit anchor: 'seq' must be a whole number >= 0 and 'hash' 64 hex characters.")
     return {**data, "seq": seq, "hash": digest}
 
 
@@ -362,6 +376,8 @@ def _utc(value) -> datetime:
             raise ValidationError(f"Not an ISO date or time: {value!r} (e.g. 2026-06-01 or 2026-06-01T12:00).") from None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, date):
+        raise ValidationError(f"A time filter must be an ISO date or time, not {type(value).__name__} {str(value)[:40]!r}.")
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)  # a date
 
 

@@ -301,7 +301,8 @@ class Writer:
         return results
 
 
-_PG_COLUMN_TYPES = {"experiment_id": "int8", "start_time": "timestamptz", "end_time": "timestamptz"}
+_PG_COLUMN_TYPES = {"experiment_id": "int8", "start_time": "timestamptz", "end_time": "timestamptz",
+                    "pid": "int8"}  # pid: null for a run a server started for a remote client
 _ARROW_TO_PG = {pa.string(): "text", pa.large_string(): "text", pa.float64(): "float8", pa.int64(): "int8",
                 pa.bool_(): "bool", pa.timestamp("us", tz="UTC"): "timestamptz"}
 

@@ -160,6 +160,18 @@ def new_run_id() -> str:
     return uuid.UUID(int=_rng.getrandbits(128), version=4).hex
 
 
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` unchanged if it has a run id's shape (32 lower-case hex digits), as a client
+    that makes its own ids (the remote run) must send.
+
+    >>> check_run_id("0" * 32) == "0" * 32
+    True
+    """
+    if not isinstance(run_id, str) or len(run_id) != 32 or any(c not in "0123456789abcdef" for c in run_id):
+        raise ValidationError(f"A run id is 32 lower-case hex digits, not {brief(run_id)}.")
+    return run_id
+
+
 @lru_cache(maxsize=64)
 def _git_commit(folder: str) -> str | None:
     try:
@@ -227,13 +239,14 @@ class Run:
 
     def __init__(self, ctx: "Ctx", experiment_id: int, experiment: str, name: str | None,
                  parent_run_id: str | None, *, register: Callable[..., "ModelVersion"],
-                 on_end: Callable[[str], None] = lambda run_id: None, local: bool = True) -> None:
+                 on_end: Callable[[str], None] = lambda run_id: None, local: bool = True,
+                 run_id: str | None = None) -> None:
         # The workspace hands the run what it needs: who acts on which store (ctx), how to
         # register a model, and whom to tell when it ends (its list of open runs).
         self._ctx = ctx
         self._register = register
         self._on_end = on_end
-        self.run_id = new_run_id()
+        self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.experiment = experiment
         self.experiment_id = experiment_id
         self.name = name or f"run-{self.run_id[:8]}"

@@ -1,0 +1,205 @@
+"""W14: W1's logging load from 4 client processes through a server: `workbench serve` against `mlflow server`.
+
+The 200 runs of W1 (10 params, 10 metrics x 50 steps: 100k points) are split over 4 client
+processes (50 runs each), all logging at once, each over HTTP to a server on this machine:
+
+- workbench: ``wb.connect(url, token=...)``, then per run ``with ws.start_run(...)``,
+  ``run.log_params`` and ``run.log_metrics`` per step (the remote run buffers them and sends
+  them when it ends; the ``with`` block returns once the server has committed the run);
+- MLflow: ``MlflowClient(tracking_uri=url)`` against ``mlflow server`` with a sqlite backend
+  (its default for a team that starts one), per run ``create_run``, ``log_batch`` (params and
+  at most 1,000 metrics a call) and ``set_terminated``, as BENCHMARKS.md's anchor does.
+
+Timed, for both: from starting the 4 clients until the last one exits, every run acknowledged
+(committed) by then; then the counts are checked through the server. Not timed: starting the
+servers, making the user and token, the experiment. Cold: the first load on a freshly started
+server; warm: a second load (another experiment) on the same server right after.
+
+Run by hand:  python bench/w14_server.py [--reps 3]
+The bar (issue 17): workbench points/s at least 10x MLflow's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import banner, fmt_s, fresh_dir, log, median, quiet_mlflow, write_results  # noqa: E402
+from w1_logging import METRIC_KEYS, N_METRICS, N_RUNS, N_STEPS, make_data  # noqa: E402
+
+CLIENTS = 4
+BAR = 10.0
+STARTUP_S = 120
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server not up after {STARTUP_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _run_clients(target, args_of) -> float:
+    ctx = mp.get_context("spawn")  # fresh clients, as separate notebooks or jobs would be
+    jobs = [ctx.Process(target=target, args=args_of(k)) for k in range(CLIENTS)]
+    t0 = time.perf_counter()
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    secs = time.perf_counter() - t0
+    assert all(j.exitcode == 0 for j in jobs), [j.exitcode for j in jobs]
+    return secs
+
+
+# -- workbench ------------------------------------------------------------------------------
+def wb_client(url: str, token: str, params, metrics, experiment: str) -> None:
+    import workbench as wb
+
+    ws = wb.connect(url, token=token)
+    for p, steps in zip(params, metrics):
+        with ws.start_run(experiment) as run:
+            run.log_params(p)
+            for s, vals in enumerate(steps):
+                run.log_metrics(dict(zip(METRIC_KEYS, vals)), step=s)
+
+
+def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
+    import workbench as wb
+    from workbench.store import shared
+    from workbench.workspace import operator_workspace
+
+    store = folder / "wb.duckdb"
+    op = operator_workspace(store)
+    op.add_user("bench", "data_scientist", None)
+    token = op.create_token("w14", user="bench")["token"]
+    shared.close(store)
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = folder / "serve.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port",
+                                 str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(f"{url}/_stcore/health", proc, log_path)
+        ws = wb.connect(url, token=token)
+        times = []
+        for experiment in ("w14-cold", "w14-warm"):
+            ws.end_run(ws.create_run(experiment))  # the experiment exists before the clock starts, as MLflow's
+            times.append(_run_clients(wb_client, lambda k, e=experiment: (
+                url, token, params[k::CLIENTS], metrics[k::CLIENTS], e)))
+            found = ws.search_runs(experiment=experiment)
+            assert found.height == N_RUNS + 1, found.height
+        assert ws.counts()["runs"] == 2 * (N_RUNS + 1)
+    finally:
+        _stop(proc)
+    return times[0], times[1]
+
+
+# -- MLflow ---------------------------------------------------------------------------------
+def ml_client(url: str, exp_id: str, params, metrics) -> None:
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    for p, steps in zip(params, metrics):
+        run_id = client.create_run(exp_id).info.run_id
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, v, ts, s) for s, vals in enumerate(steps) for k, v in zip(METRIC_KEYS, vals)]
+        ps = [Param(k, v) for k, v in p.items()]
+        for i in range(0, len(ms), 1000):
+            client.log_batch(run_id, metrics=ms[i:i + 1000], params=ps if i == 0 else [])
+        client.set_terminated(run_id)
+
+
+def ml_round(folder: Path, params, metrics) -> tuple[float, float]:
+    from mlflow.tracking import MlflowClient
+
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = folder / "mlflow.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                                 f"sqlite:///{folder}/mlflow.db", "--default-artifact-root", str(folder / "artifacts"),
+                                 "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(f"{url}/health", proc, log_path)
+        client = MlflowClient(tracking_uri=url)
+        times = []
+        for experiment in ("w14-cold", "w14-warm"):
+            exp_id = client.create_experiment(experiment)
+            times.append(_run_clients(ml_client, lambda k, e=exp_id: (url, e, params[k::CLIENTS], metrics[k::CLIENTS])))
+            runs = client.search_runs([exp_id], max_results=1000)
+            assert len(runs) == N_RUNS, len(runs)
+            assert len(client.get_metric_history(runs[0].info.run_id, "m0")) == N_STEPS
+    finally:
+        _stop(proc)
+    return times[0], times[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of each side, interleaved (default 3)")
+    args = ap.parse_args()
+    quiet_mlflow()
+    params, metrics = make_data()
+    n_points = N_RUNS * N_STEPS * N_METRICS
+    banner(f"W14: {N_RUNS} runs ({n_points:,} points) from {CLIENTS} client processes through a server")
+    wb_times: dict[str, list[float]] = {"cold": [], "warm": []}
+    ml_times: dict[str, list[float]] = {"cold": [], "warm": []}
+    for i in range(args.reps):  # interleaved, so drift hits both alike
+        with fresh_dir("w14-wb") as d:
+            cold, warm = wb_round(d, params, metrics)
+        wb_times["cold"].append(cold)
+        wb_times["warm"].append(warm)
+        with fresh_dir("w14-mlflow") as d:
+            cold, warm = ml_round(d, params, metrics)
+        ml_times["cold"].append(cold)
+        ml_times["warm"].append(warm)
+        log(f"  rep {i + 1}: workbench cold {fmt_s(wb_times['cold'][-1])} warm {fmt_s(wb_times['warm'][-1])}; "
+            f"mlflow cold {fmt_s(ml_times['cold'][-1])} warm {fmt_s(ml_times['warm'][-1])}")
+    res = {"workload": "W14", "clients": CLIENTS, "n_runs": N_RUNS, "n_points": n_points, "bar": BAR}
+    for phase in ("cold", "warm"):
+        wb_s, ml_s = median(wb_times[phase]), median(ml_times[phase])
+        res[phase] = {"workbench": {"seconds": wb_times[phase], "median_s": wb_s, "points_per_s": n_points / wb_s},
+                      "mlflow": {"seconds": ml_times[phase], "median_s": ml_s, "points_per_s": n_points / ml_s},
+                      "ratio_points_per_s": ml_s / wb_s}
+        log(f"{phase}: workbench {fmt_s(wb_s)} ({n_points / wb_s:,.0f} points/s), mlflow {fmt_s(ml_s)} "
+            f"({n_points / ml_s:,.0f} points/s): {ml_s / wb_s:.1f}x (bar {BAR:g}x)")
+    log(f"results: {write_results('w14_server', res)}")
+
+
+if __name__ == "__main__":
+    main()
