@@ -89,7 +89,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _sign_in(page, "dana")
     nav = page.get_by_test_id("stSidebarNavLink")
     expect(nav).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
-                                     "Drift & monitoring", "Approvals"))  # no audit, no users
+                                     "Drift & monitoring", "Approvals", "API tokens"))  # no audit, no users
     _shoot(page, shots, "1-home")
     expect(page.get_by_role("heading", name="Workbench")).to_be_visible()
     labels = page.get_by_test_id("stMetricLabel")
@@ -157,7 +157,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _sign_in(page, "riley")
     links = page.get_by_test_id("stSidebarNavLink")
     expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
-                                       "Drift & monitoring", "Approvals", "Audit trail"))
+                                       "Drift & monitoring", "Approvals", "Audit trail", "API tokens"))
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
     _shoot(page, shots, "5-reviewer-home")
     assert not errors, errors
@@ -564,6 +564,27 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_data_scientist_makes_a_token_on_the_tokens_page_and_a_notebook_uses_it(server, browser):
+    url, _ = server
+    page, errors = _new_page(browser)
+    page.goto(url + "/tokens")
+    _settled(page)
+    _sign_in(page, "dana")
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    page.get_by_role("textbox", name="Name").fill("browser laptop")
+    page.get_by_role("button", name="Make token").click()
+    _settled(page)
+    expect(page.get_by_test_id("stAlert").filter(has_text="Copy it now")).to_be_visible()
+    token = page.get_by_test_id("stCode").inner_text().strip()
+    assert token.startswith("wbt_"), token
+    _shoot(page, Path(__file__).parent / "artifacts" / "browser", "9-token-made")
+    assert not errors, errors
+    page.close()
+    notebook = wb.connect(url, token=token)  # what the page showed works, as dana
+    assert (notebook.user, notebook.role) == ("dana", "data_scientist")
+    assert "browser laptop" in notebook.tokens()["name"].to_list()
 
 
 def test_an_admin_unlocks_and_resets_a_password_on_the_users_page(browser, tmp_path):

@@ -6,6 +6,7 @@ calls it over HTTP, with a remote workspace and with raw requests; on both backe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import _demo_store
 import numpy as np
+import polars as pl
 import pytest
 from _server import serving
 from sklearn.linear_model import LogisticRegression
@@ -166,6 +168,42 @@ def test_the_api_serves_every_operation_as_the_tokens_user_and_refuses_the_rest(
         except RuntimeError:
             pass
         assert dana.get_run(failing.run_id)["status"] == "FAILED"
+
+        # models through the server: saved here, checked and kept there, loaded back here
+        X = np.random.default_rng(1).normal(size=(100, 2))
+        fitted = LogisticRegression().fit(X, (X[:, 1] > 0).astype(int))
+        with dana.start_run("served", name="with a model") as run:
+            run.log_metrics({"roc_auc": 0.9})
+            mv = run.register_model(fitted, "served-model", risk_tier="low", owner_team="risk")
+        assert (mv.name, mv.version, mv.run_id) == ("served-model", 1, run.run_id)
+        # data sets and files: fingerprinted and read here, recorded there
+        frame = pl.DataFrame({"applicant_id": [f"A{i}" for i in range(50)], "income": np.arange(50.0)})
+        note = tmp_path / "notes.txt"
+        note.write_text("threshold chosen on the validation fold")
+        with dana.start_run("served", name="with data") as run2:
+            ref = run2.log_dataset(frame, "applicants", role="train", source="s3://bucket/a.parquet")
+            digest = run2.log_artifact(note)
+        assert (ref.name, ref.n_rows, ref.digest) == ("applicants", 50, wb.datasets.fingerprint(frame)[0])
+        assert ref.marks.get("applicant_id") == "identifying"  # the detector ran where the data is
+        used = dana.run_datasets(run2.run_id)
+        assert used["role"].to_list() == ["train"] and used["source"].to_list() == ["s3://bucket/a.parquet"]
+        files = dana.run_artifacts(run2.run_id)
+        assert files["name"].to_list() == ["notes.txt"] and files["sha256"].to_list() == [digest]
+        assert digest == hashlib.sha256(note.read_bytes()).hexdigest()
+        with pytest.raises(wb.ValidationError, match="64 lower-case hex"):
+            dana.log_dataset_fingerprint(dana.create_run("served"), "x", "train", "abc", "{}", 0, 0)
+        assert mv.model_class == "sklearn.linear_model._logistic.LogisticRegression"
+        loaded = wb.connect(url, token=made["lee"]).load_model("served-model", 1)
+        assert (loaded.predict_proba(X) == fitted.predict_proba(X)).all()
+        with pytest.raises(wb.ValidationError, match="not a skops model file"):
+            dana.register_model_file("junk", b"not a model at all")
+        with pytest.raises(wb.ValidationError, match="needs model_class"):
+            dana.register_model_file("junk", b"\x80\x05N.", format="pickle")
+        pickled = dana.register_model(fitted, "pickled-model", format="pickle")
+        with pytest.raises(wb.PermissionDenied, match="allow_pickle"):
+            dana.load_model("pickled-model", pickled.version)
+        assert dana.load_model("pickled-model", allow_pickle=True).coef_.tolist() == fitted.coef_.tolist()
+        assert "junk" not in dana.models()["name"].to_list()
 
         # a disabled user's tokens stop at once
         ada.set_user_disabled("dana", True)

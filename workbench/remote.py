@@ -34,8 +34,8 @@ from .tracking import runs
 
 #: Operations whose arguments or results are live objects (a run, a fitted model, frames of
 #: evidence computed where the data is): the remote workspace does not offer them yet.
-NOT_YET_REMOTE = frozenset({"register_model", "load_model", "explain", "fairness", "drift",
-                            "monitor", "log_predictions", "log_labels", "log_reference"})
+NOT_YET_REMOTE = frozenset({"explain", "fairness", "drift", "monitor", "log_predictions", "log_labels",
+                            "log_reference"})
 _TIMEOUT = 300.0
 
 
@@ -306,20 +306,45 @@ class RemoteRun:
         self._pending["tags"].update(checked)
         self._maybe_flush()
 
-    def _not_yet(self, what: str):
-        raise errors.ValidationError(f"{what} is not available through the server yet; log it from a file workspace.")
+    def log_dataset(self, data, name: str, role: str = "train", *, source: str | None = None, parents=None,
+                    marks: dict | None = None):
+        """Record a data set this run used, as ``Run.log_dataset``: fingerprinted here (the rows
+        never leave this machine), recorded by the server."""
+        from .datasets import fingerprint, to_polars
+        from .protection import column_marks
 
-    def log_dataset(self, *args, **kwargs):
-        """Not through the server yet."""
-        self._not_yet("log_dataset")
+        self._check_open()
+        runs.check_key("Data set", name)
+        runs.check_key("Data set role", role)
+        if source is None and isinstance(data, (str, os.PathLike)):
+            source = str(data)
+        df = to_polars(data)
+        column_marks.check(marks or {}, df.columns)
+        digest, schema_json = fingerprint(df)
+        self.flush()  # the server must know the run first
+        parent_ids = [getattr(p, "id", p) for p in (parents or [])]
+        return self._ws.log_dataset_fingerprint(self.run_id, name, role, digest, schema_json, df.height, df.width,
+                                                source=source, parents=parent_ids, detected=column_marks.detect(df),
+                                                marks=marks)
 
-    def log_artifact(self, *args, **kwargs):
-        """Not through the server yet."""
-        self._not_yet("log_artifact")
+    def log_artifact(self, path, name: str | None = None) -> str:
+        """Send a file to the server's artifact folder as an artifact of this run; its sha256."""
+        from pathlib import Path
 
-    def register_model(self, *args, **kwargs):
-        """Not through the server yet."""
-        self._not_yet("register_model")
+        self._check_open()
+        path = Path(path)
+        if not path.is_file():
+            raise errors.NotFoundError(f"No file at {path}: an artifact is a regular file.")
+        data = path.read_bytes()
+        self.flush()
+        return self._ws.log_artifact_bytes(self.run_id, name or path.name, data)
+
+    def register_model(self, model, name: str, **metadata):
+        """Register ``model`` as the next version of ``name``, produced by this run (saved here,
+        checked and stored by the server); as ``Run.register_model``."""
+        self._check_open()
+        self.flush()  # the server must know the run the version names
+        return self._ws.register_model(model, name, run_id=self.run_id, **metadata)
 
     def _maybe_flush(self) -> None:
         if len(self._pending["metrics"]) >= self.flush_points or time.monotonic() - self._last_flush > self.flush_seconds:
@@ -361,6 +386,30 @@ def _start_run(self, experiment, name=None, parent=None, tags=None):
         parent = parent.run_id
     return RemoteRun(self, experiment, name, parent, tags)
 
+
+def _register_model(self, model, name, *, run_id=None, **metadata):
+    # Saved here with the same rules as file mode (skops unless format="pickle"); the server
+    # opens a skops file without running code to check it, and keeps a pickle as it is.
+    fmt = metadata.pop("format", "skops")
+    from .registry import models as registry
+
+    data = registry.serialize(model, fmt)
+    cls = f"{type(model).__module__}.{type(model).__qualname__}"
+    return self.register_model_file(name, data, cls, run_id=run_id, format=fmt, **metadata)
+
+
+def _load_model(self, name, version=None, *, allow_pickle=False):
+    from .registry import models as registry
+
+    fmt, data = self.model_file(name, version)  # the server checked the bytes against the audit trail
+    return registry.load_bytes(data, fmt, allow_pickle=allow_pickle, label=f"{name} v{version or 'latest'}")
+
+
+for _fn, _op in ((_register_model, "register_model"), (_load_model, "load_model")):
+    _fn.__name__ = _fn.__qualname__ = _op
+    _fn.__doc__ = OPERATIONS[_op].doc
+    _fn.__signature__ = getattr(RemoteWorkspace, _op).__signature__
+    setattr(RemoteWorkspace, _op, _fn)
 
 _start_run.__name__ = _start_run.__qualname__ = "start_run"
 _start_run.__doc__ = OPERATIONS["start_run"].doc

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from .datasets import DatasetRef
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from .governance import requests as governance
 from .governance.api import GovernanceMethods
@@ -313,6 +314,27 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             run.flush()
 
     @operation("log_runs", writes=True)
+    def log_dataset_fingerprint(self, run_id: str, name: str, role: str, digest: str, schema_json: str, n_rows: int,
+                                n_cols: int, *, source: str | None = None, parents: list | None = None,
+                                detected: dict | None = None, marks: dict | None = None) -> DatasetRef:
+        """Record a data set one's own RUNNING run used, known by its fingerprint (the frame
+        stays where it is): how a remote run logs a data set. See ``Run.log_fingerprint``.
+
+        Returns
+        -------
+        DatasetRef
+        """
+        run = Run.attach(self.ctx, run_id, register=self._register_model)
+        return run.log_fingerprint(name, role, digest, schema_json, n_rows, n_cols, source=source, parents=parents,
+                                   detected=detected, marks=marks)
+
+    @operation("log_runs", writes=True)
+    def log_artifact_bytes(self, run_id: str, name: str, data: bytes) -> str:
+        """Store ``data`` as artifact ``name`` of one's own RUNNING run; its sha256. How a remote
+        run logs a file (``Run.log_artifact`` reads one from a path)."""
+        return Run.attach(self.ctx, run_id, register=self._register_model).log_artifact_bytes(name, data)
+
+    @operation("log_runs", writes=True)
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
         """End one's own RUNNING run (``FINISHED`` or ``FAILED``, with ``error``), committed on return.
 
@@ -401,8 +423,14 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         if risk_tier is not None:
             registry.check_risk_tier(risk_tier)
         registry.check_model_text(dict(owner_team=owner_team, use_case=use_case, description=description))
-        digest, size = artifacts.put_bytes(self.store.artifact_root, registry.serialize(model, format))
+        data = registry.serialize(model, format)
         cls = f"{type(model).__module__}.{type(model).__qualname__}"
+        return self._register_bytes(data, cls, name, run_id=run_id, owner_team=owner_team, use_case=use_case,
+                                    risk_tier=risk_tier, description=description, format=format)
+
+    def _register_bytes(self, data: bytes, cls: str, name: str, *, run_id, owner_team, use_case, risk_tier,
+                        description, format) -> ModelVersion:
+        digest, size = artifacts.put_bytes(self.store.artifact_root, data)
         return self._call(lambda conn: registry.register(
             conn, self.user, self.role, name=name, digest=digest, size=size, model_class=cls, run_id=run_id,
             owner_team=owner_team, use_case=use_case, risk_tier=risk_tier, description=description, fmt=format))
@@ -489,6 +517,73 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         digest, fmt = self._in_transaction(lambda conn: registry.recorded_file(conn, mv.name, mv.version, mv.sha256))
         return registry.load(self.store.artifact_root, digest, fmt, allow_pickle=allow_pickle,
                              label=f"{mv.name} v{mv.version}")
+
+    @operation("register_models", writes=True)
+    def register_model_file(self, name: str, data: bytes, model_class: str | None = None, *, run_id: str | None = None,
+                            **metadata) -> ModelVersion:
+        """Register a model saved elsewhere (``registry.serialize``'s bytes): how a remote
+        workspace registers the model it fitted. A skops file is opened here (no code runs) to
+        check it holds only trusted types and to name its class; a pickle is kept as it is,
+        named ``model_class``, and loads only with ``allow_pickle=True``.
+
+        Parameters
+        ----------
+        name : str
+            The registered model.
+        data : bytes
+            The model file.
+        model_class : str, optional
+            The model's class (``module.Class``): needed for a pickle, taken from the file for skops.
+        run_id : str, optional
+            The run that produced it.
+        **metadata
+            As for :meth:`register_model` (``format`` is ``"skops"`` or ``"pickle"``).
+
+        Returns
+        -------
+        ModelVersion
+
+        Raises
+        ------
+        ValidationError
+            For a file that is not a model in the named format, untrusted skops types, a pickle
+            without ``model_class``, or unknown metadata.
+        """
+        unknown = sorted(set(metadata) - _MODEL_METADATA)
+        if unknown:
+            raise ValidationError(f"register_model_file takes {', '.join(sorted(_MODEL_METADATA))}; not {unknown}.")
+        fmt = metadata.pop("format", "skops")
+        registry.check_format(fmt)
+        if fmt == "pickle":
+            if not isinstance(model_class, str) or not model_class.strip():
+                raise ValidationError("A pickled model needs model_class (module.Class): the server does not unpickle it.")
+            cls = model_class.strip()
+        else:
+            try:
+                model = registry.load_bytes(bytes(data), fmt, label=f"the file for {name!r}")
+            except IntegrityError as exc:
+                raise ValidationError(str(exc)) from None
+            except Exception as exc:  # noqa: BLE001 - not a skops file at all: the caller's mistake
+                raise ValidationError(f"The file for {name!r} is not a skops model file ({type(exc).__name__}).") from None
+            cls = f"{type(model).__module__}.{type(model).__qualname__}"
+        self._require("register_models")
+        check_key("Model", name)
+        if run_id is not None:
+            self.get_run(run_id)
+        if metadata.get("risk_tier") is not None:
+            registry.check_risk_tier(metadata["risk_tier"])
+        registry.check_model_text({k: metadata.get(k) for k in ("owner_team", "use_case", "description")})
+        return self._register_bytes(bytes(data), cls, name, run_id=run_id, owner_team=metadata.get("owner_team"),
+                                    use_case=metadata.get("use_case"), risk_tier=metadata.get("risk_tier"),
+                                    description=metadata.get("description"), format=fmt)
+
+    @operation(READ, writes=False)
+    def model_file(self, name: str, version: int | str | None = None) -> tuple[str, bytes]:
+        """A version's model file as ``(format, bytes)``, checked against the digest the audit
+        trail recorded: how a remote workspace loads a model (it deserialises on its side)."""
+        mv = self.get_model_version(name, version)
+        digest, fmt = self._in_transaction(lambda conn: registry.recorded_file(conn, mv.name, mv.version, mv.sha256))
+        return fmt, artifacts.get_bytes(self.store.artifact_root, digest)
 
     @operation("register_models", writes=True)
     def set_stage(self, name: str, version: int, stage: str, reason: str | None = None) -> str:

@@ -254,11 +254,35 @@ def load(root, digest: str, fmt: str, *, allow_pickle: bool = False, label: str 
     KeyUnavailableError
         If the file is encrypted and the configured artifact key (if any) cannot open it.
     """
+    check_loadable(fmt, allow_pickle, label)
+    return load_bytes(artifacts.get_bytes(root, digest), fmt, allow_pickle=allow_pickle, label=label)
+
+
+def check_loadable(fmt: str, allow_pickle: bool, label: str) -> None:
+    """Refuse a pickle without ``allow_pickle`` (before any byte is read or sent).
+
+    Raises
+    ------
+    PermissionDenied
+        For ``fmt == "pickle"`` without ``allow_pickle``.
+    """
     if fmt == "pickle" and not allow_pickle:
         raise PermissionDenied(
             f"{label} was saved as a pickle, and loading a pickle runs whatever code it holds. Pass allow_pickle=True "
             "only if you trust whoever registered it (see the version's created_by).")
-    data = artifacts.get_bytes(root, digest)
+
+
+def load_bytes(data: bytes, fmt: str, *, allow_pickle: bool = False, label: str = "this model") -> Any:
+    """A model from its file's bytes (already checked against its digest), by the rules of :func:`load`.
+
+    Raises
+    ------
+    PermissionDenied
+        For a pickle without ``allow_pickle``.
+    IntegrityError
+        If a skops file holds untrusted types.
+    """
+    check_loadable(fmt, allow_pickle, label)
     if fmt == "pickle":
         return pickle.load(io.BytesIO(data))
     import skops.io as sio

@@ -494,13 +494,63 @@ class Run:
         if source is None and isinstance(data, (str, Path)):
             source = str(data)
         df = to_polars(data)
-        explicit = column_marks.check(marks or {}, df.columns)
+        column_marks.check(marks or {}, df.columns)
         digest, schema_json = fingerprint(df)
-        detected = column_marks.detect(df)
+        return self.log_fingerprint(name, role, digest, schema_json, df.height, df.width, source=source,
+                                    parents=parents, detected=column_marks.detect(df), marks=marks)
+
+    def log_fingerprint(self, name: str, role: str, digest: str, schema_json: str, n_rows: int, n_cols: int, *,
+                        source: str | None = None, parents: list | None = None, detected: dict | None = None,
+                        marks: dict[str, str] | None = None) -> DatasetRef:
+        """Record a data set known by its fingerprint (:func:`workbench.datasets.fingerprint`):
+        what :meth:`log_dataset` does once it has read the frame, and how a server records a
+        data set a remote run fingerprinted where the data is.
+
+        Parameters
+        ----------
+        name, role, source, parents, marks
+            As for :meth:`log_dataset`.
+        digest : str
+            The content's sha256 (64 hex digits).
+        schema_json : str
+            ``{column: dtype}`` as JSON text, in column order.
+        n_rows, n_cols : int
+            Its size; ``n_cols`` is the number of columns in ``schema_json``.
+        detected : dict, optional
+            The detector's proposals, ``{column: (mark, reason)}``.
+
+        Raises
+        ------
+        ValidationError
+            For a malformed digest, schema or size, or marks and proposals for unknown columns.
+        NotFoundError
+            If a parent does not exist.
+        """
+        self._check_open()
+        check_key("Data set", name)
+        check_key("Data set role", role)
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValidationError(f"A data set digest is 64 lower-case hex digits (sha256), not {brief(digest)}.")
+        try:
+            columns = list(json.loads(schema_json)) if isinstance(schema_json, str) else None
+        except ValueError:
+            columns = None
+        if columns is None or not isinstance(json.loads(schema_json), dict):
+            raise ValidationError("The schema must be JSON text of {column: dtype}.")
+        for what, value in (("n_rows", n_rows), ("n_cols", n_cols)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValidationError(f"{what} must be a whole number >= 0, not {brief(value)}.")
+        if n_cols != len(columns):
+            raise ValidationError(f"n_cols is {n_cols} but the schema names {len(columns)} columns.")
+        explicit = column_marks.check(marks or {}, columns)
+        detected = dict(detected or {})
+        if set(detected) - set(columns) or not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in detected.values()):
+            raise ValidationError("detected must map the data set's columns to (mark, reason).")
+        column_marks.check({c: v[0] for c, v in detected.items()}, columns)
         parent_ids = [p.id if isinstance(p, DatasetRef) else int(p) for p in (parents or [])]
         self.flush()  # the run row must exist before rows that point at it
-        return self._ctx.call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, df.height,
-                                                        df.width, source, parent_ids, detected, explicit))
+        return self._ctx.call(lambda conn: _log_dataset(conn, self, name, role, digest, schema_json, int(n_rows),
+                                                        int(n_cols), source, parent_ids, detected, explicit))
 
     def log_artifact(self, path: str | os.PathLike, name: str | None = None) -> str:
         """Copy a file into the content-addressed artifact folder; returns its sha256.
@@ -526,6 +576,19 @@ class Run:
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ValidationError(f"Artifact name {name!r} may not contain path separators.")
         digest, size = artifacts.put_file(self._ctx.store.artifact_root, path)
+        self.flush()
+        return self._ctx.call(lambda conn: _log_artifact(conn, self, name, digest, size))
+
+    def log_artifact_bytes(self, name: str, data: bytes) -> str:
+        """Store ``data`` as the artifact ``name`` of this run (a file's content sent by a remote
+        run); as :meth:`log_artifact`, which reads it from a path."""
+        self._check_open()
+        name = check_key("Artifact", name)
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValidationError(f"Artifact name {name!r} may not contain path separators.")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ValidationError(f"An artifact's content is bytes, not {type(data).__name__}.")
+        digest, size = artifacts.put_bytes(self._ctx.store.artifact_root, bytes(data))
         self.flush()
         return self._ctx.call(lambda conn: _log_artifact(conn, self, name, digest, size))
 
