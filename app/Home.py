@@ -26,10 +26,12 @@ if signed is not None:
     with st.sidebar:
         st.caption(f"Signed in as **{ui.plain(signed.user)}** ({signed.role.replace('_', ' ')})")
         if st.button("Sign out", icon=":material/logout:"):
-            with ui.shown_errors():
-                auth.sign_out(ui.store_location(), signed)
-            del st.session_state[ui.SIGNED]
             if signed.method == "oidc":
+                with ui.shown_errors():
+                    auth.sign_out(ui.store_location(), signed)
+                del st.session_state[ui.SIGNED]
                 st.logout()  # also end the identity provider's session (reruns the app)
+            with ui.shown_errors():
+                ui.sign_out()  # under the server, also the session and its cookie
             st.rerun()
 nav.run()

@@ -142,6 +142,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
 
     # A comparison opened from a shared link: the parallel-coordinates chart is drawn.
     # A new browser session: the link asks for sign-in, then shows its own view.
+    page.context.clear_cookies()  # a browser that never signed in (no session cookie)
     page.goto(f"{url}/compare?runs={','.join(compare_ids)}")
     _settled(page)
     _sign_in(page, "dana")
@@ -152,8 +153,7 @@ def test_dashboard_in_a_browser(server, browser, tmp_path):
     _shoot(page, shots, "4-compare")
 
     # A reviewer: no write actions, no Users page; the audit trail is there.
-    page.get_by_role("button", name="Sign out").click()
-    _settled(page)
+    _sign_out(page)
     _sign_in(page, "riley")
     links = page.get_by_test_id("stSidebarNavLink")
     expect(links).to_have_text(_titles("Home", "Experiments", "Compare runs", "Models", "Explanations", "Fairness",
@@ -253,8 +253,7 @@ def test_a_lead_approves_a_pending_request_and_the_audit_trail_shows_it(server, 
     expect(page.get_by_role("heading", name="Approvals")).to_be_visible()
     expect(page.get_by_text("nobody decides their own request")).to_be_visible()
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-    page.get_by_role("button", name="Sign out").click()
-    _settled(page)
+    _sign_out(page)
 
     # a lead opens the same link, approves
     page.goto(link)
@@ -382,14 +381,23 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
     _url_holds(page, experiment="credit-risk", filter="metrics.accuracy > 0.8")
     expect(_runs_caption(page)).to_have_text(f"{n_08} runs")
 
-    # The URL is the shareable link: a new session on it (after sign-in) shows the last values.
+    # A reload keeps the sign-in (the session's cookie) and shows the last values; the URL is the
+    # shareable link: opened in another browser, after sign-in, it shows them too.
     page.reload()
     _settled(page)
-    _sign_in(page, "dana")
+    expect(page.get_by_text("Signed in as dana")).to_be_visible()
     expect(box).to_have_value("metrics.accuracy > 0.8")
     expect(experiment).to_have_value("credit-risk")
     _url_holds(page, experiment="credit-risk", filter="metrics.accuracy > 0.8")
     expect(_runs_caption(page)).to_have_text(f"{n_08} runs")
+    other, other_errors = _new_page(browser)  # a new browser context: no cookie
+    other.goto(page.url)
+    _settled(other)
+    _sign_in(other, "dana")
+    expect(other.get_by_role("textbox", name="Filter")).to_have_value("metrics.accuracy > 0.8")
+    expect(_runs_caption(other)).to_have_text(f"{n_08} runs")
+    assert not other_errors, other_errors
+    other.close()
 
     page.get_by_test_id("stSidebarNavLink").filter(has_text="Models").click()
     _settled(page)
@@ -411,7 +419,7 @@ def test_every_second_change_sticks_and_a_reload_restores_the_last(server, brows
     _shoot(page, shots, "13-models-second-change")
     page.reload()
     _settled(page)
-    _sign_in(page, "dana")
+    expect(page.get_by_text("Signed in as dana")).to_be_visible()  # the session's cookie: no second sign-in
     expect(model).to_have_value("diabetes-progression")
     expect(versions).to_have_attribute("aria-rowcount", str(n_versions["diabetes-progression"] + 1))
     expect(page.get_by_test_id("stException")).to_have_count(0)
@@ -468,7 +476,7 @@ def test_approvals_queue_and_request_changes_stick(server, browser):
     shows(rid)
     page.reload()
     _settled(page)
-    _sign_in(page, "lee")
+    expect(page.get_by_text("Signed in as lee")).to_be_visible()  # the session's cookie: no second sign-in
     expect(queue("All")).to_be_checked()  # the first queue that holds the link's request
     shows(rid)
     expect(page.get_by_test_id("stException")).to_have_count(0)
@@ -520,7 +528,7 @@ def test_no_page_asks_any_host_but_the_server(server, browser):
         if role == "data_scientist":  # a comparison draws its charts only when it has runs
             page.goto(f"{url}/compare?runs={','.join(compare_ids)}")
             _settled(page)
-            _sign_in(page, user_of[role])
+            expect(page.get_by_text(f"Signed in as {user_of[role]}")).to_be_visible()  # the session's cookie
             expect(page.locator(".js-plotly-plot .parcoords").first).to_be_attached(timeout=UI_TIMEOUT)
             only_the_server(f"a comparison ({role})")
         assert not errors, errors
@@ -557,6 +565,13 @@ def _sign_in(page: Page, name: str) -> None:
     expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
 
 
+def _sign_out(page: Page) -> None:
+    """Sign out and wait until the browser is back on the sign-in form (through the cookie route)."""
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    _settled(page)
+
+
 def _shoot(page: Page, folder: Path, name: str) -> None:
     """A screenshot of each step, kept as a test artifact (tests/artifacts/, git-ignored)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -564,6 +579,50 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert len(data) > 1000 and data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_sign_in_survives_a_reload_and_ends_at_sign_out_or_when_the_account_is_disabled(server, browser):
+    url, _ = server
+    admin = _ws(url, "ada")
+    admin.add_user("sam", "reviewer", "sam-reloads-pages-7")
+    page, errors = _new_page(browser)
+    page.goto(url + "/models")
+    _settled(page)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("textbox", name="User name").fill("sam")
+    page.get_by_role("textbox", name="Password").fill("sam-reloads-pages-7")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(url + "/models")  # through the cookie route and back to the page asked for
+    _settled(page)
+    expect(page.get_by_text("Signed in as sam")).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "wb_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    page.reload()  # a new Streamlit session: the cookie brings the sign-in back
+    _settled(page)
+    expect(page.get_by_text("Signed in as sam")).to_be_visible()
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(url + "/")
+    _settled(page)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert "wb_session" not in {c["name"] for c in page.context.cookies()}
+    page.reload()
+    _settled(page)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # signed out for good
+    # signed in again, then disabled by an admin: the next load is signed out
+    page.get_by_role("textbox", name="User name").fill("sam")
+    page.get_by_role("textbox", name="Password").fill("sam-reloads-pages-7")
+    page.get_by_role("button", name="Sign in").click()
+    _settled(page)
+    expect(page.get_by_text("Signed in as sam")).to_be_visible()
+    admin.set_user_disabled("sam", True)
+    page.reload()
+    _settled(page)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    trail = admin.audit_events(entity="user/sam")["action"].to_list()
+    assert {"session.open", "session.cookie", "session.end", "user.disable"} <= set(trail)
+    assert not errors, errors
+    page.close()
 
 
 def test_a_data_scientist_makes_a_token_on_the_tokens_page_and_a_notebook_uses_it(server, browser):

@@ -149,7 +149,8 @@ def _inert(page: Page, watch: Watch, where: str) -> None:
 
 
 def _open(page: Page, url: str, user: str = "ada") -> None:
-    """A page by its address: a new session, so sign in first (a link opens its own view after sign-in)."""
+    """A page by its address in a new browser session, so sign in first (a link opens its own view after sign-in)."""
+    page.context.clear_cookies()  # the last open's session cookie would sign this one in
     page.goto(url)
     _settled(page)
     _sign_in(page, user)

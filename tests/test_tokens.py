@@ -67,10 +67,10 @@ def test_each_user_makes_and_sees_their_own_and_an_admin_anyones(team):
     ({"name": "x" * 65}, "1 to 64 characters"),
     ({"name": "ok", "expires_days": 0}, "from 1 to 366"),
     ({"name": "ok", "expires_days": 400}, "from 1 to 366"),
-    ({"name": "ok", "expires_days": True}, "whole number"),
+    ({"name": "ok", "expires_days": True}, "expires_days must be int, not bool"),
     ({"name": "ok", "operations": ["start_run", "launch_rockets"]}, r"Unknown operation\(s\) \['launch_rockets'\]"),
     ({"name": "ok", "operations": []}, "could do nothing"),
-    ({"name": "ok", "operations": "start_run"}, "list of operation names"),
+    ({"name": "ok", "operations": "start_run"}, "operations must be None or list, not str"),
 ])
 def test_a_bad_token_request_is_refused_and_nothing_is_made(team, bad, message):
     with pytest.raises(wb.ValidationError, match=message):

@@ -64,12 +64,14 @@ class Client:
     def __repr__(self) -> str:  # never the token
         return f"Client({self.url!r})"
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection, and whether it was used before (a server may have closed it since)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-            conn = self._local.conn = cls(self._parts.hostname, self._parts.port, timeout=_TIMEOUT)
-        return conn
+        if conn is not None:
+            return conn, True
+        cls = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+        conn = self._local.conn = cls(self._parts.hostname, self._parts.port, timeout=_TIMEOUT)
+        return conn, False
 
     def post(self, path: str, body: dict | None = None) -> Any:
         """POST ``body`` (encoded with :mod:`workbench.wire`) to ``/api/<path>``; the decoded result."""
@@ -84,8 +86,8 @@ class Client:
         if data is not None:
             headers["Content-Type"] = "application/json"
         prefix = self._parts.path.rstrip("/")
-        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: reconnect once
-            conn = self._connection()
+        while True:
+            conn, reused = self._connection()
             try:
                 conn.request(method, f"{prefix}/api/{path}", body=data, headers=headers)
                 resp = conn.getresponse()
@@ -94,7 +96,9 @@ class Client:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()
                 self._local.conn = None
-                if attempt == 2 or method != "GET" and not isinstance(exc, http.client.RemoteDisconnected):
+                # A kept-alive connection the server closed while it was idle (uvicorn does after
+                # a few seconds) fails before the request is read: send it again on a new one.
+                if not reused:
                     raise errors.StoreError(f"The workbench server at {self.url} closed the connection: {exc}.") from None
             except OSError as exc:
                 conn.close()

@@ -127,6 +127,17 @@ def _store(store: StoreLike) -> Store:
     return shared_store(_location(store))[0]
 
 
+def write(store: StoreLike, op: Callable[[sa.Connection], tuple[Any, list[Event]]]) -> Any:
+    """Commit a write op (``op(conn) -> (result, events)``) on ``store`` through this process's
+    writer: for sign-in records made before anyone acts in a workspace (sessions too)."""
+    return _call(store, op)
+
+
+def store_of(store: StoreLike) -> Store:
+    """The process's :class:`~workbench.store.connection.Store` for a path, URL, Workspace or Store."""
+    return _store(store)
+
+
 def _row(conn: sa.Connection, name: str):
     """The users row of ``name``, or None (also for names no account could have)."""
     try:
@@ -566,11 +577,14 @@ def set_user_disabled(ctx: Ctx, name: str, disabled: bool) -> None:
     if disabled and name == ctx.user:
         raise ValidationError("You cannot disable your own account: ask another admin.")
 
+    from . import sessions  # here: sessions builds on this module
+
     def op(conn):
         row = users.get(conn, name)
         _update(conn, name, disabled=disabled)
+        ended = sessions.end_all(conn, name) if disabled else 0  # their dashboard sessions end at once
         return None, [Event(ctx.user, ctx.role, "user.disable" if disabled else "user.enable", "user", name,
-                            {"was_disabled": bool(row["disabled"])})]
+                            {"was_disabled": bool(row["disabled"]), "sessions_ended": ended})]
 
     ctx.call(op)
 
@@ -690,5 +704,5 @@ __all__ = [
     "WRONG", "THROTTLED", "client_key", "sign_in", "sign_out", "is_expired", "check_session", "session_minutes",
     "oidc_configured", "sign_in_oidc", "check_password", "set_password", "set_user_disabled", "unlock_user",
     "blocked_addresses", "unblock_address", "accounts", "address_row", "address_blocked_until",
-    "count_address_failure",
+    "count_address_failure", "write", "store_of",
 ]

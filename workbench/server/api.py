@@ -29,13 +29,13 @@ from typing import Any
 import polars as pl
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ConfigDict, create_model
 
 from .. import errors, wire
 from .._version import __version__
 from ..operations import OPERATIONS, Operation
-from ..people import tokens
+from ..people import sessions, tokens
 from ..store.shared import shared_store
 from ..workspace import Workspace
 
@@ -204,9 +204,36 @@ def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
         return {"user": caller.who.user, "role": caller.who.role, "token_id": caller.who.token_id,
                 "operations": list(caller.who.operations) if caller.who.operations is not None else None}
 
+    @api.get("/session/open", include_in_schema=False)
+    def open_session(request: Request, code: str = "", next: str = "/") -> Response:
+        """The browser's stop after a sign-in: trade the one-time code for the session cookie."""
+        try:
+            secret, expires = sessions.redeem(location, code)
+        except errors.AuthenticationError:
+            return RedirectResponse(_same_site(next), status_code=303)  # the page shows the sign-in form again
+        reply = RedirectResponse(_same_site(next), status_code=303)
+        reply.set_cookie(sessions.COOKIE, secret, httponly=True, samesite="lax", path="/",
+                         secure=request.url.scheme == "https", expires=expires)
+        return reply
+
+    @api.get("/session/close", include_in_schema=False)
+    def close_session(request: Request, next: str = "/") -> Response:
+        """Sign-out's stop: end the session the cookie names and forget the cookie."""
+        sessions.end(location, request.cookies.get(sessions.COOKIE))
+        reply = RedirectResponse(_same_site(next), status_code=303)
+        reply.delete_cookie(sessions.COOKIE, path="/")
+        return reply
+
     for op in OPERATIONS.values():
         _add_route(api, op, authenticate)
     return api
+
+
+def _same_site(path: str) -> str:
+    """``path`` if it is a path of this server ("/models?x=1"), else "/": never a redirect elsewhere."""
+    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
 
 
 def _add_route(api: FastAPI, op: Operation, authenticate) -> None:

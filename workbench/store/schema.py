@@ -25,8 +25,8 @@ from sqlmodel import Field, SQLModel
 #: 7: store_info.artifact_root (where a migrated store's files are); PostgreSQL indexes.
 #: 8: issue 15 (trust and data defects): the columns its fixes add (all nullable, added in place).
 #: 9: JSON columns that are not hashed become typed JSON (DuckDB JSON, PostgreSQL jsonb), in place.
-#: 10: API tokens (the server, issue 17).
-SCHEMA_VERSION = 10
+#: 10: API tokens (the server, issue 17). 11: dashboard sessions that survive a reload.
+SCHEMA_VERSION = 11
 
 
 
@@ -187,6 +187,24 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_by: str | None = None
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard sign-in that outlives the browser tab's websocket: the browser holds the
+    secret in an HttpOnly cookie, the store only its sha256. Made with a one-time code (30 s)
+    that the browser trades for the cookie at ``/api/session/open``; ended by sign-out, expiry,
+    or the account being disabled."""
+
+    __tablename__ = "dashboard_sessions"
+    id: int | None = Field(default=None, sa_column=_id("dashboard_sessions_id_seq"))
+    user_name: str = Field(index=True)
+    method: str  # password or oidc
+    address: str | None = None  # the client key it was opened from
+    signed_in_at: datetime = Field(sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    code_sha256: str | None = Field(default=None, sa_column=sa.Column(sa.String, unique=True, nullable=True))
+    code_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    secret_sha256: str | None = Field(default=None, sa_column=sa.Column(sa.String, unique=True, nullable=True))
 
 
 class SignInAddress(SQLModel, table=True):

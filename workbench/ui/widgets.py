@@ -13,11 +13,12 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote, urlencode, urlsplit
 
 import streamlit as st
 
 import workbench as wb
-from workbench.people import auth, roles
+from workbench.people import auth, roles, sessions
 
 PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
 SIGNED = "wb_signed"  # session_state key holding auth.SignedIn
@@ -49,15 +50,67 @@ def _workspace(store: str, user: str | None) -> wb.Workspace:
     return wb.connect(store, user=user)
 
 
+def served() -> bool:
+    """Whether the dashboard runs inside ``workbench serve`` (with its ``/api`` routes), where a
+    sign-in is kept in a cookie and survives a reload."""
+    return bool(os.environ.get("WORKBENCH_SERVER_URL"))
+
+
+def redirect(path: str) -> None:
+    """Send the browser to ``path`` on this server, and stop the script.
+
+    Streamlit has no public call for this. ``st.login`` sends the browser to its HTTP route with
+    a message the frontend follows (``window.location``); the sign-in's cookie route needs the
+    same, so this sends that message. ``tests/test_browser.py`` signs in and reloads: it fails
+    if a Streamlit upgrade stops following it.
+    """
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        msg = ForwardMsg()
+        msg.auth_redirect.url = path
+        ctx.enqueue(msg)
+    st.stop()
+
+
+def _here() -> str:
+    """This page's path and query, to come back to after the cookie route."""
+    try:
+        path = urlsplit(st.context.url or "/").path or "/"
+        query = {k: st.query_params.get_all(k) for k in st.query_params}  # st.context.url has no query
+    except (AttributeError, TypeError, ValueError):  # AppTest's context has no URL
+        return "/"
+    return path + (f"?{urlencode(query, doseq=True)}" if query else "")
+
+
+def _cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(sessions.COOKIE)
+    except (AttributeError, TypeError):  # AppTest's context gives a mock
+        return None
+    return value if isinstance(value, str) else None
+
+
 def signed_in() -> auth.SignedIn | None:
-    """The signed-in user of this browser session, or None (an expired session is ended)."""
+    """The signed-in user of this browser session, or None (an expired session is ended).
+
+    Under the server a reload starts a new Streamlit session: the ``wb_session`` cookie
+    brings the sign-in back (:func:`workbench.people.sessions.resume`, which reads the account
+    from the store again)."""
     signed = st.session_state.get(SIGNED)
+    if signed is None and served():
+        signed = sessions.resume(store_location(), _cookie())
+        if signed is not None:
+            st.session_state[SIGNED] = signed
     if signed is None:
         return None
     if auth.is_expired(signed):
         del st.session_state[SIGNED]
         try:  # the trail records the end of the session too
             auth.sign_out(store_location(), signed)
+            sessions.end(store_location(), _cookie(), reason="expired")
         except wb.WorkbenchError:
             pass
         st.session_state["wb_expired"] = signed.expires_at
@@ -67,6 +120,7 @@ def signed_in() -> auth.SignedIn | None:
         del st.session_state[SIGNED]
         try:
             auth.sign_out(store_location(), signed)
+            sessions.end(store_location(), _cookie(), reason=reason)
         except wb.WorkbenchError:
             pass
         st.session_state["wb_revoked"] = reason
@@ -129,6 +183,7 @@ def sign_in_form() -> None:
         except wb.WorkbenchError as exc:
             st.error(plain(exc), icon=":material/error:")
         else:
+            _keep_signed_in()
             st.rerun()
     if auth.oidc_configured():
         if not st.user.is_logged_in:
@@ -142,7 +197,25 @@ def sign_in_form() -> None:
         except wb.WorkbenchError as exc:
             st.error(plain(exc), icon=":material/error:")
         else:
+            _keep_signed_in()
             st.rerun()
+
+
+def _keep_signed_in() -> None:
+    """Under the server: record the sign-in as a session and let the browser fetch its cookie
+    (the one-time code's route sends it back here), so a reload keeps it."""
+    if served():
+        code = sessions.issue(store_location(), st.session_state[SIGNED], address=client_address())
+        redirect(f"/api/session/open?code={code}&next={quote(_here(), safe='')}")
+
+
+def sign_out() -> None:
+    """End this browser's sign-in: the audit event, and under the server the session and its cookie."""
+    signed = st.session_state.pop(SIGNED, None)
+    if signed is not None:
+        auth.sign_out(store_location(), signed)
+    if served():
+        redirect("/api/session/close?next=/")
 
 
 @contextmanager
