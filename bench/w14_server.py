@@ -10,9 +10,10 @@ processes (50 runs each), all logging at once, each over HTTP to a server on thi
   (its default for a team that starts one), per run ``create_run``, ``log_batch`` (params and
   at most 1,000 metrics a call) and ``set_terminated``, as BENCHMARKS.md's anchor does.
 
-Timed, for both: from starting the 4 clients until the last one exits, every run acknowledged
+Timed, for both: from the moment all 4 clients have started, imported their library and made
+a first request (they wait at a barrier) until the last one exits, every run acknowledged
 (committed) by then; then the counts are checked through the server. Not timed: starting the
-servers, making the user and token, the experiment. Cold: the first load on a freshly started
+servers and the clients' processes, making the user and token, the experiment. Cold: the first load on a freshly started
 server; warm: a second load (another experiment) on the same server right after.
 
 Run by hand:  python bench/w14_server.py [--reps 3]
@@ -70,12 +71,25 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def _client(target, args, ready, go) -> None:
+    client = target(*args[:2])  # import and connect before the clock starts
+    ready.release()
+    go.wait()
+    target.log(client, *args[2:])
+
+
 def _run_clients(target, args_of) -> float:
-    ctx = mp.get_context("spawn")  # fresh clients, as separate notebooks or jobs would be
-    jobs = [ctx.Process(target=target, args=args_of(k)) for k in range(CLIENTS)]
-    t0 = time.perf_counter()
+    """Start the clients (fresh processes, as separate notebooks or jobs would be), let each
+    import and connect, then start the clock and let them all log; stop it when the last exits."""
+    ctx = mp.get_context("spawn")
+    ready, go = ctx.Semaphore(0), ctx.Event()
+    jobs = [ctx.Process(target=_client, args=(target, args_of(k), ready, go)) for k in range(CLIENTS)]
     for j in jobs:
         j.start()
+    for _ in jobs:
+        ready.acquire()
+    t0 = time.perf_counter()
+    go.set()
     for j in jobs:
         j.join()
     secs = time.perf_counter() - t0
@@ -84,10 +98,20 @@ def _run_clients(target, args_of) -> float:
 
 
 # -- workbench ------------------------------------------------------------------------------
-def wb_client(url: str, token: str, params, metrics, experiment: str) -> None:
-    import workbench as wb
+class WbClient:
+    """A workbench client: connect (untimed), then log its share of the runs."""
 
-    ws = wb.connect(url, token=token)
+    def __call__(self, url: str, token: str):
+        import workbench as wb
+
+        return wb.connect(url, token=token)
+
+    @staticmethod
+    def log(ws, params, metrics, experiment: str) -> None:
+        wb_log(ws, params, metrics, experiment)
+
+
+def wb_log(ws, params, metrics, experiment: str) -> None:
     for p, steps in zip(params, metrics):
         with ws.start_run(experiment) as run:
             run.log_params(p)
@@ -117,7 +141,7 @@ def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
         times = []
         for experiment in ("w14-cold", "w14-warm"):
             ws.end_run(ws.create_run(experiment))  # the experiment exists before the clock starts, as MLflow's
-            times.append(_run_clients(wb_client, lambda k, e=experiment: (
+            times.append(_run_clients(WbClient(), lambda k, e=experiment: (
                 url, token, params[k::CLIENTS], metrics[k::CLIENTS], e)))
             found = ws.search_runs(experiment=experiment)
             assert found.height == N_RUNS + 1, found.height
@@ -128,11 +152,24 @@ def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
 
 
 # -- MLflow ---------------------------------------------------------------------------------
-def ml_client(url: str, exp_id: str, params, metrics) -> None:
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
+class MlClient:
+    """An MLflow client: connect (untimed), then log its share of the runs."""
 
-    client = MlflowClient(tracking_uri=url)
+    def __call__(self, url: str, exp_id: str):
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=url)
+        client.get_experiment(exp_id)  # the first request, as workbench's connect makes one
+        return client, exp_id
+
+    @staticmethod
+    def log(client_and_exp, params, metrics) -> None:
+        ml_log(*client_and_exp, params, metrics)
+
+
+def ml_log(client, exp_id: str, params, metrics) -> None:
+    from mlflow.entities import Metric, Param
+
     for p, steps in zip(params, metrics):
         run_id = client.create_run(exp_id).info.run_id
         ts = int(time.time() * 1000)
@@ -160,7 +197,7 @@ def ml_round(folder: Path, params, metrics) -> tuple[float, float]:
         times = []
         for experiment in ("w14-cold", "w14-warm"):
             exp_id = client.create_experiment(experiment)
-            times.append(_run_clients(ml_client, lambda k, e=exp_id: (url, e, params[k::CLIENTS], metrics[k::CLIENTS])))
+            times.append(_run_clients(MlClient(), lambda k, e=exp_id: (url, e, params[k::CLIENTS], metrics[k::CLIENTS])))
             runs = client.search_runs([exp_id], max_results=1000)
             assert len(runs) == N_RUNS, len(runs)
             assert len(client.get_metric_history(runs[0].info.run_id, "m0")) == N_STEPS

@@ -314,7 +314,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             run.flush()
 
     @operation("log_runs", writes=True)
-    def log_dataset_fingerprint(self, run_id: str, name: str, role: str, digest: str, schema_json: str, n_rows: int,
+    def log_dataset_fingerprint(self, run_id: str, name: str, role: str, digest: str, columns_json: str, n_rows: int,
                                 n_cols: int, *, source: str | None = None, parents: list | None = None,
                                 detected: dict | None = None, marks: dict | None = None) -> DatasetRef:
         """Record a data set one's own RUNNING run used, known by its fingerprint (the frame
@@ -325,7 +325,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         DatasetRef
         """
         run = Run.attach(self.ctx, run_id, register=self._register_model)
-        return run.log_fingerprint(name, role, digest, schema_json, n_rows, n_cols, source=source, parents=parents,
+        return run.log_fingerprint(name, role, digest, columns_json, n_rows, n_cols, source=source, parents=parents,
                                    detected=detected, marks=marks)
 
     @operation("log_runs", writes=True)
@@ -988,10 +988,23 @@ def _log_into(run: Run, params: dict | None, metrics: list | None, tags: dict | 
         run.log_params(params)
     if tags:
         run.set_tags(tags)
+    # Consecutive points of one step go in as one log_metrics call (a run's 500 points are 50
+    # calls, not 500); a key seen again, another step, or a point without one starts the next.
+    group: dict = {}
+    step = None
     for point in metrics or []:
         if not isinstance(point, (list, tuple)) or len(point) not in (2, 3) or not isinstance(point[0], str):
             raise ValidationError(f"A metric point is [key, value] or [key, value, step], not {str(point)[:80]}.")
-        run.log_metrics({point[0]: point[1]}, step=point[2] if len(point) == 3 else None)
+        if len(point) == 2 or point[2] != step or point[0] in group or type(point[2]) is not type(step):
+            if group:
+                run.log_metrics(group, step=step)
+            group, step = {}, None
+        if len(point) == 2:
+            run.log_metrics({point[0]: point[1]})
+        else:
+            group[point[0]], step = point[1], point[2]
+    if group:
+        run.log_metrics(group, step=step)
 
 
 def _check_evidence_id(evidence_id) -> None:
