@@ -39,7 +39,7 @@ with ui.shown_errors():
     if listed.is_empty():
         st.info("No tokens yet.")
     else:
-        st.dataframe(listed, hide_index=True, width="stretch")
+        st.dataframe(ui.token_table(listed), hide_index=True, width="stretch")
         active = listed.filter(listed["status"] == "active")
         if not active.is_empty():
             labels = {f"{r['id']}: {r['user']} / {r['name']}": r["id"] for r in active.iter_rows(named=True)}

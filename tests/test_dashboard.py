@@ -648,6 +648,10 @@ def test_a_user_makes_a_token_sees_it_once_and_revokes_it(monkeypatch):
     assert "toggle" not in [w.type for w in at.main]  # "every user's tokens" is for admins only
     at.run()  # the next run: the token is not shown again
     assert not at.code and shown not in str([d.value for d in at.dataframe])
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["Id", "User", "Name", "Status", "Limited to", "Made", "Made by", "Expires",
+                                   "Last used", "Revoked"]
+    assert table["Limited to"].tolist() == ["models, start_run"] and table["Last used"].tolist() == [""]
     next(b for b in at.button if b.label == "Revoke").click().run()
     _assert_clean(at)
     assert wb.connect(copy, user="dana").tokens()["status"].to_list() == ["revoked"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlencode, urlsplit
 
+import polars as pl
 import streamlit as st
 
 import workbench as wb
@@ -161,6 +162,21 @@ def client_address() -> str | None:
             return value.split(",")[-1].strip()
     address = st.context.ip_address
     return address if isinstance(address, str) else None  # AppTest's context gives a mock
+
+
+def token_table(tokens: pl.DataFrame) -> pl.DataFrame:
+    """API tokens as people read them: plain headers, dates to the minute, blanks for "never"."""
+
+    def when(col: str) -> pl.Expr:
+        return pl.col(col).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%d %H:%M").fill_null("")
+
+    return tokens.select(
+        pl.col("id").alias("Id"), pl.col("user").alias("User"), pl.col("name").alias("Name"),
+        pl.col("status").alias("Status"),
+        pl.col("operations").fill_null("all the role may do").str.replace_all(r'[\[\]"]', "")
+        .str.replace_all(",", ", ").alias("Limited to"),
+        when("created_at").alias("Made"), pl.col("created_by").alias("Made by"), when("expires_at").alias("Expires"),
+        when("last_used_at").alias("Last used"), when("revoked_at").alias("Revoked"))
 
 
 def sign_in_form() -> None:
