@@ -60,6 +60,12 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
+def _artifacts() -> dict[str, str]:
+    """The artifact folder the test set for its store (a fresh PostgreSQL store records none)."""
+    folder = os.environ.get("WORKBENCH_ARTIFACTS")
+    return {"WORKBENCH_ARTIFACTS": folder} if folder else {}
+
+
 @contextmanager
 def serving(store, log_path: Path, *options: str, scheme: str = "http",
             health: Callable[[str], bytes | None] = _health, started: list | None = None):
@@ -75,7 +81,8 @@ def serving(store, log_path: Path, *options: str, scheme: str = "http",
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store),
                                  "--port", str(port), *options],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_demo_store.cli_env(), cwd=_demo_store.REPO, start_new_session=True)
+                                env=_demo_store.cli_env(**_artifacts()), cwd=_demo_store.REPO,
+                                start_new_session=True)
         if started is not None:
             started.append(proc)
         try:

@@ -1010,6 +1010,8 @@ def _log_into(run: Run, params: dict | None, metrics: list | None, tags: dict | 
 def _check_evidence_id(evidence_id) -> None:
     if isinstance(evidence_id, bool) or not isinstance(evidence_id, int) and not hasattr(evidence_id, "__index__"):
         raise ValidationError(f"An evidence id is the integer in ws.evidence()['id'], got {evidence_id!r}.")
+    if not 0 < int(evidence_id) < 2**31:  # ids are 32-bit: PostgreSQL refuses a bigger one outright
+        raise NotFoundError(f"No evidence with id {evidence_id}.")
 
 
 def _with_head_mark(check: audit.ChainCheck, store: Store, conn) -> audit.ChainCheck:

@@ -27,6 +27,7 @@ from datetime import date, datetime
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -183,6 +184,14 @@ def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"error": "ValidationError", "message": problems}, status_code=400)
+
+    @api.exception_handler(sa.exc.DataError)
+    def _data_error(request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # a value the database cannot hold in its column (a number out of range, text it refuses):
+        # the caller's value, named by the database's own words
+        said = str(exc.orig).splitlines()[0] if exc.orig is not None else "a value the store cannot hold"
+        return JSONResponse({"error": "ValidationError", "message": f"A value does not fit the store: {said}"},
+                            status_code=400)
 
     @api.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> JSONResponse:

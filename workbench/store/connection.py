@@ -211,6 +211,7 @@ def frame(raw, sql: str, params: list | dict | None = None) -> pl.DataFrame:
     polars.DataFrame
         One column per result column; a repeated column name gets a ``_1``, ``_2`` ... suffix.
     """
+    _refuse_nul_in_read(params)
     if hasattr(raw, "pgconn"):  # psycopg 3
         with raw.cursor() as cur:
             cur.execute(pg_sql(sql), params or [])
@@ -260,6 +261,7 @@ def copy_frame(raw, sql: str, schema: dict) -> pl.DataFrame:
 
 def raw_rows(raw, sql: str, params: list | None = None) -> list:
     """A query's rows as tuples from a driver connection (DuckDB, or psycopg with its placeholders rewritten)."""
+    _refuse_nul_in_read(params)
     if hasattr(raw, "pgconn"):
         with raw.cursor() as cur:
             cur.execute(pg_sql(sql), params or [])
@@ -341,6 +343,13 @@ def _refuse_nul(conn, cursor, statement, parameters, context, executemany) -> No
     if parameters and _has_nul(parameters):
         raise ValidationError("A text contains a NUL character (0x00), which the store cannot keep: "
                               "remove it. Nothing of this change was saved.")
+
+
+def _refuse_nul_in_read(params) -> None:
+    """A value to look up with NUL (0x00) in it: no stored text holds one, and PostgreSQL refuses
+    it outright. Refused on both backends alike, before the query."""
+    if params and _has_nul(params):
+        raise ValidationError("A value contains a NUL character (0x00), which no stored text holds: remove it.")
 
 
 _live_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
