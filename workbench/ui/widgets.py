@@ -173,8 +173,9 @@ def token_table(tokens: pl.DataFrame) -> pl.DataFrame:
     return tokens.select(
         pl.col("id").alias("Id"), pl.col("user").alias("User"), pl.col("name").alias("Name"),
         pl.col("status").alias("Status"),
-        pl.col("operations").fill_null("all the role may do").str.replace_all(r'[\[\]"]', "")
-        .str.replace_all(",", ", ").alias("Limited to"),
+        # the list as JSON text: PostgreSQL's jsonb spaces it, DuckDB's does not
+        pl.col("operations").str.replace_all(r'[\[\]"\s]', "").str.replace_all(",", ", ")
+        .fill_null("all the role may do").alias("Limited to"),
         when("created_at").alias("Made"), pl.col("created_by").alias("Made by"), when("expires_at").alias("Expires"),
         when("last_used_at").alias("Last used"), when("revoked_at").alias("Revoked"))
 
