@@ -36,7 +36,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import banner, fmt_s, fresh_dir, log, median, quiet_mlflow, write_results  # noqa: E402
-from w1_logging import METRIC_KEYS, N_METRICS, N_RUNS, N_STEPS, make_data  # noqa: E402
+from w1_logging import (  # noqa: E402
+    N_METRICS,
+    N_RUNS,
+    N_STEPS,
+    make_data,
+    ml_log_runs,
+    wb_log,
+)
 
 CLIENTS = 4
 BAR = 10.0
@@ -111,14 +118,6 @@ class WbClient:
         wb_log(ws, params, metrics, experiment)
 
 
-def wb_log(ws, params, metrics, experiment: str) -> None:
-    for p, steps in zip(params, metrics):
-        with ws.start_run(experiment) as run:
-            run.log_params(p)
-            for s, vals in enumerate(steps):
-                run.log_metrics(dict(zip(METRIC_KEYS, vals)), step=s)
-
-
 def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
     import workbench as wb
     from workbench.store import shared
@@ -164,20 +163,7 @@ class MlClient:
 
     @staticmethod
     def log(client_and_exp, params, metrics) -> None:
-        ml_log(*client_and_exp, params, metrics)
-
-
-def ml_log(client, exp_id: str, params, metrics) -> None:
-    from mlflow.entities import Metric, Param
-
-    for p, steps in zip(params, metrics):
-        run_id = client.create_run(exp_id).info.run_id
-        ts = int(time.time() * 1000)
-        ms = [Metric(k, v, ts, s) for s, vals in enumerate(steps) for k, v in zip(METRIC_KEYS, vals)]
-        ps = [Param(k, v) for k, v in p.items()]
-        for i in range(0, len(ms), 1000):
-            client.log_batch(run_id, metrics=ms[i:i + 1000], params=ps if i == 0 else [])
-        client.set_terminated(run_id)
+        ml_log_runs(*client_and_exp, params, metrics)
 
 
 def ml_round(folder: Path, params, metrics) -> tuple[float, float]:

@@ -121,14 +121,20 @@ def wb_rep(params, metrics) -> float:
 
 # -- MLflow ---------------------------------------------------------------------------------
 def ml_log(client, folder: Path, params, metrics, experiment: str = "w1") -> None:
+
+    exp_id = client.create_experiment(experiment, artifact_location=str(folder / "artifacts"))
+    ml_log_runs(client, exp_id, params, metrics)
+
+
+def ml_log_runs(client, exp_id: str, params, metrics) -> None:
+    """MLflow's side of a run, the same for W1 and W14: create, ``log_batch`` (params and at most
+    1,000 metrics a call), ``set_terminated``."""
     from mlflow.entities import Metric, Param
 
-    keys = METRIC_KEYS
-    exp_id = client.create_experiment(experiment, artifact_location=str(folder / "artifacts"))
     for p, steps in zip(params, metrics):
         run_id = client.create_run(exp_id).info.run_id
         ts = int(time.time() * 1000)
-        ms = [Metric(k, v, ts, s) for s, vals in enumerate(steps) for k, v in zip(keys, vals)]
+        ms = [Metric(k, v, ts, s) for s, vals in enumerate(steps) for k, v in zip(METRIC_KEYS, vals)]
         ps = [Param(k, v) for k, v in p.items()]
         for i in range(0, len(ms), 1000):
             client.log_batch(run_id, metrics=ms[i:i + 1000], params=ps if i == 0 else [])
