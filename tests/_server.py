@@ -68,12 +68,13 @@ def _artifacts() -> dict[str, str]:
 
 @contextmanager
 def serving(store, log_path: Path, *options: str, scheme: str = "http",
-            health: Callable[[str], bytes | None] = _health, started: list | None = None):
+            health: Callable[[str], bytes | None] = _health, started: list | None = None, env: dict | None = None):
     """``workbench serve --store store [options]`` on a free port until the block ends.
 
     Yields (url, port) once ``health(url)`` answers ``ok``; fails the test, with the server's
     log, if it exits or stays unhealthy for ``STARTUP_TIMEOUT`` seconds. The server's process
-    (the leader of its own process group) is appended to ``started`` when given.
+    (the leader of its own process group) is appended to ``started`` when given; ``env`` adds
+    variables to its environment.
     """
     port = _free_port()
     url = f"{scheme}://127.0.0.1:{port}"
@@ -81,7 +82,7 @@ def serving(store, log_path: Path, *options: str, scheme: str = "http",
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store),
                                  "--port", str(port), *options],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_demo_store.cli_env(**_artifacts()), cwd=_demo_store.REPO,
+                                env=_demo_store.cli_env(**_artifacts(), **(env or {})), cwd=_demo_store.REPO,
                                 start_new_session=True)
         if started is not None:
             started.append(proc)

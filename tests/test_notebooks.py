@@ -11,16 +11,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
 
 import nbformat
 import polars as pl
 import pytest
+from _server import serving
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 import workbench as wb
+from workbench.demo.notebooks import token_variable
+from workbench.store import shared
 from workbench.workspace import operator_workspace
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -183,13 +187,32 @@ def test_notebook_is_saved_clean(path):
             assert cell.outputs == [] and cell.execution_count is None, f"cell {i} has saved output"
 
 
+@contextmanager
+def _through_a_server(store, tmp_path, monkeypatch):
+    """The notebook's environment names a running server and the demo accounts' tokens, not the file."""
+    op = operator_workspace(store)
+    op.add_user("nb-user", "data_scientist")
+    op.add_user("nb-lead", "lead")
+    tokens = {name: op.create_token("notebooks", user=name)["token"] for name in ("nb-user", "nb-lead")}
+    shared.close(store)
+    with serving(store, tmp_path / "serve.log") as (url, _):
+        monkeypatch.setenv("WORKBENCH_URL", url)
+        monkeypatch.setenv("WORKBENCH_TOKEN", tokens["nb-user"])
+        monkeypatch.setenv(token_variable("nb-lead"), tokens["nb-lead"])
+        monkeypatch.delenv("WORKBENCH_STORE")  # the notebook must not open the file (a served one refuses)
+        yield
+
+
+@pytest.mark.parametrize("side", ["file", "server"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, notebook_env, tmp_path):
+def test_notebook_runs_top_to_bottom(path, side, notebook_env, tmp_path, monkeypatch):
+    """Unchanged both ways: on the store file, and through a server holding it (the environment decides)."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    execute(nb, workdir)
+    with _through_a_server(notebook_env, tmp_path, monkeypatch) if side == "server" else nullcontext():
+        execute(nb, workdir)
 
     kernel_python = "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip()
     assert _same_python(kernel_python), f"kernel ran {kernel_python}, not {sys.executable}"

@@ -29,13 +29,15 @@ from typing import Any
 
 from . import errors, wire
 from . import workspace as _filled  # noqa: F401  (importing it declares every operation)
+from .evidence import compute
 from .operations import OPERATIONS
+from .people import roles
 from .tracking import runs
 
-#: Operations whose arguments or results are live objects (a run, a fitted model, frames of
-#: evidence computed where the data is): the remote workspace does not offer them yet.
-NOT_YET_REMOTE = frozenset({"explain", "fairness", "drift", "monitor", "log_predictions", "log_labels",
-                            "log_reference"})
+#: Parameters that take a frame: read here (a pandas frame, a file of this machine) and sent as
+#: a polars frame, so the server never opens a path of its own disk.
+_FRAME_PARAMETERS = {"log_predictions": ("frame",), "log_labels": ("frame",), "log_reference": ("data",),
+                     "monitor": ("reference",)}
 _TIMEOUT = 300.0
 
 
@@ -111,6 +113,13 @@ class Client:
         return wire.decode(json.loads(body))
 
 
+def _frame(value):
+    from .datasets import to_polars
+    from .evidence.drift import ReferenceProfile
+
+    return value if isinstance(value, ReferenceProfile) else to_polars(value)
+
+
 def _error_classes() -> dict[str, type]:
     """Every workbench error class by name (those of other modules too, e.g. FilterSyntaxError)."""
     found, todo = {}, [errors.WorkbenchError]
@@ -140,14 +149,13 @@ def _remote_method(name: str):
     sig = op.signature
 
     def method(self, *args, **kwargs):
-        if name in NOT_YET_REMOTE:
-            raise errors.ValidationError(f"{name} is not available through the server yet; use a file workspace "
-                                         "on a store no server holds.")
         bound = sig.bind(*args, **kwargs)
         body = {}
         for key, value in bound.arguments.items():
             if sig.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
                 body.update(value)
+            elif key in _FRAME_PARAMETERS.get(name, ()) and value is not None:
+                body[key] = _frame(value)
             else:
                 body[key] = value
         return self._client.post(f"v1/ops/{name}", body)
@@ -409,7 +417,43 @@ def _load_model(self, name, version=None, *, allow_pickle=False):
     return registry.load_bytes(data, fmt, allow_pickle=allow_pickle, label=f"{name} v{version or 'latest'}")
 
 
-for _fn, _op in ((_register_model, "register_model"), (_load_model, "load_model")):
+# Evidence is computed here, where the data and the model are (workbench.evidence.compute), and
+# recorded by the server's record_* operations, which pseudonymise with the store's key and
+# judge by the store's policy. The role is checked first only to fail before the work: the
+# server checks it again when the result is recorded.
+def _explain(self, model_version, X, **options):
+    roles.require(self.user, self.role, "compute_evidence")
+    return compute.explain(self, model_version, X, **options)
+
+
+def _fairness(self, model_version, X, y_true, **options):
+    roles.require(self.user, self.role, "compute_evidence")
+    return compute.fairness(self, model_version, X, y_true, **options)
+
+
+def _drift(self, reference, current, **options):
+    if options.get("model_version") is not None:
+        roles.require(self.user, self.role, "compute_evidence")
+    return compute.drift(self, reference, current, **options)
+
+
+_monitor_on_server = RemoteWorkspace.monitor
+
+
+def _monitor(self, model_version, window="1d", *, reference=None, start=None, end=None, alerts=True,
+             allow_pickle=False, task=None):
+    # The server computes the windows (the logs are there) but never unpickles: a pickled
+    # model's task is read here, from the model loaded on this side.
+    if allow_pickle and task is None:
+        name, version = compute.version_ref(self, model_version)
+        model = self.load_model(name, version, allow_pickle=True)
+        task = "classification" if hasattr(model, "predict_proba") else "regression"
+    return _monitor_on_server(self, model_version, window, reference=reference, start=start, end=end, alerts=alerts,
+                              task=task)
+
+
+for _fn, _op in ((_register_model, "register_model"), (_load_model, "load_model"), (_explain, "explain"),
+                 (_fairness, "fairness"), (_drift, "drift"), (_monitor, "monitor")):
     _fn.__name__ = _fn.__qualname__ = _op
     _fn.__doc__ = OPERATIONS[_op].doc
     _fn.__signature__ = getattr(RemoteWorkspace, _op).__signature__
@@ -421,4 +465,4 @@ _start_run.__signature__ = RemoteWorkspace.start_run.__signature__
 RemoteWorkspace.start_run = _start_run
 
 
-__all__ = ["RemoteWorkspace", "RemoteRun", "Client", "connect", "is_url", "NOT_YET_REMOTE"]
+__all__ = ["RemoteWorkspace", "RemoteRun", "Client", "connect", "is_url"]

@@ -7,6 +7,7 @@ JSON cannot hold travels as a one-key object whose key starts with ``$``:
 - ``{"$float": "NaN"}`` (and ``"Infinity"``, ``"-Infinity"``)
 - ``{"$bytes": "<base64>"}``, ``{"$path": "/srv/out/card.html"}``, ``{"$tuple": [...]}``
 - ``{"$frame": "<base64 Arrow IPC stream>"}``: a polars frame, its dtypes kept
+- ``{"$series": "<base64 Arrow IPC stream>"}``: a polars series (a frame of one column)
 - ``{"$dataclass": "workbench.registry.models:ModelVersion", "fields": {...}}``: a result type of
   an operation (only classes of the ``workbench`` package are rebuilt)
 - ``{"$dict": [[key, value], ...]}``: a dict with a key that starts with ``$`` or is not text.
@@ -81,6 +82,8 @@ def encode(value: Any) -> Any:
         return {"$path": str(value)}
     if isinstance(value, pl.DataFrame):
         return {"$frame": base64.b64encode(frame_bytes(value)).decode()}
+    if isinstance(value, pl.Series):
+        return {"$series": base64.b64encode(frame_bytes(value.to_frame())).decode()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
         return {"$dataclass": f"{cls.__module__}:{cls.__qualname__}",
@@ -122,6 +125,12 @@ def _dataclass(name: str, fields: dict) -> Any:
         raise ValidationError(f"{name}: {exc}") from None
 
 
+def _series(frame: pl.DataFrame) -> pl.Series:
+    if frame.width != 1:
+        raise ValidationError(f"A $series holds one column, not {frame.width}.")
+    return frame.to_series()
+
+
 _TAGS = {
     "$datetime": datetime.fromisoformat,
     "$date": date.fromisoformat,
@@ -129,6 +138,7 @@ _TAGS = {
     "$bytes": base64.b64decode,
     "$path": Path,
     "$frame": lambda v: read_frame(base64.b64decode(v)),
+    "$series": lambda v: _series(read_frame(base64.b64decode(v))),
     "$tuple": lambda v: tuple(decode(x) for x in v),
     "$dict": lambda v: {decode(k): decode(x) for k, x in v},
 }

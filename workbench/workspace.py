@@ -14,6 +14,7 @@ import polars as pl
 
 from .datasets import DatasetRef
 from .errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
+from .evidence import compute
 from .governance import requests as governance
 from .governance.api import GovernanceMethods
 from .monitoring.api import MonitoringMethods
@@ -620,13 +621,11 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             conn, self.user, self.role, name, fields))
 
     # -- evidence ------------------------------------------------------------------------
+    # Computed where the data is (workbench.evidence.compute, in this process or a remote
+    # client's), then recorded by the record_* operations, which run where the store is: they
+    # alone pseudonymise identifying values and judge verdicts by the store's policy.
     def _version_ref(self, model_version) -> tuple[str, int]:
-        if isinstance(model_version, ModelVersion):
-            return model_version.name, model_version.version
-        if isinstance(model_version, tuple) and len(model_version) == 2:
-            mv = self.get_model_version(*model_version)
-            return mv.name, mv.version
-        raise ValidationError("Give a ModelVersion (from register_model or get_model_version) or (name, version).")
+        return compute.version_ref(self, model_version)
 
     @operation("compute_evidence", writes=True)
     def fairness(self, model_version, X, y_true, *, sensitive_features, y_pred=None, threshold: float = 0.5,
@@ -638,46 +637,15 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         ``favorable_label``: the class that benefits the person (selection). For a model of
         default risk where 1 means "will default", pass 0: selection rates are then approval
         rates, as the four-fifths rule intends.
+        Computed where ``X`` is (through a server: on the client), judged by the store's
+        fairness policy for the model's risk tier (:meth:`record_fairness`).
         Returns the :class:`~workbench.evidence.fairness.FairnessReport` with ``verdict``, ``reasons``,
         ``policy`` and ``evidence_id`` set.
         """
-        from . import policy
-        from .datasets import to_polars
-        from .evidence.fairness import fairness_report
-
-        name, version = self._version_ref(model_version)
-        frame = to_polars(X)
-        features = [sensitive_features] if isinstance(sensitive_features, str) else list(sensitive_features)
-        missing = [f for f in features if f not in frame.columns]
-        if missing:
-            raise ValidationError(f"Sensitive feature(s) {missing} are not columns of X (it has {frame.columns[:12]}...).")
-        if frame.height == 0:  # before the model predicts on nothing (scikit-learn's error names no input)
-            raise ValidationError("X has no rows: fairness needs the predictions and outcomes of at least one "
-                                  "person per group.")
-        model = self.load_model(name, version, allow_pickle=allow_pickle)
-        is_classifier = hasattr(model, "predict_proba")
-        task = task or ("binary" if is_classifier else "regression")
-        y_score = None
-        if y_pred is None:
-            inputs = _model_inputs(model, frame, features)
-            if task == "binary":
-                y_score = model.predict_proba(inputs)[:, 1]
-                y_pred = (y_score >= threshold).astype(int)
-            else:
-                y_pred = model.predict(inputs)
-        report = fairness_report(y_true, y_pred, frame.select(features), task=task, reference_group=reference_group,
-                                 min_group_size=min_group_size, n_bootstrap=n_bootstrap,
-                                 favorable_label=favorable_label)
-        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
-        verdict, rules, reasons = policy.fairness_verdict(report.summary, tier) if task == "binary" else (None, None, [])
-        stored = report.to_dict()  # JSON-safe; the per-group rows go to Parquet, not here
-        stored.pop("by_group")
-        numbers = stored.pop("summary")
-        summary = {**stored, **numbers, "verdict": verdict, "reasons": reasons, "threshold": threshold,
-                   "favorable_label": favorable_label}
-        report.evidence_id = self._store_evidence(name, version, "fairness", summary, report.by_group, verdict, rules)
-        report.verdict, report.reasons, report.policy = verdict, reasons, rules
-        return report
+        return compute.fairness(self, model_version, X, y_true, sensitive_features=sensitive_features, y_pred=y_pred,
+                                threshold=threshold, reference_group=reference_group, min_group_size=min_group_size,
+                                n_bootstrap=n_bootstrap, task=task, favorable_label=favorable_label,
+                                allow_pickle=allow_pickle)
 
     @operation("compute_evidence", writes=True)
     def explain(self, model_version, X, *, y=None, sample=None, max_rows: int | None = 10_000, row_id: str | None = None,
@@ -686,7 +654,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
         Per-row SHAP values (keyed by row id) go to a Parquet file in the artifact folder;
         the summary (explainer, output, base value, global importance, additivity check,
-        sampling, permutation importance, partial dependence) goes to the store. Returns
+        sampling, permutation importance, partial dependence, the digests of ``X`` and ``y``)
+        goes to the store. Computed where ``X`` is (through a server: on the client). Returns
         the :class:`~workbench.evidence.explain.Explanation` with ``evidence_id`` set.
 
         ``masked``: features whose values per-row views never show (protected attributes,
@@ -695,35 +664,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         Identifying columns of ``X`` (the version's data set marks, else the detector's),
         ``row_id`` included, are stored as keyed tokens.
         """
-        from .datasets import to_polars
-        from .evidence.explain import explain_model
-        from .protection import column_marks
-
-        name, version = self._version_ref(model_version)
-        model = self.load_model(name, version, allow_pickle=allow_pickle)
-        frame = to_polars(X)
-        marked = self._marks(frame, name, version, None)
-        identifying = [c for c, m in marked.items() if m == "identifying"]
-        bar = _ProgressBar(f"Explaining {name} v{version}") if progress else None
-        try:
-            result = explain_model(model, frame, y=y, sample=sample, max_rows=max_rows, row_id=row_id,
-                                   progress=bar.update if bar else None, **options)
-        finally:
-            if bar:
-                bar.close()
-        summary = result.summary()
-        features = [r["feature"] for r in summary["global_importance"]]
-        if masked is None:
-            masked = [f for f in features if marked.get(f, column_marks.propose([f]).get(f)) in ("identifying", "sensitive")]
-        elif unknown := [c for c in masked if c not in features]:
-            raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
-        summary["masked"] = sorted(masked)
-        # the stored rows carry tokens, never the identifying values (the row id included)
-        table = result.to_frame(with_values=True)
-        hidden = [f"value:{c}" for c in identifying] + (["row_id"] if row_id in identifying else [])
-        result.evidence_id = self._store_evidence(name, version, "explanation", summary,
-                                                  self._pseudonymise(table, hidden), None, None)
-        return result
+        return compute.explain(self, model_version, X, y=y, sample=sample, max_rows=max_rows, row_id=row_id,
+                               masked=masked, progress=progress, allow_pickle=allow_pickle, **options)
 
     @operation("compute_evidence", writes=True, checked_inside=True)  # only to store against a version
     def drift(self, reference, current, *, columns: list[str] | None = None, column_kinds: dict | None = None,
@@ -734,49 +676,127 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         ``reference`` and ``current``: polars or pandas DataFrames or Parquet path(s), read a
         column at a time; ``reference`` may also be a :class:`~workbench.evidence.drift.ReferenceProfile`
         prepared once for many windows. With ``model_version`` the report is judged by the
-        drift policy of the model's risk tier and stored. ``engine="evidently"`` runs
-        Evidently itself and keeps its HTML report too.
+        drift policy of the model's risk tier and stored (:meth:`record_drift`).
+        ``engine="evidently"`` runs Evidently itself and keeps its HTML report too.
         Returns the :class:`~workbench.evidence.drift.DriftReport`.
         """
-        from . import policy
-        from .evidence import drift
-
-        if engine not in ("workbench", "evidently"):
-            raise ValidationError(f"engine must be 'workbench' or 'evidently', got {engine!r}.")
         if model_version is not None:
             self._require("compute_evidence")
-            name, version = self._version_ref(model_version)
-            self.get_model_version(name, version)  # refuse an unknown version before the work
-        options = dict(columns=columns, column_kinds=column_kinds, target=target, prediction=prediction)
-        if engine == "evidently":
-            from .datasets import to_polars
-            from .evidence.drift import ReferenceProfile
-            from .evidence.drift_evidently import evidently_report
+        return compute.drift(self, reference, current, columns=columns, column_kinds=column_kinds,
+                             model_version=model_version, target=target, prediction=prediction, engine=engine,
+                             progress=progress)
 
-            # the stored HTML shows values: identifying ones as tokens
-            if model_version is not None and not isinstance(reference, ReferenceProfile):
-                reference, current = to_polars(reference), to_polars(current)
-                hidden = self._identifying(current, name, version, None)
-                reference, current = self._pseudonymise(reference, hidden), self._pseudonymise(current, hidden)
-            report = evidently_report(reference, current, **options)
-        else:
-            bar = _ProgressBar("Drift", unit="columns") if progress else None
-            try:
-                report = drift.drift_report(reference, current, progress=bar.update if bar else None, **options)
-            finally:
-                if bar:
-                    bar.close()
-        if model_version is None:
-            return report
-        summary = report.summary()
-        if report.html is not None:
-            summary["evidently_html_sha256"] = artifacts.put_bytes(self.store.artifact_root, report.html.encode())[0]
+    @operation("compute_evidence", writes=True)
+    def record_explanation(self, name: str, version: int, summary: dict, table: pl.DataFrame, *,
+                           row_id: str | None = None, masked: list[str] | None = None) -> dict:
+        """Store an explanation computed by :func:`workbench.evidence.compute.explain` (``explain``
+        calls this; through a server it runs there).
+
+        The identifying columns among the explained values (``value:<feature>``) and the row
+        ids are decided here (the version's data set marks, else the detector's reading of
+        the values) and stored as keyed tokens; ``masked`` defaults to the identifying and
+        sensitive features.
+
+        Parameters
+        ----------
+        name, version : str, int
+            The version explained.
+        summary : dict
+            The explanation's summary (it must list ``global_importance``).
+        table : polars.DataFrame
+            Per-row SHAP values with the explained values (``Explanation.to_frame(with_values=True)``).
+        row_id : str, optional
+            The column of ``X`` the row ids came from.
+        masked : list of str, optional
+            Features whose values per-row views never show.
+
+        Returns
+        -------
+        dict
+            ``{"evidence_id", "masked"}``.
+        """
+        from .protection import column_marks
+
+        self.get_model_version(name, version)
+        features = _explained_features(summary, table)
+        values = table.select([f"value:{f}" for f in features if f"value:{f}" in table.columns])
+        values = values.rename({c: c.removeprefix("value:") for c in values.columns})
+        if row_id and "row_id" in table.columns and row_id not in values.columns:
+            values = values.with_columns(table["row_id"].alias(row_id))
+        marked = self._marks(values, name, version, None)
+        identifying = [c for c, m in marked.items() if m == "identifying"]
+        if masked is None:
+            masked = [f for f in features if marked.get(f, column_marks.propose([f]).get(f)) in ("identifying", "sensitive")]
+        elif unknown := [c for c in masked if c not in features]:
+            raise ValidationError(f"masked names column(s) {unknown[:8]} that are not explained features {features[:8]}.")
+        # the stored rows carry tokens, never the identifying values (the row id included)
+        hidden = [f"value:{c}" for c in identifying if f"value:{c}" in table.columns]
+        hidden += ["row_id"] if row_id in identifying and "row_id" in table.columns else []
+        summary = {**summary, "masked": sorted(masked)}
+        evidence_id = self._store_evidence(name, version, "explanation", summary, self._pseudonymise(table, hidden),
+                                           None, None)
+        return {"evidence_id": evidence_id, "masked": sorted(masked)}
+
+    @operation("compute_evidence", writes=True)
+    def record_fairness(self, name: str, version: int, summary: dict, by_group: pl.DataFrame) -> dict:
+        """Store a fairness report computed by :func:`workbench.evidence.compute.fairness`, judged
+        here by the fairness policy of the model's risk tier (a binary task's; a regression's
+        is stored unjudged). Whatever verdict ``summary`` carries is replaced.
+
+        Returns
+        -------
+        dict
+            ``{"evidence_id", "verdict", "reasons", "policy"}``.
+        """
+        from . import policy
+
+        self.get_model_version(name, version)
         tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
-        report.verdict, report.policy, report.reasons = policy.drift_verdict(summary, tier)
-        summary.update(verdict=report.verdict, reasons=report.reasons)
-        report.evidence_id = self._store_evidence(name, version, "drift", summary, report.columns,
-                                                  report.verdict, report.policy)
-        return report
+        task = summary.get("task")
+        if task not in ("binary", "regression"):
+            raise ValidationError(f"A fairness summary names its task ('binary' or 'regression'), not {task!r}.")
+        verdict, rules, reasons = policy.fairness_verdict(summary, tier) if task == "binary" else (None, None, [])
+        summary = {**summary, "verdict": verdict, "reasons": reasons}
+        evidence_id = self._store_evidence(name, version, "fairness", summary, by_group, verdict, rules)
+        return {"evidence_id": evidence_id, "verdict": verdict, "reasons": reasons, "policy": rules}
+
+    @operation("compute_evidence", writes=True)
+    def record_drift(self, name: str, version: int, summary: dict, columns: pl.DataFrame, *,
+                     html: str | None = None) -> dict:
+        """Store a drift report computed by :func:`workbench.evidence.compute.drift`, judged here by
+        the drift policy of the model's risk tier (whatever verdict ``summary`` carries is
+        replaced); ``html``, Evidently's report, is kept as an artifact.
+
+        Returns
+        -------
+        dict
+            ``{"evidence_id", "verdict", "reasons", "policy"}``.
+        """
+        from . import policy
+
+        self.get_model_version(name, version)
+        summary = dict(summary)
+        if html is not None:
+            summary["evidently_html_sha256"] = artifacts.put_bytes(self.store.artifact_root, html.encode())[0]
+        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
+        try:
+            verdict, rules, reasons = policy.drift_verdict(summary, tier)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"The drift summary lacks or mistypes a number the policy needs: {exc}.") from None
+        summary.update(verdict=verdict, reasons=reasons)
+        evidence_id = self._store_evidence(name, version, "drift", summary, columns, verdict, rules)
+        return {"evidence_id": evidence_id, "verdict": verdict, "reasons": reasons, "policy": rules}
+
+    @operation("compute_evidence", writes=False)
+    def pseudonymise_frames(self, name: str, version: int, frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+        """``frames`` with the version's identifying columns as the store's keyed tokens (decided
+        on the first frame: the version's data set marks, else the detector's reading): what
+        Evidently's HTML report may show of them."""
+        self.get_model_version(name, version)
+        if not frames or not all(isinstance(f, pl.DataFrame) for f in frames):
+            raise ValidationError("frames is a non-empty list of frames.")
+        hidden = self._identifying(frames[0], name, version, None)
+        return [self._pseudonymise(f, [c for c in hidden if c in f.columns]) for f in frames]
 
     def _store_evidence(self, name: str, version: int, kind: str, summary: dict, table: pl.DataFrame,
                         verdict: str | None, rules: dict | None) -> int:
@@ -949,34 +969,6 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         return {k: int(v) for k, v in row.items()}
 
 
-class _ProgressBar:
-    """A tqdm bar (a notebook widget or terminal line) fed by ``update(done, total)``."""
-
-    def __init__(self, title: str, unit: str = "rows") -> None:
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(desc=title, unit=unit)
-
-    def update(self, done: int, total: int) -> None:
-        self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _model_inputs(model, frame: pl.DataFrame, sensitive: list[str]):
-    """The columns the model was fitted on (pandas), else every non-sensitive column."""
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return frame.drop(sensitive).to_pandas()
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        raise ValidationError(f"X lacks the model's input column(s) {missing[:8]}.")
-    return frame.select(list(names)).to_pandas()
-
-
 #: What register_model takes besides the model, its name and run.
 _MODEL_METADATA = frozenset({"owner_team", "use_case", "risk_tier", "description", "format"})
 
@@ -1005,6 +997,17 @@ def _log_into(run: Run, params: dict | None, metrics: list | None, tags: dict | 
             group[point[0]], step = point[1], point[2]
     if group:
         run.log_metrics(group, step=step)
+
+
+def _explained_features(summary: dict, table: pl.DataFrame) -> list[str]:
+    """The features an explanation's summary lists, each a column of its table (else ValidationError)."""
+    rows = summary.get("global_importance") if isinstance(summary, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("feature"), str) for r in rows):
+        raise ValidationError("An explanation's summary lists global_importance: [{'feature': ..., ...}, ...].")
+    features = [r["feature"] for r in rows]
+    if absent := [f for f in features if f not in table.columns]:
+        raise ValidationError(f"The explanation's table lacks the SHAP column(s) of {absent[:8]}.")
+    return features
 
 
 def _check_evidence_id(evidence_id) -> None:

@@ -151,13 +151,16 @@ class MonitoringMethods:
 
     @operation("record_alerts", writes=True, checked_inside=True)  # only with alerts=True
     def monitor(self, model_version, window: str = "1d", *, reference: Any = None, start=None, end=None,
-                alerts: bool = True, allow_pickle: bool = False) -> monitoring.MonitorReport:
+                alerts: bool = True, allow_pickle: bool = False, task: str | None = None) -> monitoring.MonitorReport:
         """Per ``window`` of logged predictions: volume, latency, errors, performance over the
         labelled rows, drift against the reference (default: the one logged with
         :meth:`log_reference`), and the monitor policy's breaches. With ``alerts`` (needs a
         data scientist or lead), new breaches are recorded as alerts; when the policy names a
         retraining command, the newest new alert is marked pending for the scheduler, which
         runs it (never this process: see :mod:`workbench.monitoring.retrain`).
+
+        ``task``: ``"classification"`` or ``"regression"``; default: read from the model
+        (loading it).
 
         Raises
         ------
@@ -180,7 +183,11 @@ class MonitoringMethods:
         if reference is None:
             references = self._batches(name, version, "reference", last=True)
             reference = references[0] if references else None
-        task = "classification" if hasattr(self.load_model(name, version, allow_pickle=allow_pickle), "predict_proba") else "regression"
+        if task is None:
+            model = self.load_model(name, version, allow_pickle=allow_pickle)
+            task = "classification" if hasattr(model, "predict_proba") else "regression"
+        elif task not in ("classification", "regression"):
+            raise ValidationError(f"task is 'classification' or 'regression', not {task!r}.")
         policy = self.monitor_policy(name)
         report = monitoring.monitor(logs, window=window, task=task, thresholds=policy["thresholds"], reference=reference)
         if alerts:
@@ -236,10 +243,11 @@ class MonitoringMethods:
             if command is None:
                 outcomes.append({**out, "status": "skipped"})
                 continue
-            self.store.release()  # the command may open the store itself
+            if self.store.server_url is None:
+                self.store.release()  # the command may open the store itself (a server's goes through it)
             exit_code, output = retrain.run_command(command, retrain.command_env(
                 configured, store=self.store.location, alert_id=alert["id"], model=alert["name"],
-                version=alert["version"]))
+                version=alert["version"], server_url=self.store.server_url))
             status = self._call(lambda conn, a=alert: monitor_store.finish_command(
                 conn, self.user, self.role, a, runner, exit_code, output))
             outcomes.append({**out, "status": status or "failed", "exit_code": exit_code})

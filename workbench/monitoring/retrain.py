@@ -12,8 +12,12 @@ each pending command once, through :meth:`Workspace.run_pending_commands`:
   of whoever runs the scheduler: ``PATH`` (``os.defpath`` unless configured), the
   variables of the file named by ``WORKBENCH_RETRAIN_ENV_FILE`` (``KEY=VALUE`` lines;
   blank lines and ``#`` comments ignored), and ``WORKBENCH_ALERT_ID``,
-  ``WORKBENCH_MODEL``, ``WORKBENCH_VERSION`` and ``WORKBENCH_STORE`` (the scheduler's
-  store, unless the file names another);
+  ``WORKBENCH_MODEL``, ``WORKBENCH_VERSION`` and where to log: ``WORKBENCH_STORE`` (the
+  scheduler's store) or, when a server runs the scheduler (``workbench serve --scheduler``),
+  ``WORKBENCH_URL`` (that server), unless the file names another. Through a server the
+  command proves who it is like any client: the file holds ``WORKBENCH_TOKEN``, a token of
+  the account retraining acts as (an admin makes it, limited to the operations it needs);
+  the server never makes one on its own;
 - its exit status and the tail of its output are kept in the alert; the output is read by
   leads and admins only (other roles get the alert without it), and the audit trail, which
   reviewers read, keeps the output's sha256 and length, not the text;
@@ -93,7 +97,21 @@ def run_command(command: list[str], env: dict[str, str]) -> tuple[int | None, st
     return out.returncode, (out.stdout + out.stderr)[-OUTPUT_CHARS:]
 
 
-def command_env(configured: dict[str, str], *, store: str, alert_id: int, model: str, version: int) -> dict[str, str]:
-    """The whole environment of one run: the configured variables and the alert's own."""
-    return {**configured, "WORKBENCH_STORE": configured.get("WORKBENCH_STORE", store),
-            "WORKBENCH_ALERT_ID": str(alert_id), "WORKBENCH_MODEL": model, "WORKBENCH_VERSION": str(version)}
+def command_env(configured: dict[str, str], *, store: str, alert_id: int, model: str, version: int,
+                server_url: str | None = None) -> dict[str, str]:
+    """The whole environment of one run: the configured variables and the alert's own.
+
+    ``server_url``: the server that runs the scheduler, if one does; the command then logs
+    through it (``WORKBENCH_URL``), since the file it holds refuses other processes.
+
+    >>> env = command_env({"PATH": "/bin"}, store="s.duckdb", alert_id=3, model="m", version=2)
+    >>> env["WORKBENCH_STORE"], env["WORKBENCH_ALERT_ID"]
+    ('s.duckdb', '3')
+    >>> "WORKBENCH_STORE" in command_env({}, store="s.duckdb", alert_id=3, model="m", version=2,
+    ...                                  server_url="http://127.0.0.1:8501")
+    False
+    """
+    where = ({"WORKBENCH_URL": configured.get("WORKBENCH_URL", server_url)} if server_url
+             else {"WORKBENCH_STORE": configured.get("WORKBENCH_STORE", store)})
+    return {**configured, **where, "WORKBENCH_ALERT_ID": str(alert_id), "WORKBENCH_MODEL": model,
+            "WORKBENCH_VERSION": str(version)}

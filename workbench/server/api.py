@@ -21,9 +21,11 @@ import binascii
 import hmac
 import inspect
 import logging
+import os
 import typing
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -60,6 +62,18 @@ STATUS: dict[type, int] = {
 LOCAL_ONLY = {"export_report": "export_report writes into a folder of the machine it runs on: through the server, "
                                "use download_report (the remote workspace's export_report does, and writes the file "
                                "on your side)."}
+#: Operations that need the data or the model where the caller is: the server would have to
+#: load (perhaps unpickle) a caller's model and compute on its own cores. The remote workspace
+#: computes them on the client and records them with the ``record_*`` operations.
+CLIENT_SIDE = {name: f"{name} computes where the data is: through the server, call it on wb.connect(url, token=...), "
+                     f"which computes on your side and records the result here"
+               for name in ("explain", "fairness", "drift")}
+CLIENT_SIDE["load_model"] = ("The server does not load models: model_file gives the version's file (the remote "
+                             "workspace's load_model loads it on your side).")
+#: Operations with a parameter naming a folder the server itself writes into later (a schedule's
+#: reports): through the API it is a folder under the server's reports folder, never a path the
+#: caller picks on the server's disk.
+SERVER_FOLDERS = {"add_schedule": "out_dir"}
 #: Largest request body accepted (bytes): a model file or a frame fits; a flood does not.
 MAX_BODY = 256 * 1024 * 1024
 _JSON_TYPES = (str, int, float, bool, type(None), dict, list, datetime, date)
@@ -245,6 +259,45 @@ def _same_site(path: str) -> str:
     return path
 
 
+def reports_folder(artifact_root: Path, name: Any) -> Path:
+    """The folder ``name`` under the server's reports folder (``$WORKBENCH_REPORTS_DIR``, else
+    ``reports/`` beside the store's artifact folder), made if missing.
+
+    Raises
+    ------
+    ValidationError
+        ``name`` is not a relative path that stays inside the reports folder.
+    """
+    root = Path(os.environ.get("WORKBENCH_REPORTS_DIR") or Path(artifact_root).parent / "reports")
+    rel = Path(name) if isinstance(name, str) and name.strip() and "\x00" not in name else None
+    if rel is None or rel.is_absolute() or ".." in rel.parts:
+        raise errors.ValidationError(f"Through the server, out_dir names a folder under its reports folder (relative, "
+                                     f"without '..'), e.g. 'weekly', not {str(name)[:80]!r}.")
+    folder = root / rel
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.ValidationError(f"The reports folder {rel} cannot be made: {exc.strerror or exc}.") from None
+    return folder
+
+
+def _refuse_server_side_risks(name: str, args: dict) -> None:
+    """What a caller may not make the server do: unpickle (run code from a file a caller
+    uploaded) or read a path of the server's disk."""
+    if args.get("allow_pickle"):
+        raise errors.ValidationError(f"{name}: the server never unpickles (allow_pickle runs the file's code). Load "
+                                     "the model on your side; the remote workspace does.")
+    todo = list(args.values())
+    while todo:
+        value = todo.pop()
+        if isinstance(value, Path):
+            raise errors.ValidationError(f"{name}: a path would name a file of the server's disk; send the data.")
+        if isinstance(value, (list, tuple)):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+
+
 def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
     body_model = params_model(op)
 
@@ -252,11 +305,17 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
         body = body if body is not None else body_model()
         if op.name in LOCAL_ONLY:
             raise errors.ValidationError(LOCAL_ONLY[op.name])
+        if op.name in CLIENT_SIDE:
+            raise errors.ValidationError(CLIENT_SIDE[op.name])
         if not caller.who.allows(op.name):
             raise errors.PermissionDenied(f"This token is limited to {', '.join(caller.who.operations)}: "
                                           f"it may not call {op.name}.")
         args = {k: wire.decode(v) for k, v in body.model_dump(exclude_unset=True).items()}
         args.update({k: wire.decode(v) for k, v in (body.model_extra or {}).items()})
+        _refuse_server_side_risks(op.name, args)
+        if op.name in SERVER_FOLDERS and SERVER_FOLDERS[op.name] in args:
+            key = SERVER_FOLDERS[op.name]
+            args[key] = str(reports_folder(caller.ws.store.artifact_root, args[key]))
         method = getattr(caller.ws, op.name)
         try:
             inspect.signature(method).bind(**args)
@@ -281,4 +340,4 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
                       tags=["operations"], response_class=Response)
 
 
-__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "LOCAL_ONLY", "Caller"]
+__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "LOCAL_ONLY", "CLIENT_SIDE", "SERVER_FOLDERS", "reports_folder", "Caller"]

@@ -47,6 +47,7 @@ def lifespan_of(location: str, url: str, operator_secret: str | None = None,
         store, _ = shared.shared_store(location, lease_seconds=HOLD)
         if store.path is not None:
             served.claim(store.path, url, operator_secret)
+        store.server_url = url
         stop = threading.Event()
         thread = None
         if scheduler_poll:
@@ -59,6 +60,7 @@ def lifespan_of(location: str, url: str, operator_secret: str | None = None,
             stop.set()
             if thread is not None:
                 thread.join(timeout=60)
+            store.server_url = None
             try:
                 shared.close(location)
             finally:

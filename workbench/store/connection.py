@@ -460,6 +460,9 @@ class Store:
         self.experiment_ids: dict[str, int] = {}  # name -> id; experiments are never deleted
         self._artifact_root: str | None = None  # store_info.artifact_root, read once
         self.accept_log_loss = accept_log_loss  # `workbench recover` only: open past a damaged log
+        #: The address this process serves the store at (set by ``workbench serve``), else None:
+        #: what a retraining command the server runs connects to.
+        self.server_url: str | None = None
         _live_stores.add(self)
         self._ensure_schema()
 
