@@ -178,3 +178,61 @@ def cached_store(name: str, build: Callable[[Path], None], rebuild: bool = False
         build(path)
         log(f"built {name} in {fmt_s(time.perf_counter() - t)} (not timed)")
     return path
+
+
+# -- servers run by a benchmark ------------------------------------------------------------------
+SERVER_STARTUP_S = 120
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc, log_path: Path) -> None:
+    """Return once ``url`` answers; exit with the server's log if it stops or stays down."""
+    import urllib.request
+
+    deadline = time.monotonic() + SERVER_STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server not up after {SERVER_STARTUP_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_process_group(proc) -> None:
+    """SIGTERM the server's process group (it shuts down cleanly), SIGKILL if it hangs."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def workbench_server(store, log_path: Path) -> Iterator[str]:
+    """``workbench serve --store store`` on a free port until the block ends; yields its URL."""
+    import subprocess
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port",
+                                 url.rsplit(":", 1)[1]], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_up(f"{url}/_stcore/health", proc, log_path)
+        yield url
+    finally:
+        stop_process_group(proc)

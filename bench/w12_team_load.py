@@ -5,8 +5,9 @@ The issue's load test: 16 concurrent writer processes log runs, params, metrics 
 pages query, for a fixed count of operations. Afterwards: no write lost, no duplicate,
 the audit chain verifies; and the median, p95, p99 and max latency of every operation.
 The same load runs on a throwaway PostgreSQL cluster (loopback only, started with
-``.ci/start_pg.sh`` and removed afterwards) and on a DuckDB file, whose writers take the
-file one process at a time.
+``.ci/start_pg.sh`` and removed afterwards), on a DuckDB file, whose writers take the
+file one process at a time, and through ``workbench serve`` holding a DuckDB file (every
+process a client with its own token; the server is the only one on the file).
 
 Every process is a real one (multiprocessing "spawn"), with its own ``wb.connect``; all
 connect first (not timed), then start together on one event.
@@ -22,7 +23,7 @@ connect first (not timed), then start together on one event.
   and versions) and ``audit`` (head, ``verify_audit`` as the page does when the head moved,
   the newest 500 events); ``--think`` seconds between page views.
 
-    python bench/w12_team_load.py [--backend both|pg|duckdb] [--writers 16] [--readers 4]
+    python bench/w12_team_load.py [--backend all|both|pg|duckdb|server] [--writers 16] [--readers 4]
                                   [--runs 20] [--steps 20] [--think 0.5]
 """
 
@@ -44,7 +45,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PARAM_CHOICES, banner, fmt_s, log, median, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    PARAM_CHOICES,
+    banner,
+    fmt_s,
+    log,
+    median,
+    workbench_server,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ["team-a", "team-b", "team-c", "team-d"]
@@ -56,16 +65,30 @@ SEED_RUNS = 5  # per experiment, logged before the load (readers see runs from t
 
 
 # -- the worker processes ------------------------------------------------------------------------
+def _connect(store: str, user: str, lock_timeout: float, tokens: dict | None):
+    """The worker's workspace: on the store itself, or through the server with the user's token."""
+    import workbench as wb
+
+    if tokens:
+        return wb.connect(store, token=tokens[user])
+    ws = wb.connect(store, user=user, lock_timeout=lock_timeout)
+    ws.store.release()  # DuckDB: let the next process connect; PostgreSQL: back to the pool
+    return ws
+
+
+def _release(ws) -> None:
+    """Let the file go between operations (a remote workspace holds nothing)."""
+    if hasattr(ws, "store"):
+        ws.store.release()
+
+
 def _writer(store: str, user: str, index: int, runs: int, steps: int, lock_timeout: float,
-            ready, go, out: str) -> None:
+            ready, go, out: str, tokens: dict | None = None) -> None:
     result = {"user": user, "lat": {op: [] for op in WRITE_OPS}, "run_ids": [], "points": 0,
               "value_sum": 0.0, "error": None}
     try:
-        import workbench as wb
-
         t = time.perf_counter()
-        ws = wb.connect(store, user=user, lock_timeout=lock_timeout)
-        ws.store.release()  # DuckDB: let the next process connect; PostgreSQL: back to the pool
+        ws = _connect(store, user, lock_timeout, tokens)
         result["connect_s"] = time.perf_counter() - t
         rng = random.Random(1000 + index)
         # One untimed warm-up run (first-call imports and caches), stored and checked like the rest.
@@ -77,7 +100,7 @@ def _writer(store: str, user: str, index: int, runs: int, steps: int, lock_timeo
                 result["value_sum"] += sum(vals.values())
             run.set_tags({"writer": user, "round": "warmup"})
         ws.flush()
-        ws.store.release()
+        _release(ws)
         result["run_ids"].append(run.run_id)
         result["points"] += steps * N_KEYS
         ready.put(user)
@@ -126,16 +149,13 @@ def _writer(store: str, user: str, index: int, runs: int, steps: int, lock_timeo
 
 
 def _reader(store: str, user: str, index: int, think: float, lock_timeout: float, deadline: float,
-            ready, go, writers_done, out: str) -> None:
+            ready, go, writers_done, out: str, tokens: dict | None = None) -> None:
     result = {"user": user, "lat": {p: [] for p in PAGES}, "verify": [], "error": None}
     try:
         import polars as pl
 
-        import workbench as wb
-
         t = time.perf_counter()
-        ws = wb.connect(store, user=user, lock_timeout=lock_timeout)
-        ws.store.release()
+        ws = _connect(store, user, lock_timeout, tokens)
         result["connect_s"] = time.perf_counter() - t
         found: list[str] = []
 
@@ -172,7 +192,7 @@ def _reader(store: str, user: str, index: int, think: float, lock_timeout: float
         for fn in pages.values():  # one untimed warm-up of every page
             fn()
         result["verify"].clear()
-        ws.store.release()
+        _release(ws)
         ready.put(user)
         go.wait()
         i = index  # readers start on different pages
@@ -192,8 +212,9 @@ def _reader(store: str, user: str, index: int, think: float, lock_timeout: float
 
 
 # -- setup, load, checks -----------------------------------------------------------------------
-def setup_store(store: str, writers: int, readers: int) -> dict:
-    """Users, 4 experiments with a few seed runs, 3 registered models (not timed)."""
+def setup_store(store: str, writers: int, readers: int, tokens: bool = False) -> dict:
+    """Users, 4 experiments with a few seed runs, 3 registered models (not timed); with
+    ``tokens``, a token for each writer and reader (to connect through a server)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -223,12 +244,16 @@ def setup_store(store: str, writers: int, readers: int) -> dict:
             mv = run.register_model(LogisticRegression().fit(X, y), f"model-{m}", risk_tier="low")
         seed.set_stage(mv.name, mv.version, "Staging")
     seed.flush()
+    made = {}
+    if tokens:
+        for user in [f"ds{w:02d}" for w in range(writers)] + [f"rv{r}" for r in range(readers)]:
+            made[user] = op.create_token("w12", user=user)["token"]
     head = op.audit_head()
     seed.store.release()
-    return {"audit_seq_before": int(head["seq"])}
+    return {"audit_seq_before": int(head["seq"]), "tokens": made}
 
 
-def run_load(store: str, args, deadline: float, work: Path) -> dict:
+def run_load(store: str, args, deadline: float, work: Path, tokens: dict | None = None) -> dict:
     ctx = mp.get_context("spawn")
     ready, go, done = ctx.Queue(), ctx.Event(), ctx.Event()
     procs, outs = [], []
@@ -236,13 +261,13 @@ def run_load(store: str, args, deadline: float, work: Path) -> dict:
         out = work / f"writer-{w}.json"
         outs.append(out)
         procs.append(ctx.Process(target=_writer, name=f"w12-writer-{w}", args=(
-            store, f"ds{w:02d}", w, args.runs, args.steps, args.lock_timeout, ready, go, str(out))))
+            store, f"ds{w:02d}", w, args.runs, args.steps, args.lock_timeout, ready, go, str(out), tokens)))
     readers = []
     for r in range(args.readers):
         out = work / f"reader-{r}.json"
         outs.append(out)
         readers.append(ctx.Process(target=_reader, name=f"w12-reader-{r}", args=(
-            store, f"rv{r}", r, args.think, args.lock_timeout, deadline, ready, go, done, str(out))))
+            store, f"rv{r}", r, args.think, args.lock_timeout, deadline, ready, go, done, str(out), tokens)))
     t = time.perf_counter()
     for p in procs + readers:
         p.start()
@@ -313,8 +338,9 @@ def check_store(store: str, args, before_seq: int, writer_results: list[dict]) -
             by_action.get(a) == (expected_runs, expected_runs) for a in ("run.start", "run.log_params", "run.set_tags", "run.end")),
         "audit: metric events cover every run and every point": by_action.get("run.log_metrics", (0, 0))[1] == expected_runs
         and points_in_events == expected_points,
+        # through a server, a token's first use in an hour is audited too
         "audit: no other event during the load": set(by_action) <= {"run.start", "run.log_params", "run.log_metrics",
-                                                                  "run.set_tags", "run.end"},
+                                                                  "run.set_tags", "run.end", "token.use"},
         "audit: seqs contiguous (count = max seq)": n_events_total == max_seq,
         "audit: chain verifies": check.ok and check.n_events == n_events_total,
     }
@@ -367,10 +393,13 @@ def one_backend(backend: str, args) -> dict:
             os.environ.pop("WORKBENCH_ARTIFACTS", None)
             store = str(work / "store.duckdb")
         t = time.perf_counter()
-        info = setup_store(store, args.writers, args.readers)
+        info = setup_store(store, args.writers, args.readers, tokens=backend == "server")
         log(f"  store ready: users, {len(EXPERIMENTS) * SEED_RUNS} seed runs, 3 models in {fmt_s(time.perf_counter() - t)} "
             f"(not timed)")
-        load = run_load(store, args, deadline, work)
+        if backend == "server":
+            load = _load_through_a_server(store, args, deadline, work, info["tokens"])
+        else:
+            load = run_load(store, args, deadline, work)
         errors = [r["error"] for r in load["writers"] + load["readers"] if r.get("error")]
         for e in errors[:3]:
             log(f"  ERROR in a worker: {e.strip().splitlines()[0]}")
@@ -384,7 +413,8 @@ def one_backend(backend: str, args) -> dict:
         page_views = sum(len(x) for d in r_lat for x in d.values())
         wall = load["writers_wall_s"]
         return {
-            "backend": backend, "store": store.split("@")[-1] if backend == "pg" else "duckdb file",
+            "backend": backend, "store": {"pg": store.split("@")[-1], "server": "workbench serve on a duckdb file"}.get(
+                backend, "duckdb file"),
             "write_ops": summarise(w_lat, WRITE_OPS), "pages": summarise(r_lat, PAGES),
             "writers_wall_s": wall, "write_ops_total": write_ops, "write_ops_per_s": write_ops / wall,
             "points_per_s": args.writers * args.runs * args.steps * N_KEYS / wall,
@@ -412,6 +442,15 @@ def one_backend(backend: str, args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _load_through_a_server(store: str, args, deadline: float, work: Path, tokens: dict) -> dict:
+    """The load with every worker connected through `workbench serve` on the DuckDB file, each
+    user with a token of their own; the server is stopped (cleanly) before the checks."""
+    _close_stores()
+    with workbench_server(store, work / "serve.log") as url:
+        log(f"  serving {store} at {url}")
+        return run_load(url, args, deadline, work, tokens)
+
+
 def _close_stores() -> None:
     """Close this process's connections (a PostgreSQL cluster must be stoppable, a folder removable)."""
     from workbench.store import shared
@@ -426,7 +465,8 @@ def print_table(res: dict[str, dict]) -> None:
     backends = list(res)
     head = f"{'operation':<14}" + "".join(f"| {b + ' median':>13} {b + ' p95':>11} {b + ' p99':>11} {b + ' max':>11} {'n':>5} "
                                           for b in backends)
-    if len(backends) == 2:
+    ratio = {"pg", "duckdb"} <= set(backends)
+    if ratio:
         head += "| p95 pg/duckdb"
     print(head)
     print("-" * len(head))
@@ -437,7 +477,7 @@ def print_table(res: dict[str, dict]) -> None:
                 s = res[b][group][op]
                 line += (f"| {s['median_s'] * 1000:>11.1f}ms {s['p95_s'] * 1000:>9.1f}ms {s['p99_s'] * 1000:>9.1f}ms "
                          f"{s['max_s'] * 1000:>9.0f}ms {s['n']:>5} ")
-            if len(backends) == 2:
+            if ratio:
                 a, b = res["pg"][group][op]["p95_s"], res["duckdb"][group][op]["p95_s"]
                 line += f"| {a / b:>9.3g}x" if b and b == b else ""
             print(line)
@@ -458,7 +498,8 @@ def print_table(res: dict[str, dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", choices=["both", "pg", "duckdb"], default="both")
+    ap.add_argument("--backend", choices=["all", "both", "pg", "duckdb", "server"], default="all",
+                    help="all: pg, duckdb and server; both: pg and duckdb")
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--runs", type=int, default=20, help="runs per writer")
@@ -472,7 +513,8 @@ def main() -> None:
            f"{N_PARAMS} params, {N_TAGS} tags) with {args.readers} dashboard readers (think {args.think} s)")
     t_all = time.perf_counter()
     res = {}
-    for backend in (["pg", "duckdb"] if args.backend == "both" else [args.backend]):
+    chosen = {"all": ["pg", "duckdb", "server"], "both": ["pg", "duckdb"]}.get(args.backend, [args.backend])
+    for backend in chosen:
         log(f"{backend}:")
         t = time.perf_counter()
         res[backend] = one_backend(backend, args)

@@ -24,18 +24,26 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import banner, fmt_s, fresh_dir, log, median, quiet_mlflow, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    banner,
+    fmt_s,
+    free_port,
+    fresh_dir,
+    log,
+    median,
+    quiet_mlflow,
+    stop_process_group,
+    wait_until_up,
+    workbench_server,
+    write_results,
+)
 from w1_logging import (  # noqa: E402
     N_METRICS,
     N_RUNS,
@@ -48,34 +56,6 @@ from w1_logging import (  # noqa: E402
 CLIENTS = 4
 BAR = 10.0
 STARTUP_S = 120
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"server not up after {STARTUP_S} s:\n{log_path.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def _client(target, args, ready, go) -> None:
@@ -128,14 +108,7 @@ def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
     op.add_user("bench", "data_scientist", None)
     token = op.create_token("w14", user="bench")["token"]
     shared.close(store)
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = folder / "serve.log"
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--store", str(store), "--port",
-                                 str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(f"{url}/_stcore/health", proc, log_path)
+    with workbench_server(store, folder / "serve.log") as url:
         ws = wb.connect(url, token=token)
         times = []
         for experiment in ("w14-cold", "w14-warm"):
@@ -145,8 +118,6 @@ def wb_round(folder: Path, params, metrics) -> tuple[float, float]:
             found = ws.search_runs(experiment=experiment)
             assert found.height == N_RUNS + 1, found.height
         assert ws.counts()["runs"] == 2 * (N_RUNS + 1)
-    finally:
-        _stop(proc)
     return times[0], times[1]
 
 
@@ -169,7 +140,7 @@ class MlClient:
 def ml_round(folder: Path, params, metrics) -> tuple[float, float]:
     from mlflow.tracking import MlflowClient
 
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = folder / "mlflow.log"
     with open(log_path, "w") as out:
@@ -178,7 +149,7 @@ def ml_round(folder: Path, params, metrics) -> tuple[float, float]:
                                  "--host", "127.0.0.1", "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(f"{url}/health", proc, log_path)
+        wait_until_up(f"{url}/health", proc, log_path)
         client = MlflowClient(tracking_uri=url)
         times = []
         for experiment in ("w14-cold", "w14-warm"):
@@ -188,7 +159,7 @@ def ml_round(folder: Path, params, metrics) -> tuple[float, float]:
             assert len(runs) == N_RUNS, len(runs)
             assert len(client.get_metric_history(runs[0].info.run_id, "m0")) == N_STEPS
     finally:
-        _stop(proc)
+        stop_process_group(proc)
     return times[0], times[1]
 
 

@@ -225,3 +225,16 @@ def test_notebook_runs_top_to_bottom(path, side, notebook_env, tmp_path, monkeyp
         STORE_CHECKS.get(path.name, lambda ws: None)(ws)
     finally:
         ws.close()
+
+
+def test_a_notebook_through_a_server_without_the_accounts_token_is_told_which_variable_to_set(monkeypatch):
+    from workbench.demo.notebooks import connect_as
+
+    monkeypatch.setenv("WORKBENCH_URL", "http://127.0.0.1:9")  # never reached: the token is checked first
+    monkeypatch.delenv("WORKBENCH_TOKEN", raising=False)
+    monkeypatch.delenv("WORKBENCH_TOKEN_NB_LEAD", raising=False)
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    with pytest.raises(wb.ValidationError, match=r"\$WORKBENCH_TOKEN: an admin makes it"):
+        connect_as("nb-user", "data_scientist")
+    with pytest.raises(wb.ValidationError, match=r"\$WORKBENCH_TOKEN_NB_LEAD: .*--user nb-lead"):
+        connect_as("nb-lead", "lead")
