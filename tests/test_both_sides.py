@@ -28,7 +28,7 @@ from workbench.demo.datasets import FEATURES_NUMERIC, TARGET, make_credit_applic
 from workbench.store import shared
 from workbench.workspace import operator_workspace
 
-USERS = {"dana": "data_scientist", "lee": "lead", "rita": "reviewer"}
+USERS = {"dana": "data_scientist", "lee": "lead", "rita": "reviewer", "ada": "admin"}
 FEATURES = [*FEATURES_NUMERIC, "postcode_area"]
 
 
@@ -148,6 +148,61 @@ def test_prediction_logs_and_the_monitor_give_the_same_windows_and_alerts(team):
     assert lee.alerts("watched").height == watch.alerts.height
     quiet = team("rita").monitor(mv, window="1w", alerts=False)  # a reviewer may look without recording
     assert quiet.windows.equals(watch.windows)
+
+
+def test_runs_search_and_comparison_read_the_same(team):
+    dana = team("dana")
+    ids = []
+    for c in (0.1, 1.0, 10.0):
+        with dana.start_run("sweep", name=f"C={c}", tags={"kind": "sweep"}) as run:
+            run.log_params({"C": c, "penalty": "l2"})
+            for step in range(5):
+                run.log_metric("loss", 1 / (c * (step + 1)), step=step)
+            run.log_metrics({"auc": 0.6 + c / 100})
+        ids.append(run.run_id)
+    found = dana.search_runs("params.C IN ('1.0', '10.0') AND metrics.auc > 0.6", experiment="sweep")
+    assert sorted(found["run_name"]) == ["C=1.0", "C=10.0"]
+    frame = dana.comparison_frame(ids)
+    assert frame["params.C"].to_list() == [0.1, 1.0, 10.0] and frame["metrics.loss"][0] == pytest.approx(2.0)
+    best = dana.best_runs(ids)
+    assert dict(zip(best["key"], best["run_id"])) == {"auc": ids[2], "loss": ids[2]}
+    table = dana.params_table(ids)
+    assert dict(zip(table["key"], table["differs"])) == {"C": True, "penalty": False}
+    curves = dana.metric_history(ids[0], "loss")
+    assert curves["step"].to_list() == [0, 1, 2, 3, 4]
+    with pytest.raises(wb.ValidationError, match="cannot change"):
+        with dana.start_run("sweep") as run:
+            run.log_params({"C": 1})
+            run.log_params({"C": 2})
+    assert dana.get_run(run.run_id)["status"] == "FAILED"  # the with block ended it so, on both sides
+    with pytest.raises(wb.PermissionDenied, match="log runs"):
+        team("rita").start_run("sweep").end()
+
+
+def test_a_promotion_needs_four_eyes_and_is_audited_the_same(team):
+    dana, lee, rita = team("dana"), team("lee"), team("rita")
+    X = np.random.default_rng(1).normal(size=(200, 2))
+    with dana.start_run("gov") as run:
+        run.log_metrics({"roc_auc": 0.8})
+        mv = run.register_model(LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), "gov", risk_tier="low")
+    req = dana.request_promotion(mv, "Staging", "ready for a look")
+    assert (req.status, req.requested_by) == ("pending", "dana")
+    with pytest.raises(wb.PermissionDenied, match="own request"):
+        dana.decide(req.id, True, "mine")
+    with pytest.raises(wb.PermissionDenied):
+        rita.decide(req.id, True, "a reviewer may not")
+    rita.comment(req.id, "Looked at the curves: fine.")
+    done = lee.decide(req.id, True, "checked")
+    assert done.status == "approved" and [d["actor"] for d in done.decisions] == ["lee"]
+    assert [c["text"] for c in done.comments] == ["Looked at the curves: fine."]
+    assert dana.get_model_version("gov", 1).stage == "Staging"
+    history = dana.stage_history("gov")
+    assert history.select("to_stage", "actor", "request_id").row(-1) == ("Staging", "lee", req.id)
+    trail = team("ada").audit_events()
+    refused = trail.filter(pl.col("action") == "refused")
+    assert sorted(refused["actor"]) == ["dana", "rita"]  # each refusal is in the trail, as its actor
+    assert trail.filter(pl.col("action") == "request.approve")["actor"].to_list() == ["lee"]
+    assert team("ada").verify_audit().ok
 
 
 def _post(url: str, path: str, token: str, body: dict) -> tuple[int, dict]:

@@ -556,11 +556,15 @@ def _titles(*names: str) -> list:
     return [re.compile(re.escape(n) + "$") for n in names]
 
 
-def _sign_in(page: Page, name: str) -> None:
+def _sign_in(page: Page, name: str, password: str | None = None, *, lands_on: str | None = None) -> None:
+    """Fill the sign-in form (the demo password unless one is given); ``lands_on``: the URL the
+    cookie route brings the browser back to."""
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_role("textbox", name="User name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(f"{name}-demo-pw")
+    page.get_by_role("textbox", name="Password").fill(password or f"{name}-demo-pw")
     page.get_by_role("button", name="Sign in").click()
+    if lands_on:
+        page.wait_for_url(lands_on)
     _settled(page)
     expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
 
@@ -588,13 +592,7 @@ def test_a_sign_in_survives_a_reload_and_ends_at_sign_out_or_when_the_account_is
     page, errors = _new_page(browser)
     page.goto(url + "/models")
     _settled(page)
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_role("textbox", name="User name").fill("sam")
-    page.get_by_role("textbox", name="Password").fill("sam-reloads-pages-7")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(url + "/models")  # through the cookie route and back to the page asked for
-    _settled(page)
-    expect(page.get_by_text("Signed in as sam")).to_be_visible()
+    _sign_in(page, "sam", "sam-reloads-pages-7", lands_on=url + "/models")  # back to the page asked for
     cookie = next(c for c in page.context.cookies() if c["name"] == "wb_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
     page.reload()  # a new Streamlit session: the cookie brings the sign-in back
@@ -610,11 +608,7 @@ def test_a_sign_in_survives_a_reload_and_ends_at_sign_out_or_when_the_account_is
     _settled(page)
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # signed out for good
     # signed in again, then disabled by an admin: the next load is signed out
-    page.get_by_role("textbox", name="User name").fill("sam")
-    page.get_by_role("textbox", name="Password").fill("sam-reloads-pages-7")
-    page.get_by_role("button", name="Sign in").click()
-    _settled(page)
-    expect(page.get_by_text("Signed in as sam")).to_be_visible()
+    _sign_in(page, "sam", "sam-reloads-pages-7")
     admin.set_user_disabled("sam", True)
     page.reload()
     _settled(page)

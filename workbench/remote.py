@@ -277,16 +277,7 @@ class RemoteRun:
     def log_params(self, params) -> None:
         """Log hyperparameters (text); a param keeps its first value (as ``Run.log_params``)."""
         self._check_open()
-        new = {}
-        for key, value in dict(params).items():
-            runs.check_key("Param", key)
-            text = runs.as_text("Param", key, value)
-            old = self._params.get(key, new.get(key))
-            if old is not None and old != text:
-                raise errors.ValidationError(
-                    f"Param {key!r} was already logged as {old!r} in run {self.name!r}; it cannot change to {text!r}. "
-                    "Params describe a run's setup: start a new run, or record changing values as metrics or tags.")
-            new[key] = text
+        new = runs.new_params(self.name, self._params, params)
         self._params.update(new)
         self._pending["params"].update(new)
         self._maybe_flush()

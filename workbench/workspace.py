@@ -99,11 +99,13 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     """A store seen by one user: log runs, search them, manage the registry, keep evidence."""
 
     def __init__(self, store: Store, writer: Writer, user: str | None, *, operator: bool = False,
-                 token_id: int | None = None) -> None:
+                 token_id: int | None = None, _found: "tokens.TokenUser | None" = None) -> None:
         self.store = store
         self._writer = writer
         self._open_runs: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
-        if operator:  # the local CLI operator: may bootstrap users on a store it can write
+        if _found is not None:  # for_caller: the server has just read who calls
+            name, role, token_id = _found.user, _found.role, _found.token_id
+        elif operator:  # the local CLI operator: may bootstrap users on a store it can write
             name, role = f"os:{getpass.getuser()}", roles.OPERATOR
         elif user is None:
             name, role = None, None
@@ -121,11 +123,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
     def for_caller(cls, store: Store, writer: Writer, who: "tokens.TokenUser") -> "Workspace":
         """The workspace of a server's caller, as :func:`workbench.people.tokens.check` found
         them in the store a moment ago (user, current role, token): no second read per call."""
-        ws = cls.__new__(cls)
-        ws.store, ws._writer = store, writer
-        ws._open_runs = weakref.WeakValueDictionary()
-        ws.ctx = Ctx(store, writer, who.user, who.role, before_read=ws._submit_open_runs, token_id=who.token_id)
-        return ws
+        return cls(store, writer, who.user, _found=who)
 
     @property
     def user(self) -> str | None:

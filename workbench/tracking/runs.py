@@ -206,6 +206,36 @@ HOST = processes.HOST
 _open_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()  # this process's runs not yet ended
 
 
+def new_params(run_name: str, logged: Mapping[str, str], params: Mapping[str, Any]) -> dict[str, str]:
+    """The params of ``params`` a run named ``run_name`` has not logged yet, as text; the rule
+    that a param keeps its first value, checked against ``logged``.
+
+    >>> new_params("r", {"C": "0.1"}, {"C": 0.1, "max_iter": 100})
+    {'max_iter': '100'}
+
+    Raises
+    ------
+    ValidationError
+        For an invalid key, a value that cannot be written as text or is longer than
+        :data:`MAX_PARAM_VALUE`, or a different value for a logged param.
+    """
+    new: dict[str, str] = {}
+    for key, value in dict(params).items():
+        check_key("Param", key)
+        text = as_text("Param", key, value)
+        if len(text) > MAX_PARAM_VALUE:
+            raise ValidationError(f"Param {key!r} value is {len(text)} characters; the limit is {MAX_PARAM_VALUE}.")
+        old = logged.get(key, new.get(key))
+        if old is not None and old != text:
+            raise ValidationError(
+                f"Param {key!r} was already logged as {old!r} in run {run_name!r}; it cannot change to "
+                f"{text!r}. Params describe a run's setup: start a new run, or record changing values as metrics or tags."
+            )
+        if old is None:
+            new[key] = text
+    return new
+
+
 class RunKilled(SystemExit):
     """Raised in the main thread by SIGTERM while a run is open: the run ends ``FAILED`` (KILLED)."""
 
@@ -348,20 +378,7 @@ class Run:
             more than :data:`MAX_KEYS_PER_RUN` params. Nothing of the call is kept.
         """
         self._check_open()
-        new: dict[str, str] = {}
-        for key, value in dict(params).items():
-            check_key("Param", key)
-            text = as_text("Param", key, value)
-            if len(text) > MAX_PARAM_VALUE:
-                raise ValidationError(f"Param {key!r} value is {len(text)} characters; the limit is {MAX_PARAM_VALUE}.")
-            old = self._params.get(key, new.get(key))
-            if old is not None and old != text:
-                raise ValidationError(
-                    f"Param {key!r} was already logged as {old!r} in run {self.name!r}; it cannot change to "
-                    f"{text!r}. Params describe a run's setup: start a new run, or record changing values as metrics or tags."
-                )
-            if old is None:
-                new[key] = text
+        new = new_params(self.name, self._params, params)
         self._check_room("params", len(self._params), len(new))
         self._params.update(new)
         self._batch.params.extend(new.items())
