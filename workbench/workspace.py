@@ -301,16 +301,21 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
             name = check_run_name(name)
             if parent is not None:
                 self.get_run(parent)
-            if self.store.scalar("select count(*) from runs where run_id = ?", [run_id]):
-                raise ValidationError(f"A run with id {run_id} exists already: a new run needs a new id.")
             run = Run(self.ctx, self._experiment_id(experiment, create=True), experiment, name, parent,
                       register=self._register_model, local=False, run_id=run_id)
             run.flush_points = run.flush_seconds = float("inf")  # one call, one commit
         _log_into(run, params, metrics, tags)
-        if status is not None:
-            run.end(status, error=error)
-        else:
-            run.flush()
+        try:
+            if status is not None:
+                run.end(status, error=error)
+            else:
+                run.flush()
+        except Exception:
+            # A taken id fails the insert, and with it the whole call (one transaction). Asked only
+            # then: a query before every new run would cost each one a read for a rare mistake.
+            if experiment is not None and self.store.scalar("select count(*) from runs where run_id = ?", [run_id]):
+                raise ValidationError(f"A run with id {run_id} exists already: a new run needs a new id.") from None
+            raise
 
     @operation("log_runs", writes=True)
     def log_dataset_fingerprint(self, run_id: str, name: str, role: str, digest: str, columns_json: str, n_rows: int,
