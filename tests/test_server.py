@@ -357,3 +357,46 @@ def test_the_scheduler_inside_the_server_runs_a_retraining_command_that_logs_thr
         (retrained,) = lee.search_runs("", experiment="retraining").to_dicts()
         assert (retrained["user_name"], retrained["run_name"]) == ("retrainer", f"after alert {alert_id}")
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_body_over_the_limit_is_refused_whether_it_names_its_length_or_not():
+    """The API's body limit, on a tiny limit: by Content-Length before reading, and by counting
+    a chunked body as it arrives (it names no length)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from workbench.server.api import BodyLimit
+
+    async def echo(request):
+        return JSONResponse({"n": len(await request.body())})
+
+    # where make_api puts it: inside Starlette's error middleware, outside the routes
+    app = inner = Starlette(routes=[Route("/echo", echo, methods=["POST"])], middleware=[Middleware(BodyLimit, limit=100)])
+
+    def call(headers: list, chunks: list[bytes]) -> tuple[int, bytes]:
+        sent, queue = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                            for i, c in enumerate(chunks)]
+
+        async def receive():
+            return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/echo", "raw_path": b"/echo", "query_string": b"",
+                 "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("t", 80),
+                 "client": ("c", 1), "root_path": "", "app": inner}
+        asyncio.run(app(scope, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+    assert call([(b"content-length", b"10")], [b"x" * 10]) == (200, b'{"n":10}')
+    status, body = call([(b"content-length", b"101")], [b"x" * 101])
+    assert status == 413 and json.loads(body)["message"] == "Request bodies are limited to 0 MiB."
+    assert call([(b"content-length", b"ten")], [b"x"])[0] == 413
+    assert call([(b"transfer-encoding", b"chunked")], [b"x" * 60, b"x" * 30])[0] == 200  # 90: under
+    assert call([(b"transfer-encoding", b"chunked")], [b"x" * 60, b"x" * 60])[0] == 413  # 120: counted

@@ -213,13 +213,7 @@ def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
         return JSONResponse({"error": "InternalError", "message": "The server failed unexpectedly; its log "
                              "has the details."}, status_code=500)
 
-    @api.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return JSONResponse({"error": "ValidationError", "message": f"Request bodies are limited to "
-                                 f"{MAX_BODY // 2**20} MiB."}, status_code=413)
-        return await call_next(request)
+    api.add_middleware(BodyLimit, limit=MAX_BODY)
 
     @api.get("/v1/me", summary="Who the token acts for")
     def me(caller: Caller = Depends(authenticate)) -> dict:
@@ -250,6 +244,50 @@ def make_api(location: str, operator_secret: str | None = None) -> FastAPI:
     for op in OPERATIONS.values():
         _add_route(api, op, authenticate)
     return api
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answer 413 to a request body over ``limit`` bytes: by its ``Content-Length`` before
+    reading it, or by counting as it arrives (a chunked body names no length). A plain ASGI
+    middleware: Starlette's ``BaseHTTPMiddleware`` costs every call a task and two streams."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.limit):
+            return await self._refuse(send)
+        seen, started = 0, False
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        await JSONResponse({"error": "ValidationError", "message": f"Request bodies are limited to "
+                            f"{self.limit // 2**20} MiB."}, status_code=413)({"type": "http"}, None, send)
 
 
 def _same_site(path: str) -> str:
@@ -300,6 +338,8 @@ def _refuse_server_side_risks(name: str, args: dict) -> None:
 
 def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
     body_model = params_model(op)
+    declared = inspect.signature(getattr(Workspace, op.name))
+    signature = declared.replace(parameters=list(declared.parameters.values())[1:])  # without self: bound later
 
     def endpoint(body, caller: Caller) -> Response:
         body = body if body is not None else body_model()
@@ -318,7 +358,7 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
             args[key] = str(reports_folder(caller.ws.store.artifact_root, args[key]))
         method = getattr(caller.ws, op.name)
         try:
-            inspect.signature(method).bind(**args)
+            signature.bind(**args)
         except TypeError as exc:  # a parameter missing or not the operation's: the caller's mistake
             raise errors.ValidationError(f"{op.name}: {exc}") from None
         result = method(**args)
