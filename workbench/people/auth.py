@@ -315,8 +315,12 @@ def sign_in(store: StoreLike, name: str, password: str, *, address: str | None =
 
     Examples
     --------
-    >>> signed = sign_in("data/workbench.duckdb", "dana", "dana-demo-pw")  # doctest: +SKIP
-    >>> signed.expires_at - signed.signed_in_at                             # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from workbench.workspace import operator_workspace
+    >>> store = str(pathlib.Path(tempfile.mkdtemp()) / "example.duckdb")
+    >>> _ = operator_workspace(store).add_user("dana", "data_scientist", "dana-example-pw-7")
+    >>> signed = sign_in(store, "dana", "dana-example-pw-7")
+    >>> signed.expires_at - signed.signed_in_at
     datetime.timedelta(seconds=28800)
     """
     now = _utc(now)
