@@ -117,7 +117,8 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
                 raise PermissionDenied(f"User {user!r} is disabled.")
             name, role = row["name"], row["role"]
         #: Who acts and on which store: what every operation takes (see :mod:`workbench.operations`).
-        self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs, token_id=token_id)
+        self.ctx = Ctx(store, writer, name, role, before_read=self._submit_open_runs, token_id=token_id,
+                       waits_own_writes=_found is not None)
 
     @classmethod
     def for_caller(cls, store: Store, writer: Writer, who: "tokens.TokenUser") -> "Workspace":
@@ -154,6 +155,9 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
 
     def flush(self) -> None:
         """Wait until every buffered write is committed (raises if one failed)."""
+        if self.ctx.waits_own_writes:  # a server's caller: each write was waited for as it was made
+            self._submit_open_runs()
+            return
         self._writer.flush()
 
     def close(self) -> None:

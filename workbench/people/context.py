@@ -34,6 +34,10 @@ class Ctx:
         submits its open runs' values).
     token_id : int, optional
         The API token a server call came with; its id joins the payload of every event written.
+    waits_own_writes : bool
+        Every write of this actor is waited for where it is made (a server's caller: each
+        request its own actor), so a read need not wait for the writer's whole queue, which
+        holds other callers' writes, and no error of theirs reaches this one.
     """
 
     store: Store
@@ -43,6 +47,7 @@ class Ctx:
     before_read: Callable[[], None] | None = field(default=None, repr=False)
     #: The API token the caller proved itself with (the server), named in every event it writes.
     token_id: int | None = None
+    waits_own_writes: bool = False
 
     def require(self, action: str) -> None:
         """Raise :class:`~workbench.errors.PermissionDenied` unless the actor may do ``action``."""
@@ -80,4 +85,5 @@ class Ctx:
         """Wait for this actor's buffered writes, so reads see them."""
         if self.before_read is not None:
             self.before_read()
-        self.writer.flush()
+        if not self.waits_own_writes:
+            self.writer.flush()

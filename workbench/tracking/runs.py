@@ -639,15 +639,20 @@ class Run:
         (:meth:`flush` waits). The workspace does this for its open runs before every read."""
         b = self._batch
         self._note_points()
-        if b.events:  # every change above appended an event, so no events means nothing to write
-            self._ctx.writer.submit(b)
         self._batch = RunBatch(self.run_id)
         self._last_flush = time.monotonic()
+        if not b.events:  # every change above appended an event, so no events means nothing to write
+            return
+        if self._ctx.waits_own_writes:  # a server's caller: its batch, waited for, its error its own
+            self._ctx.writer.commit(b)
+        else:
+            self._ctx.writer.submit(b)
 
     def flush(self) -> None:
         """Send buffered values to the store and wait until they are committed."""
         self.submit()
-        self._ctx.writer.flush()
+        if not self._ctx.waits_own_writes:  # else submit waited already, for this run's batch alone
+            self._ctx.writer.flush()
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
         """End the run; returns once the run and everything it logged are committed.
