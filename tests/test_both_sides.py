@@ -32,7 +32,7 @@ USERS = {"dana": "data_scientist", "lee": "lead", "rita": "reviewer", "ada": "ad
 FEATURES = [*FEATURES_NUMERIC, "postcode_area"]
 
 
-@pytest.fixture(params=["file", "remote"])
+@pytest.fixture(params=[pytest.param("file", marks=pytest.mark.file_side), "remote"])
 def team(request, store_path, tmp_path):
     """``connect(name)``: a workspace of that user, on the store file or through a server holding it."""
     op = operator_workspace(store_path)
