@@ -758,7 +758,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         from . import policy
 
         self.get_model_version(name, version)
-        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
+        tier = self._risk_tier(name)
         task = summary.get("task")
         if task not in ("binary", "regression"):
             raise ValidationError(f"A fairness summary names its task ('binary' or 'regression'), not {task!r}.")
@@ -785,7 +785,7 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         summary = dict(summary)
         if html is not None:
             summary["evidently_html_sha256"] = artifacts.put_bytes(self.store.artifact_root, html.encode())[0]
-        tier = self.store.scalar("select risk_tier from registered_models where name = ?", [name])
+        tier = self._risk_tier(name)
         try:
             verdict, rules, reasons = policy.drift_verdict(summary, tier)
         except (KeyError, TypeError, ValueError) as exc:
@@ -793,6 +793,10 @@ class Workspace(MonitoringMethods, GovernanceMethods, ReportMethods, PrivacyMeth
         summary.update(verdict=verdict, reasons=reasons)
         evidence_id = self._store_evidence(name, version, "drift", summary, columns, verdict, rules)
         return {"evidence_id": evidence_id, "verdict": verdict, "reasons": reasons, "policy": rules}
+
+    def _risk_tier(self, name: str) -> str:
+        """The tier whose policy judges ``name``'s evidence."""
+        return self.store.scalar("select risk_tier from registered_models where name = ?", [name])
 
     @operation("compute_evidence", writes=False)
     def pseudonymise_frames(self, name: str, version: int, frames: list[pl.DataFrame]) -> list[pl.DataFrame]:

@@ -70,6 +70,8 @@ CLIENT_SIDE = {name: f"{name} computes where the data is: through the server, ca
                for name in ("explain", "fairness", "drift")}
 CLIENT_SIDE["load_model"] = ("The server does not load models: model_file gives the version's file (the remote "
                              "workspace's load_model loads it on your side).")
+#: Every operation a route refuses, with the message that says what to do instead.
+NOT_OVER_HTTP = {**LOCAL_ONLY, **CLIENT_SIDE}
 #: Operations with a parameter naming a folder the server itself writes into later (a schedule's
 #: reports): through the API it is a folder under the server's reports folder, never a path the
 #: caller picks on the server's disk.
@@ -343,10 +345,8 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
 
     def endpoint(body, caller: Caller) -> Response:
         body = body if body is not None else body_model()
-        if op.name in LOCAL_ONLY:
-            raise errors.ValidationError(LOCAL_ONLY[op.name])
-        if op.name in CLIENT_SIDE:
-            raise errors.ValidationError(CLIENT_SIDE[op.name])
+        if op.name in NOT_OVER_HTTP:
+            raise errors.ValidationError(NOT_OVER_HTTP[op.name])
         if not caller.who.allows(op.name):
             raise errors.PermissionDenied(f"This token is limited to {', '.join(caller.who.operations)}: "
                                           f"it may not call {op.name}.")
@@ -380,4 +380,4 @@ def _add_route(api: FastAPI, op: Operation, authenticate) -> None:
                       tags=["operations"], response_class=Response)
 
 
-__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "LOCAL_ONLY", "CLIENT_SIDE", "SERVER_FOLDERS", "reports_folder", "Caller"]
+__all__ = ["make_api", "params_model", "status_of", "error_body", "STATUS", "MAX_BODY", "LOCAL_ONLY", "CLIENT_SIDE", "NOT_OVER_HTTP", "SERVER_FOLDERS", "reports_folder", "Caller"]
